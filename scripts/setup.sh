@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up SmoothSegNet in a virtual environment (.venv at the repository root, or $SMOOTHSEGNET_VENV).
+#   scripts/setup.sh           the engine and its command line
+#   scripts/setup.sh --test    also the test tools and the Debian tools the tests use
+#                              (dicom3tools, orthanc, orthanc-dicomweb, dcmtk; needs root or sudo)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${SMOOTHSEGNET_VENV:-$root/.venv}
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+python=${PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+# The CPU build of torch first: a bare "torch" requirement would pull a multi-GB CUDA build.
+if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
+  "${pip[@]}" install "torch==${SMOOTHSEGNET_TORCH_VERSION:-2.13.0}"
+fi
+if [ $with_test = 1 ]; then
+  "${pip[@]}" install -e "$root[test]"
+  need=()
+  command -v dciodvfy >/dev/null || need+=(dicom3tools)
+  command -v Orthanc >/dev/null || need+=(orthanc)
+  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+  command -v dcmsend >/dev/null || need+=(dcmtk)
+  if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+else
+  "${pip[@]}" install -e "$root"
+fi
+echo "SmoothSegNet is set up in $venv (run: $venv/bin/smoothsegnet --help)"
