@@ -1,0 +1,1 @@
+"""Reading and writing CT volumes, labelmaps and segmentations (filled by the input area)."""
