@@ -6,9 +6,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh --test
 venv=${SMOOTHSEGNET_VENV:-$root/.venv}
+paths=()
+for p in SmoothSegNetLib SmoothSegNet Testing bench scripts; do [ -e "$p" ] && paths+=("$p"); done
 echo "== ruff"
-"$venv/bin/ruff" check SmoothSegNetLib SmoothSegNet Testing bench scripts
-"$venv/bin/ruff" format --check SmoothSegNetLib SmoothSegNet Testing bench scripts
+"$venv/bin/ruff" check "${paths[@]}"
+"$venv/bin/ruff" format --check "${paths[@]}"
 echo "== mypy"
 "$venv/bin/mypy"
 echo "== pytest"
