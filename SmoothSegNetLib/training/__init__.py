@@ -1,0 +1,7 @@
+"""Training SmoothSegNet networks: datasets, clinical TLVR regression, the smoothing loss, the trainer."""
+
+from __future__ import annotations
+
+from SmoothSegNetLib.training.loss import SmoothSegLoss, Smoothing, soft_tlvr
+
+__all__ = ["SmoothSegLoss", "Smoothing", "soft_tlvr"]

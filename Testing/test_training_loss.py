@@ -1,0 +1,116 @@
+"""The SmoothSegNet loss on tiny inputs whose probabilities (and so every term) are known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from SmoothSegNetLib.training.loss import SmoothSegLoss, Smoothing, soft_tlvr
+
+# Two voxels, three classes (background, liver, tumor); logits = log(p) so softmax gives p exactly.
+PROBS = torch.tensor([[0.2, 0.5], [0.3, 0.4], [0.5, 0.1]], dtype=torch.float64).reshape(1, 3, 2, 1, 1)
+LABELS = torch.tensor([2, 0]).reshape(1, 1, 2, 1, 1)
+
+
+def test_soft_tlvr_is_tumor_over_liver_plus_tumor() -> None:
+    # tumor mass 0.5 + 0.1 = 0.6; liver mass 0.3 + 0.4 = 0.7 -> 0.6 / 1.3
+    assert soft_tlvr(PROBS).item() == pytest.approx(6 / 13, abs=1e-12)
+
+
+def test_soft_tlvr_of_empty_liver_is_zero() -> None:
+    probs = torch.zeros(2, 3, 2, 2, 2)
+    probs[:, 0] = 1.0
+    assert soft_tlvr(probs).tolist() == [0.0, 0.0]
+
+
+def test_clinical_term_alone_is_lambda_times_squared_error() -> None:
+    loss = SmoothSegLoss(Smoothing.CLINICAL, lambda_tlvr=0.5, lambda_dice=0, lambda_focal=0)
+    value = loss(PROBS.log(), LABELS, torch.tensor([0.2]))
+    assert value.item() == pytest.approx(0.5 * (6 / 13 - 0.2) ** 2, abs=1e-9)
+
+
+def test_clinical_term_ignores_items_without_target() -> None:
+    logits = torch.cat([PROBS, PROBS]).log()
+    labels = torch.cat([LABELS, LABELS])
+    loss = SmoothSegLoss("clinical", lambda_tlvr=1.0, lambda_dice=0, lambda_focal=0)
+    value = loss(logits, labels, torch.tensor([float("nan"), 6 / 13]))
+    assert value.item() == pytest.approx(0.0, abs=1e-9)
+    assert loss(logits, labels, torch.tensor([float("nan"), float("nan")])).item() == 0.0
+
+
+def test_focal_term_matches_hand_computation() -> None:
+    loss = SmoothSegLoss("none", lambda_dice=0, gamma=2.0)
+    # true-class probabilities 0.5 and 0.5: each -(1-0.5)^2 ln 0.5, averaged over 3 classes x 2 voxels
+    expected = 2 * (0.25 * -math.log(0.5)) / 6
+    assert loss(PROBS.log(), LABELS).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_term_matches_hand_computation() -> None:
+    loss = SmoothSegLoss("none", lambda_focal=0)
+    s = 1e-5
+    background = 1 - (2 * 0.5 + s) / (1 + 0.7 + s)
+    liver = 1 - (0 + s) / (0 + 0.7 + s)
+    tumor = 1 - (2 * 0.5 + s) / (1 + 0.6 + s)
+    assert loss(PROBS.log(), LABELS).item() == pytest.approx((background + liver + tumor) / 3, rel=1e-6)
+
+
+def test_conventional_smoothing_changes_targets_exactly() -> None:
+    loss = SmoothSegLoss("conventional", epsilon=0.3)
+    target = loss.one_hot_target(LABELS, 3)
+    assert target[0, :, 0, 0, 0].tolist() == pytest.approx([0.1, 0.1, 0.8])
+    assert target[0, :, 1, 0, 0].tolist() == pytest.approx([0.8, 0.1, 0.1])
+    # a perfect smoothed prediction has a lower loss than the one-hot-perfect one
+    perfect_smoothed = loss(target.log(), LABELS).item()
+    assert (
+        perfect_smoothed
+        < loss(torch.nn.functional.one_hot(LABELS[:, 0], 3).movedim(-1, 1).clamp(1e-4).log(), LABELS).item()
+    )
+
+
+def test_total_is_sum_of_terms() -> None:
+    tlvr = torch.tensor([0.1])
+    parts = [
+        SmoothSegLoss("none", lambda_focal=0)(PROBS.log(), LABELS).item(),
+        SmoothSegLoss("none", lambda_dice=0)(PROBS.log(), LABELS).item(),
+        SmoothSegLoss("clinical", lambda_dice=0, lambda_focal=0)(PROBS.log(), LABELS, tlvr).item(),
+    ]
+    assert SmoothSegLoss()(PROBS.log(), LABELS, tlvr).item() == pytest.approx(sum(parts), rel=1e-9)
+
+
+def test_gradient_flows_to_logits() -> None:
+    logits = PROBS.log().clone().requires_grad_(True)
+    SmoothSegLoss()(logits, LABELS, torch.tensor([0.0])).backward()
+    assert logits.grad is not None and torch.all(torch.isfinite(logits.grad)) and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"smoothing": "gaussian"}, "smoothing must be one of clinical, conventional, none"),
+        ({"lambda_tlvr": -0.5}, "lambda_tlvr must be a finite number >= 0, got -0.5"),
+        ({"lambda_dice": float("nan")}, "lambda_dice"),
+        ({"gamma": -1}, "gamma"),
+        ({"epsilon": 1.0}, "epsilon (conventional label smoothing) must be in [0, 1), got 1.0"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ValueError, match=None) as info:
+        SmoothSegLoss(**kwargs)  # type: ignore[arg-type]
+    assert fragment in str(info.value)
+
+
+def test_clinical_without_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs tlvr_target"):
+        SmoothSegLoss()(PROBS.log(), LABELS)
+
+
+def test_bad_shapes_and_labels_are_refused() -> None:
+    loss = SmoothSegLoss("none")
+    with pytest.raises(ValueError, match="same number of axes"):
+        loss(PROBS.log(), LABELS[0])
+    with pytest.raises(ValueError, match=r"target labels must be in \[0, 2\]"):
+        loss(PROBS.log(), LABELS + 5)
+    with pytest.raises(ValueError, match="one value per batch item"):
+        SmoothSegLoss()(PROBS.log(), LABELS, torch.tensor([0.1, 0.2]))
