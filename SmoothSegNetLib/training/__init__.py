@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from SmoothSegNetLib.training.loss import SmoothSegLoss, Smoothing, soft_tlvr
+from SmoothSegNetLib.training.loss import Smoothing, SmoothSegLoss, soft_tlvr
 
 __all__ = ["SmoothSegLoss", "Smoothing", "soft_tlvr"]
