@@ -1,0 +1,246 @@
+"""Per-lesion and whole-liver measurements: the content of ``report.json`` (schema ``smoothsegnet.report/1``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from SmoothSegNetLib import __version__
+from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.report.axes import max_diameter_3d_mm, recist_axes, xy_mm_to_lps
+from SmoothSegNetLib.report.categories import LIRADS_NOTE, milan_size_check, size_categories
+from SmoothSegNetLib.report.codes import measurement_codes
+from SmoothSegNetLib.report.lesions import label_lesions
+from SmoothSegNetLib.volume import CTVolume, Geometry
+
+log = logging.getLogger(__name__)
+
+SCHEMA_ID = "smoothsegnet.report/1"
+LIVER_LABEL = 1
+TUMOR_LABEL = 2
+SYNTHETIC_NOTE = "trained on synthetic phantoms only: it says nothing about patients; not for clinical use"
+_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How lesions are found when no lesion map is given.
+
+    Attributes:
+        min_volume_ml: tumor components smaller than this are not lesions (ml, >= 0).
+        split_touching: separate touching lesions by a distance-transform watershed (off by default).
+        split_min_distance_mm: with ``split_touching``, the smallest distance between two lesion centres.
+    """
+
+    min_volume_ml: float = 0.0
+    split_touching: bool = False
+    split_min_distance_mm: float = 5.0
+
+
+def _r(value: float) -> float:
+    return round(float(value), _DIGITS)
+
+
+def check_labelmap(labelmap: np.ndarray, geometry: Geometry, name: str = "labelmap") -> np.ndarray:
+    """The labelmap as an integer array on ``geometry``'s grid with values in {0, 1, 2}, else InputError."""
+    array = np.asarray(labelmap)
+    if array.shape != tuple(geometry.shape_kji):
+        raise InputError(
+            f"{name} has shape (k, j, i) {array.shape} but the CT has {geometry.shape_kji}: the labelmap must lie "
+            "on the CT grid; resample it onto the CT first"
+        )
+    if not np.issubdtype(array.dtype, np.integer) and not np.issubdtype(array.dtype, np.bool_):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise InputError(f"{name} must hold whole label values 0, 1, 2; got non-integer values ({array.dtype})")
+        array = array.astype(np.int64)
+    values = np.unique(array)
+    bad = [int(v) for v in values if v not in (0, LIVER_LABEL, TUMOR_LABEL)]
+    if bad:
+        raise InputError(
+            f"{name} has label values {bad[:5]}: expected 0 background, 1 liver, 2 tumor; relabel it first"
+        )
+    return array
+
+
+def _check_lesions(lesions: np.ndarray, tumor: np.ndarray, geometry: Geometry) -> np.ndarray:
+    array = np.asarray(lesions)
+    if array.shape != tuple(geometry.shape_kji):
+        raise InputError(f"lesions has shape {array.shape} but the CT has {geometry.shape_kji}: use the CT grid")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"lesions must be an integer instance map, got dtype {array.dtype}")
+    if np.any(array < 0):
+        raise InputError("lesions has negative values: instance ids must be 1..n")
+    outside = (array > 0) & ~tumor
+    if outside.any():
+        raise InputError(f"lesions marks {int(outside.sum())} voxels that are not tumor (label 2) in the labelmap")
+    ids = np.unique(array[array > 0])
+    if len(ids) and not np.array_equal(ids, np.arange(1, len(ids) + 1)):
+        raise InputError(f"lesion ids must be 1..n without gaps, got {ids[:10].tolist()}")
+    return array.astype(np.uint16)
+
+
+def _model_entry(model: Any) -> dict[str, Any]:
+    if isinstance(model, Mapping):
+        data = dict(model)
+    elif dataclasses.is_dataclass(model) and not isinstance(model, type):
+        data = dataclasses.asdict(model)
+    else:
+        data = {k: getattr(model, k) for k in ("id", "title", "version", "sha256", "task") if hasattr(model, k)}
+    keep = ("id", "title", "version", "sha256", "task", "weights", "synthetic_only", "notes", "training_data")
+    entry = {k: data[k] for k in keep if k in data and isinstance(data[k], str | int | float | bool | type(None))}
+    entry.setdefault("id", str(data.get("id", "unknown")))
+    text = " ".join(str(data.get(k, "")) for k in ("id", "title", "training_data", "notes")).lower()
+    entry["synthetic_only"] = bool(data.get("synthetic_only", False)) or "synthetic" in text or "demo" in text
+    return entry
+
+
+def _lesion(
+    n: int,
+    mask: np.ndarray,
+    ct: CTVolume,
+    liver_or_tumor: np.ndarray,
+    confidence: Mapping[int, float] | None,
+) -> dict[str, Any]:
+    geometry = ct.geometry
+    voxels = int(mask.sum())
+    hu = ct.array[mask].astype(np.float64)
+    kji = np.argwhere(mask).mean(axis=0)
+    centroid = geometry.index_to_lps(kji[::-1])
+    axes = recist_axes(mask, geometry)
+    if axes is None:  # cannot happen for a non-empty mask; keeps mypy and readers honest
+        raise RuntimeError(f"lesion {n} has voxels but no contour")
+    long_lps = xy_mm_to_lps(np.array(axes.long_ends_xy_mm), axes.k, geometry)
+    short_lps = xy_mm_to_lps(np.array(axes.short_ends_xy_mm), axes.k, geometry)
+    # Does the lesion touch voxels outside the liver (background)? A subcapsular or exophytic lesion does.
+    ring = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1)) & ~mask
+    conf = None if confidence is None or n not in confidence else _r(confidence[n])
+    return {
+        "id": n,
+        "voxel_count": voxels,
+        "volume_ml": _r(voxels * geometry.voxel_volume_mm3 / 1000.0),
+        "long_axis_mm": _r(axes.long_axis_mm),
+        "short_axis_mm": _r(axes.short_axis_mm),
+        "long_axis_slice_k": axes.k,
+        "long_axis_ends_lps_mm": [[_r(v) for v in p] for p in long_lps],
+        "short_axis_ends_lps_mm": [[_r(v) for v in p] for p in short_lps],
+        "max_diameter_3d_mm": _r(max_diameter_3d_mm(mask, geometry)),
+        "mean_hu": _r(hu.mean()),
+        "std_hu": _r(hu.std()),
+        "min_hu": _r(hu.min()),
+        "max_hu": _r(hu.max()),
+        "centroid_lps_mm": [_r(v) for v in centroid],
+        "touches_outside_liver": bool(np.any(ring & ~liver_or_tumor)),
+        "confidence": conf,
+        "categories": size_categories(axes.long_axis_mm),
+    }
+
+
+def measure(
+    ct: CTVolume,
+    labelmap: np.ndarray,
+    lesions: np.ndarray | None = None,
+    *,
+    confidence: Mapping[int, float] | None = None,
+    models: Iterable[Any] = (),
+    warnings: Iterable[str] = (),
+    options: ReportOptions | None = None,
+) -> dict[str, Any]:
+    """Measure liver and lesions; the content of ``report.json``.
+
+    Args:
+        ct: the CT (HU) whose grid the labelmap lies on.
+        labelmap: uint8 [k, j, i] on ``ct``'s grid: 0 background, 1 liver, 2 tumor.
+        lesions: optional instance map [k, j, i] (lesion n = value n, 1..n, only on tumor voxels); computed
+            with :func:`label_lesions` (26-connected, by decreasing volume) when ``None``.
+        confidence: optional per-lesion confidence in [0, 1], keyed by lesion id.
+        models: model card entries (mappings or dataclasses with id, title, version, sha256, ...).
+        warnings: notes to carry into the report (e.g. from reading or inference).
+        options: lesion finding options when ``lesions`` is ``None``.
+
+    Returns:
+        A JSON-ready dict following ``SmoothSegNetLib/schemas/report.schema.json``.
+
+    Raises:
+        InputError: the labelmap or lesion map is not on the CT grid or holds unexpected values.
+    """
+    options = options or ReportOptions()
+    geometry = ct.geometry
+    labels = check_labelmap(labelmap, geometry)
+    tumor = labels == TUMOR_LABEL
+    liver_or_tumor = tumor | (labels == LIVER_LABEL)
+    if lesions is None:
+        instances = label_lesions(
+            tumor,
+            geometry,
+            options.min_volume_ml,
+            split=options.split_touching,
+            split_min_distance_mm=options.split_min_distance_mm,
+        )
+    else:
+        instances = _check_lesions(lesions, tumor, geometry)
+    count = int(instances.max()) if instances.size else 0
+    objects = ndimage.find_objects(instances.astype(np.int32), max_label=count)
+    entries = []
+    for n in range(1, count + 1):
+        box = objects[n - 1]
+        if box is None:
+            continue
+        entries.append(_lesion(n, instances == n, ct, liver_or_tumor, confidence))
+    voxel_ml = geometry.voxel_volume_mm3 / 1000.0
+    liver_ml = float(liver_or_tumor.sum()) * voxel_ml
+    tumor_ml = float(np.count_nonzero(instances)) * voxel_ml
+    model_entries = [_model_entry(m) for m in models]
+    notes = [f"LI-RADS size bands are {LIRADS_NOTE}"]
+    all_warnings = [*ct.warnings, *warnings]
+    for m in model_entries:
+        if m["synthetic_only"]:
+            all_warnings.append(f"model {m['id']} ({m.get('title', m['id'])}) was {SYNTHETIC_NOTE}")
+    if options.split_touching:
+        notes.append("touching lesions were split by a distance-transform watershed (split_touching)")
+    if lesions is None and options.min_volume_ml > 0:
+        notes.append(f"tumor components under {options.min_volume_ml:g} ml were not counted as lesions")
+    return {
+        "schema": SCHEMA_ID,
+        "software": {"name": "SmoothSegNet", "version": __version__},
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input": _input_entry(ct),
+        "liver": {"volume_ml": _r(liver_ml)},
+        "tumor_burden": {
+            "count": len(entries),
+            "total_volume_ml": _r(tumor_ml),
+            "tlvr": _r(tumor_ml / liver_ml) if liver_ml > 0 else None,
+            "largest_long_axis_mm": max((e["long_axis_mm"] for e in entries), default=None),
+        },
+        "milan_size_check": milan_size_check([e["long_axis_mm"] for e in entries]),
+        "lesions": entries,
+        "models": model_entries,
+        "measurement_codes": measurement_codes(),
+        "warnings": list(dict.fromkeys(all_warnings)),
+        "notes": notes,
+    }
+
+
+def _input_entry(ct: CTVolume) -> dict[str, Any]:
+    g = ct.geometry
+    entry: dict[str, Any] = {
+        "source": str(ct.source),
+        "size_ijk": list(g.size_ijk),
+        "spacing_mm": [_r(s) for s in g.spacing_mm],
+        "origin_lps_mm": [_r(o) for o in g.origin_lps_mm],
+        "direction": [[_r(v) for v in row] for row in g.direction],
+        "dicom": None,
+    }
+    if ct.dicom is not None:
+        entry["dicom"] = {
+            "study_instance_uid": ct.dicom.study_instance_uid,
+            "series_instance_uid": ct.dicom.series_instance_uid,
+            "frame_of_reference_uid": ct.dicom.frame_of_reference_uid,
+        }
+    return entry
