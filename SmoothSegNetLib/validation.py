@@ -210,3 +210,67 @@ def check_direction(direction: np.ndarray, *, source: str) -> None:
             f"{shear_deg:.2f} degrees off perpendicular, e.g. gantry tilt): resample it onto a rectangular "
             "grid first (Slicer's DICOM import or dcm2niix do this)"
         )
+
+
+#: Relative tolerance on slice steps: a step further than this from the median step is non-uniform.
+SLICE_STEP_TOLERANCE = 0.01
+
+#: Largest accepted angle (degrees) between the slice-to-slice step and the slice normal (gantry tilt).
+MAX_TILT_DEG = 0.05
+
+
+def describe_positions(values_mm: Sequence[float], limit: int = 5) -> str:
+    """A short list of positions for a message (``'12.5, 15 mm and 3 more'``)."""
+    shown = ", ".join(f"{v:g}" for v in list(values_mm)[:limit])
+    more = len(values_mm) - limit
+    return f"{shown} mm" + (f" and {more} more" if more > 0 else "")
+
+
+def check_slice_steps(positions_mm: np.ndarray, *, source: str) -> tuple[float, list[int]]:
+    """Check sorted slice positions along the normal; returns (median step, indices of irregular gaps).
+
+    Args:
+        positions_mm: positions of the slices along the slice normal, sorted ascending.
+        source: what to name in messages.
+
+    Returns:
+        The median step in mm and the indices ``g`` of gaps ``positions[g] -> positions[g + 1]`` whose
+        step differs from the median by more than :data:`SLICE_STEP_TOLERANCE` (empty when uniform).
+
+    Raises:
+        VolumeValidationError: two slices at the same position (duplicates).
+    """
+    steps = np.diff(positions_mm)
+    duplicates = np.flatnonzero(steps < 1e-3)
+    if duplicates.size:
+        raise VolumeValidationError(
+            f"{source} has {duplicates.size} duplicate slice position(s) at "
+            f"{describe_positions(positions_mm[duplicates].tolist())} along the slice normal (two acquisitions, "
+            "echoes or phases mixed in one series?): export one acquisition per series, or remove the duplicates"
+        )
+    step = float(np.median(steps))
+    irregular = np.flatnonzero(np.abs(steps - step) > SLICE_STEP_TOLERANCE * step + 1e-4)
+    return step, irregular.tolist()
+
+
+def check_tilt(positions_lps_mm: np.ndarray, normal: np.ndarray, *, source: str) -> None:
+    """Refuse slices whose positions do not advance along the slice normal (gantry tilt or shear).
+
+    Args:
+        positions_lps_mm: ``(n, 3)`` ImagePositionPatient of the slices in stack order.
+        normal: unit normal of the slices (row direction x column direction).
+
+    Raises:
+        VolumeValidationError: the step leaves the normal by more than :data:`MAX_TILT_DEG`.
+    """
+    steps = np.diff(np.asarray(positions_lps_mm, dtype=float), axis=0)
+    along = steps @ normal
+    across = np.linalg.norm(steps - np.outer(along, normal), axis=1)
+    angles = np.degrees(np.arctan2(across, np.abs(along)))
+    worst = float(angles.max()) if angles.size else 0.0
+    if worst > MAX_TILT_DEG:
+        raise VolumeValidationError(
+            f"{source} has a gantry tilt or shear: the slices advance {worst:.2f} degrees off the slice normal "
+            f"(more than {MAX_TILT_DEG} degrees), so the voxels are not on a rectangular grid: resample it first "
+            "(Slicer's DICOM import with 'acquisition geometry regularization', or dcm2niix) and read that file"
+        )

@@ -7,7 +7,16 @@ CT Image Storage series. Labelmap and segmentation writers live in :mod:`SmoothS
 
 from __future__ import annotations
 
+from SmoothSegNetLib.io.dicom_series import SeriesInfo, list_ct_series, list_series
 from SmoothSegNetLib.io.dicom_writer import TRANSFER_SYNTAXES, write_ct_series
 from SmoothSegNetLib.io.readers import FILE_FORMATS, read_volume
 
-__all__ = ["FILE_FORMATS", "TRANSFER_SYNTAXES", "read_volume", "write_ct_series"]
+__all__ = [
+    "FILE_FORMATS",
+    "TRANSFER_SYNTAXES",
+    "SeriesInfo",
+    "list_ct_series",
+    "list_series",
+    "read_volume",
+    "write_ct_series",
+]
