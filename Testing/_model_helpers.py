@@ -1,0 +1,104 @@
+"""Test model cards with tiny networks whose output is a known function of the input.
+
+``threshold_card`` builds a 1x1x1 ``Conv3d`` whose target-channel logit is ``gain * (x - x0)`` where ``x`` is
+the windowed intensity in [0, 1] and every other channel's logit is 0. With softmax, the decision
+probability is above 0.5 exactly where ``x > x0``, i.e. where HU > ``threshold_hu``; so the expected mask
+of a synthetic CT can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from SmoothSegNetLib.models import demo_card_template, save_weights, write_trained_card
+from SmoothSegNetLib.models.card import card_from_dict
+from SmoothSegNetLib.models.network import build_network
+
+
+def _threshold_template(
+    task: str, *, spacing_mm: list[float] | None, orientation: str, hu_window: list[float], mode: str
+) -> dict[str, Any]:
+    card = demo_card_template(task)
+    card["id"] = f"test-{task}"
+    card["title"] = f"TEST {task} threshold network (1x1x1 convolution with set weights)"
+    channels = 2 if task == "liver" else 3
+    card["architecture"] = {
+        "name": "Conv3d",
+        "args": {"in_channels": 1, "out_channels": channels, "kernel_size": 1},
+    }
+    card["input"]["spacing_mm"] = spacing_mm
+    card["input"]["orientation"] = orientation
+    card["input"]["hu_window"] = hu_window
+    card["inference"] = {"mode": mode, "roi_size_ijk": [8, 8, 8], "overlap": 0.25, "size_divisible_by": 1}
+    if task == "tumor":
+        card["postprocessing"] = {"fill_holes": False, "chan_vese_iterations": 0, "min_lesion_ml": 0.0}
+    else:
+        card["postprocessing"] = {"largest_component": True, "fill_holes": True}
+    return card
+
+
+def threshold_network(card_dict: dict[str, Any], threshold_hu: float, gain: float, above: bool) -> torch.nn.Module:
+    """A 1x1x1 conv: target channel logit = ±gain * (x - x0), x0 the windowed value of ``threshold_hu``."""
+    card = card_from_dict({**card_dict, "weights": {**card_dict["weights"], "sha256": "0" * 64}})
+    network = build_network(card)
+    low, high = card.input.hu_window
+    x0 = (threshold_hu - low) / (high - low)
+    sign = 1.0 if above else -1.0
+    target = card.channel_of(card.task)
+    with torch.no_grad():
+        network.weight.zero_()  # type: ignore[operator]
+        network.bias.zero_()  # type: ignore[union-attr, operator]
+        network.weight[target, 0, 0, 0, 0] = sign * gain  # type: ignore[index]
+        network.bias[target] = -sign * gain * x0  # type: ignore[index]
+    return network
+
+
+def write_threshold_model(
+    folder: Path,
+    task: str,
+    *,
+    threshold_hu: float,
+    above: bool = True,
+    gain: float = 50.0,
+    spacing_mm: list[float] | None = None,
+    orientation: str = "LPS",
+    hu_window: list[float] | None = None,
+    mode: str = "whole",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a threshold test model (card + safetensors) into ``folder``; return the card path."""
+    window = hu_window if hu_window is not None else ([-150.0, 250.0] if task == "liver" else [-200.0, 250.0])
+    template = _threshold_template(task, spacing_mm=spacing_mm, orientation=orientation, hu_window=window, mode=mode)
+    for key, value in (extra or {}).items():
+        template[key] = {**template.get(key, {}), **value}
+    network = threshold_network(template, threshold_hu, gain, above)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"test-{task}.safetensors"
+    save_weights(network, weights)
+    return write_trained_card(template, weights, folder / f"test-{task}.json", {"data": "none (set weights)"})
+
+
+def write_random_model(folder: Path, task: str, seed: int = 0, **changes: Any) -> Path:
+    """A tiny random-weight SegResNet test model (card + weights); ``changes`` update top-level card fields."""
+    template = copy.deepcopy(demo_card_template(task))
+    template["id"] = f"test-random-{task}"
+    template["architecture"]["args"].update({"init_filters": 4, "blocks_down": [1, 1], "blocks_up": [1]})
+    template["inference"]["size_divisible_by"] = 2
+    for key, value in changes.items():
+        template[key] = {**template.get(key, {}), **value} if isinstance(value, dict) else value
+    torch.manual_seed(seed)
+    card = card_from_dict({**template, "weights": {**template["weights"], "sha256": "0" * 64}})
+    network = build_network(card)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{template['id']}.safetensors"
+    save_weights(network, weights)
+    return write_trained_card(template, weights, folder / f"{template['id']}.json", {"data": "random"})
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text(encoding="utf-8")))
