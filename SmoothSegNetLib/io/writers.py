@@ -11,9 +11,10 @@ Arrays are indexed ``[k, j, i]`` and geometry is LPS, as everywhere in the engin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,17 @@ def _write_sitk(image: Any, target: Path, final: Path) -> None:
         raise ExportError(f"cannot write {final}: {str(exc).strip().splitlines()[-1]}") from exc
 
 
+@contextlib.contextmanager
+def _atomic(final: Path, protect: Iterable[PathLike]) -> Iterator[Path]:
+    """:func:`atomic_path`, with file-system failures (no folder, no space, no permission) as ExportError."""
+    try:
+        with atomic_path(final, protect=protect) as tmp:
+            yield tmp
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ExportError(f"cannot write {final}: {reason}; choose a writable output folder") from exc
+
+
 def _protect_list(protect: Iterable[PathLike], extra: Iterable[str] = ()) -> list[PathLike]:
     items: list[PathLike] = list(protect)
     items.extend(p for p in extra if p)
@@ -96,7 +108,7 @@ def write_volume(path: PathLike, ct: CTVolume, protect: Iterable[PathLike] = ())
     if ct.dicom is not None:
         extra.extend(ct.dicom.paths)
     image = _to_sitk(array, ct.geometry, "ct.array")
-    with atomic_path(final, protect=_protect_list(protect, extra)) as tmp:
+    with _atomic(final, _protect_list(protect, extra)) as tmp:
         _write_sitk(image, tmp, final)
     log.debug("wrote volume %s (%s, %s)", final, array.dtype, array.shape)
     return final
@@ -161,7 +173,7 @@ def write_labelmap(
     _suffix_of(final, LABELMAP_SUFFIXES, "labelmap")
     array = check_labelmap(labelmap_kji, geometry)
     image = _to_sitk(array, geometry, "labelmap_kji")
-    with atomic_path(final, protect=protect) as tmp:
+    with _atomic(final, protect) as tmp:
         _write_sitk(image, tmp, final)
     log.debug("wrote labelmap %s (%s, %s)", final, array.dtype, array.shape)
     return final
@@ -255,11 +267,11 @@ def write_seg_nrrd(
             for spec in segments
         ],
     }
-    with atomic_path(final, protect=protect) as tmp:
+    with _atomic(final, protect) as tmp:
         try:
             # index_order "C": the array is [k, j, i]; the NRRD axes stay i, j, k as Slicer expects.
             slicerio.write_segmentation(str(tmp), document, compression_level=6, index_order="C")
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             raise ExportError(f"cannot write {final}: {exc}") from exc
     log.debug("wrote segmentation %s (%d segments)", final, len(segments))
     return final
