@@ -1,0 +1,84 @@
+"""The lesion table: columns from ``Resources/Slicer/lesion_table.json``, rows from a report.json dict."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+#: ``Resources/`` beside the engine package (in a source checkout and in the installed extension alike).
+RESOURCES_DIR = Path(__file__).resolve().parents[2] / "Resources"
+TABLE_FILE = RESOURCES_DIR / "Slicer" / "lesion_table.json"
+KINDS = ("integer", "number", "text")
+
+
+@dataclass(frozen=True)
+class LesionTableColumn:
+    """One column: ``title`` (header without unit), report ``key`` (``index`` into a vector value)."""
+
+    title: str
+    key: str
+    kind: str
+    unit: str = ""
+    visible: bool = True
+    description: str = ""
+    index: int | None = None
+
+    @property
+    def header(self) -> str:
+        """Header text with the unit, e.g. ``Volume (ml)``."""
+        return f"{self.title} ({self.unit})" if self.unit else self.title
+
+
+@lru_cache(maxsize=1)
+def lesion_table_columns(path: Path = TABLE_FILE) -> tuple[LesionTableColumn, ...]:
+    """The columns, in order. Raises ValueError when the table file is malformed."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    columns = tuple(
+        LesionTableColumn(**{k: v for k, v in entry.items() if not k.startswith("_")}) for entry in data["columns"]
+    )
+    for column in columns:
+        if column.kind not in KINDS:
+            raise ValueError(f"{path}: column {column.title!r} has kind {column.kind!r}; allowed: {', '.join(KINDS)}")
+    return columns
+
+
+def _value(lesion: dict[str, Any], column: LesionTableColumn, edited: bool, lesion_name: str) -> Any:
+    if column.key == "edited":
+        return "yes" if edited else ""
+    if column.key == "segment":
+        return lesion_name
+    value = lesion.get(column.key)
+    if column.index is not None and value is not None:
+        value = value[column.index]
+    if value is None and column.kind == "number":
+        return math.nan
+    return value
+
+
+def lesion_table_rows(
+    report: dict[str, Any], edited_lesion_ids: tuple[int, ...] = (), name_format: str = "Lesion {id}"
+) -> list[list[Any]]:
+    """One row per lesion of ``report["lesions"]`` (in report order), values as in the report.
+
+    A number missing from the report (e.g. ``confidence`` after a manual edit) is NaN.
+    """
+    columns = lesion_table_columns()
+    rows = []
+    for lesion in report["lesions"]:
+        lesion_id = int(lesion["id"])
+        name = name_format.format(id=lesion_id)
+        rows.append([_value(lesion, column, lesion_id in edited_lesion_ids, name) for column in columns])
+    return rows
+
+
+def format_cell(value: Any, column: LesionTableColumn) -> str:
+    """Text for the panel: numbers to one decimal (confidence two), NaN as an em dash."""
+    if column.kind == "number":
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return f"{float(value):.2f}" if column.key == "confidence" else f"{float(value):.1f}"
+    return str(value)
