@@ -78,7 +78,8 @@ def longest_perpendicular_chord(
 
     Every line perpendicular to the long axis is cut with all contour edges; the chord on that line spans
     the outermost crossings. Its length is piecewise convex in the line's position with breaks only where
-    the line passes a contour vertex, so the maximum over lines through the vertices is exact.
+    the line passes a contour vertex, so the maximum over lines through the vertices is exact. Among equal
+    longest chords the one nearest the middle of the long axis is returned.
     """
     axis = long_q - long_p
     length = float(np.hypot(*axis))
@@ -91,7 +92,11 @@ def longest_perpendicular_chord(
     s_a, s_b = starts @ v, ends @ v
     t_a, t_b = starts @ u, ends @ u
     best = (0.0, long_p, long_p)
-    for t in np.unique(np.round(s_a, 9)):
+    best_offset = np.inf
+    t_mid = float((long_p + long_q) @ v) / 2.0
+    # The middle of the long axis is a candidate too: on a plateau of equal chords (a rectangle) the
+    # reported chord is then the one through the middle, as a reader would draw it.
+    for t in np.unique(np.round(np.append(s_a, t_mid), 9)):
         crossing = (np.minimum(s_a, s_b) <= t) & (np.maximum(s_a, s_b) >= t)
         if not crossing.any():
             continue
@@ -102,8 +107,10 @@ def longest_perpendicular_chord(
         frac = np.where(flat, 0.0, (t - da) / np.where(flat, 1.0, denom))
         heights = np.concatenate([ta + frac * (tb - ta), tb[flat]])
         lo, hi = float(heights.min()), float(heights.max())
-        if hi - lo > best[0]:
+        offset = abs(t - t_mid)
+        if hi - lo > best[0] + 1e-9 or (hi - lo > best[0] - 1e-9 and offset < best_offset):
             best = (hi - lo, t * v + lo * u, t * v + hi * u)
+            best_offset = offset
     return best
 
 

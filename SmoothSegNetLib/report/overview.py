@@ -1,0 +1,193 @@
+"""``overview.png``: axial slices through the largest lesions with contours and RECIST axes, and the lesion table.
+
+What a radiologist looks at first: one panel per largest lesion (up to three) on the slice of its long axis,
+CT in a liver window, liver and tumor outlines, this lesion's long axis (solid) and short axis (dashed)
+with their lengths; below, the lesion table, the tumor burden, the Milan size check and the model notes
+(synthetic-only demo weights are said in red). Slices are shown as acquired (columns left to right, rows
+top to bottom); for a standard axial series that is the radiological view (patient left on screen right).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from SmoothSegNetLib.terminology import segment_for_label
+from SmoothSegNetLib.volume import CTVolume
+
+#: Display window of the CT (HU): the liver window used by the global network.
+WINDOW_HU = (-150.0, 250.0)
+MAX_PANELS = 3
+MAX_TABLE_ROWS = 12
+MARGIN_MM = 20.0
+LONG_COLOUR = "#ff3030"
+SHORT_COLOUR = "#30d0ff"
+
+
+def _crop(labels_ji: np.ndarray, lesion_ji: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[slice, slice]:
+    """Rows/columns around the liver (or the lesion alone when no liver is on the slice), plus a margin."""
+    region = labels_ji > 0 if labels_ji.any() else lesion_ji
+    if not region.any():
+        return slice(None), slice(None)
+    rows, cols = np.nonzero(region | lesion_ji)
+    mj = int(np.ceil(MARGIN_MM / spacing_xy[1]))
+    mi = int(np.ceil(MARGIN_MM / spacing_xy[0]))
+    return (
+        slice(max(rows.min() - mj, 0), rows.max() + mj + 1),
+        slice(max(cols.min() - mi, 0), cols.max() + mi + 1),
+    )
+
+
+def _draw_panel(ax: Axes, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, lesion: dict[str, Any]) -> None:
+    g = ct.geometry
+    k = int(lesion["long_axis_slice_k"])
+    spacing_xy = (g.spacing_mm[0], g.spacing_mm[1])
+    this = lesions[k] == lesion["id"]
+    rows, cols = _crop(labels[k], this, spacing_xy)
+    r0, c0 = rows.start or 0, cols.start or 0
+    image = ct.array[k][rows, cols].astype(np.float32)
+    ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=spacing_xy[1] / spacing_xy[0])
+    liver_rgb = np.array(segment_for_label(1).color_float)
+    tumor_rgb = np.array(segment_for_label(2).color_float)
+    liver = (labels[k][rows, cols] > 0).astype(float)
+    tumor = (labels[k][rows, cols] == 2).astype(float)
+    if liver.any() and liver.min() == 0:
+        ax.contour(liver, levels=[0.5], colors=[liver_rgb], linewidths=1.0)
+    if tumor.any():
+        ax.contour(tumor, levels=[0.5], colors=[tumor_rgb], linewidths=0.8, linestyles="dotted")
+    ax.contour(this[rows, cols].astype(float), levels=[0.5], colors=[tumor_rgb], linewidths=1.6)
+    for key, colour, style, label in (
+        ("long_axis_ends_lps_mm", LONG_COLOUR, "-", f"long {lesion['long_axis_mm']:.1f} mm"),
+        ("short_axis_ends_lps_mm", SHORT_COLOUR, "--", f"short {lesion['short_axis_mm']:.1f} mm"),
+    ):
+        ijk = g.lps_to_index(np.asarray(lesion[key], dtype=float))
+        ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, style, color=colour, linewidth=1.8, label=label)
+        ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, "o", color=colour, markersize=3)
+    ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+    _scale_bar(ax, spacing_xy[0])
+    ax.set_title(
+        f"Lesion {lesion['id']}: {lesion['volume_ml']:.2f} ml, slice k={k}",
+        fontsize=9,
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _scale_bar(ax: Axes, spacing_x_mm: float, length_mm: float = 10.0) -> None:
+    """A 10 mm bar in the lower-left corner (columns are ``spacing_x_mm`` wide)."""
+    _x0, _x1 = ax.get_xlim()
+    y_bottom, y_top = ax.get_ylim()
+    height = abs(y_bottom - y_top)
+    x = 0.04 * abs(_x1 - _x0) + min(_x0, _x1)
+    y = max(y_bottom, y_top) - 0.05 * height
+    ax.plot([x, x + length_mm / spacing_x_mm], [y, y], "-", color="white", linewidth=2.5)
+    ax.text(x, y - 0.02 * height, f"{length_mm:g} mm", color="white", fontsize=7, va="bottom")
+
+
+def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
+    liver_slices = np.flatnonzero(labels.any(axis=(1, 2)))
+    k = int(liver_slices[len(liver_slices) // 2]) if len(liver_slices) else ct.array.shape[0] // 2
+    g = ct.geometry
+    ax.imshow(ct.array[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=g.spacing_mm[1] / g.spacing_mm[0])
+    if labels[k].any() and labels[k].min() == 0:
+        ax.contour((labels[k] > 0).astype(float), levels=[0.5], colors=[segment_for_label(1).color_float])
+    ax.set_title(f"No lesion found (slice k={k})", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _table_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for e in report["lesions"][:MAX_TABLE_ROWS]:
+        conf = "" if e["confidence"] is None else f"{e['confidence']:.2f}"
+        rows.append(
+            [
+                str(e["id"]),
+                f"{e['volume_ml']:.2f}",
+                f"{e['long_axis_mm']:.1f}",
+                f"{e['short_axis_mm']:.1f}",
+                f"{e['max_diameter_3d_mm']:.1f}",
+                f"{e['mean_hu']:.0f} ± {e['std_hu']:.0f}",
+                str(e["long_axis_slice_k"]),
+                "yes" if e["categories"]["recist_measurable"] else "no",
+                e["categories"]["lirads_size_only"],
+                conf,
+            ]
+        )
+    return rows
+
+
+def _summary_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+    burden = report["tumor_burden"]
+    tlvr = "n/a" if burden["tlvr"] is None else f"{100 * burden['tlvr']:.2f} %"
+    milan = report["milan_size_check"]
+    lines = [
+        (
+            f"Liver (incl. tumor) {report['liver']['volume_ml']:.1f} ml · lesions {burden['count']} · "
+            f"tumor {burden['total_volume_ml']:.2f} ml · TLVR {tlvr}",
+            "black",
+        ),
+        (f"Milan (size-only aid): {milan['reason']}; vascular invasion / extrahepatic spread not assessed", "black"),
+    ]
+    for m in report["models"]:
+        title = m.get("title", m["id"])
+        lines.append((f"Model: {title} (v{m.get('version', '?')})", "black"))
+    lines.extend((w, "#c00000") for w in report["warnings"])
+    if len(report["lesions"]) > MAX_TABLE_ROWS:
+        lines.append((f"... {len(report['lesions']) - MAX_TABLE_ROWS} more lesions in report.csv", "black"))
+    lines.append(("Research software, not for clinical use. LI-RADS bands are size only.", "#c00000"))
+    return lines
+
+
+def render_overview(ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, report: dict[str, Any]) -> Figure:
+    """The overview figure (no pyplot: safe in threads and without a display)."""
+    shown = report["lesions"][:MAX_PANELS]
+    panels = max(len(shown), 1)
+    summary = _summary_lines(report)
+    table_rows = _table_rows(report)
+    table_h = 0.35 + 0.22 * (len(table_rows) + 1)
+    text_h = 0.2 * sum(len(textwrap.wrap(t, 130)) for t, _ in summary) + 0.3
+    fig = Figure(figsize=(4.2 * max(panels, 2), 4.2 + table_h + text_h), dpi=110)
+    FigureCanvasAgg(fig)
+    total_h = 4.2 + table_h + text_h
+    grid = fig.add_gridspec(3, panels, height_ratios=[4.2 / total_h, table_h / total_h, text_h / total_h])
+    if shown:
+        for n, lesion in enumerate(shown):
+            _draw_panel(fig.add_subplot(grid[0, n]), ct, labels, lesions, lesion)
+    else:
+        _draw_empty(fig.add_subplot(grid[0, :]), ct, labels)
+    table_ax = fig.add_subplot(grid[1, :])
+    table_ax.axis("off")
+    if table_rows:
+        headers = ["#", "Vol ml", "Long mm", "Short mm", "3D max mm", "HU", "k", "RECIST", "LI-RADS size", "Conf"]
+        table = table_ax.table(cellText=table_rows, colLabels=headers, loc="upper center", cellLoc="center")
+        table.auto_set_font_size(False)
+        table.set_fontsize(8)
+        table.scale(1.0, 1.25)
+    else:
+        table_ax.text(0.5, 0.5, "No lesion: tumor burden 0", ha="center", va="center", fontsize=10)
+    text_ax = fig.add_subplot(grid[2, :])
+    text_ax.axis("off")
+    y = 1.0
+    step = 1.0 / max(sum(len(textwrap.wrap(t, 130)) for t, _ in summary), 1)
+    for text, colour in summary:
+        for line in textwrap.wrap(text, 130):
+            text_ax.text(0.0, y, line, ha="left", va="top", fontsize=8, color=colour, transform=text_ax.transAxes)
+            y -= step
+    fig.suptitle("SmoothSegNet tumor report", fontsize=11, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def write_overview_png(
+    path: str | Path, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, report: dict[str, Any]
+) -> None:
+    """Render the overview and save it as PNG at ``path``."""
+    fig = render_overview(ct, labels, lesions, report)
+    fig.savefig(str(path), format="png")
