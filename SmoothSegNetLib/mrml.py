@@ -28,7 +28,7 @@ import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.slicer_support.lesion_table import LesionTableColumn, lesion_table_columns, lesion_table_rows
-from SmoothSegNetLib.slicer_support.segment_styles import SegmentStyle, segment_styles
+from SmoothSegNetLib.terminology import SegmentSpec, segment_for_label
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 log = logging.getLogger(__name__)
@@ -200,40 +200,21 @@ def _oriented_image(mask: np.ndarray, geometry: Geometry) -> Any:
     return image
 
 
-def _terminology_string(style: SegmentStyle) -> str:
-    slicer = _slicer()
-    entry = slicer.vtkSlicerTerminologyEntry()
-    entry.SetTerminologyContextName("SmoothSegNet")
-    for target, code in ((entry.GetCategoryObject(), style.category), (entry.GetTypeObject(), style.type)):
-        target.SetCodingSchemeDesignator(code.scheme)
-        target.SetCodeValue(code.value)
-        target.SetCodeMeaning(code.meaning)
-    if style.anatomic_region is not None:
-        # Slicer 5.9 renamed "anatomic" to "region"; keep working with the older names.
-        if hasattr(entry, "SetRegionContextName"):
-            entry.SetRegionContextName("SmoothSegNet")
-            region = entry.GetRegionObject()
-        else:
-            entry.SetAnatomicContextName("SmoothSegNet")
-            region = entry.GetAnatomicRegionObject()
-        region.SetCodingSchemeDesignator(style.anatomic_region.scheme)
-        region.SetCodeValue(style.anatomic_region.value)
-        region.SetCodeMeaning(style.anatomic_region.meaning)
-    return str(slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(entry))
+def _set_terminology(segment: Any, entry: str) -> None:
+    if hasattr(segment, "SetTerminology"):
+        segment.SetTerminology(entry)
+    else:  # Slicer before 5.7 kept the terminology in a tag
+        segment.SetTag(_slicer().vtkSegment.GetTerminologyEntryTagName(), entry)
 
 
 def _add_segment(
-    node: Any, segment_id: str, name: str, style: SegmentStyle, mask: np.ndarray, geometry: Geometry
+    node: Any, segment_id: str, name: str, style: SegmentSpec, mask: np.ndarray, geometry: Geometry
 ) -> None:
     slicer = _slicer()
     segmentation = node.GetSegmentation()
     segmentation.AddEmptySegment(segment_id, name, [c / 255.0 for c in style.color_rgb])
     segment = segmentation.GetSegment(segment_id)
-    terminology = _terminology_string(style)
-    if hasattr(segment, "SetTerminology"):
-        segment.SetTerminology(terminology)
-    else:  # Slicer before 5.7 kept the terminology in a tag
-        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    _set_terminology(segment, style.slicer_terminology_entry())  # the same entry as in segmentation.seg.nrrd
     segment.SetTag(TAG_LABEL, str(style.label))
     segment.SetTag(TAG_DIGEST, _mask_digest(mask))
     ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
@@ -262,7 +243,7 @@ def _read_report(output_dir: Path) -> dict[str, Any] | None:
     return report
 
 
-def _lesion_name(lesion_id: int, style: SegmentStyle) -> str:
+def _lesion_name(lesion_id: int, style: SegmentSpec) -> str:
     return (style.lesion_name_format or "Lesion {id}").format(id=lesion_id)
 
 
@@ -334,13 +315,12 @@ def import_result(
 def _fill_segments(
     node: Any, reference_node: Any, reference: Geometry, labelmap: np.ndarray, lesions: np.ndarray | None
 ) -> None:
-    styles = segment_styles()
     node.GetSegmentation().RemoveAllSegments()
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
-    liver = styles[LIVER_LABEL]
+    liver = segment_for_label(LIVER_LABEL)
     _add_segment(node, "liver", liver.name, liver, labelmap == LIVER_LABEL, reference)
-    tumor = styles[TUMOR_LABEL]
+    tumor = segment_for_label(TUMOR_LABEL)
     if lesions is None:
         _add_segment(node, "tumor", tumor.name, tumor, labelmap == TUMOR_LABEL, reference)
         return
@@ -409,15 +389,15 @@ def _export_segment(
         scene.RemoveNode(temporary)
 
 
-def _segment_role(segment: Any, styles: dict[int, SegmentStyle]) -> int | None:
+def _segment_role(segment: Any) -> int | None:
     """1 liver, 2 tumor/lesion, None unknown: from our tag, else the name (segments added by hand)."""
     tag = _tag(segment, TAG_LABEL)
     if tag is not None and tag.isdigit():
         return int(tag)
     name = segment.GetName().strip().lower()
-    if name == styles[LIVER_LABEL].name.lower():
+    if name == segment_for_label(LIVER_LABEL).name.lower():
         return LIVER_LABEL
-    if name == styles[TUMOR_LABEL].name.lower() or name.startswith("lesion"):
+    if name == segment_for_label(TUMOR_LABEL).name.lower() or name.startswith("lesion"):
         return TUMOR_LABEL
     return None
 
@@ -429,15 +409,22 @@ def _tag(segment: Any, name: str) -> str | None:
     return str(value) if segment.GetTag(name, value) and str(value) else None
 
 
+def _lesion_order(item: tuple[str, Any, np.ndarray]) -> tuple[int, int]:
+    tag = _tag(item[1], TAG_LESION_ID)
+    return (0, int(tag)) if tag is not None and tag.isdigit() else (1, 0)
+
+
 def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: Any) -> SegmentationArrays:
     """Export the (possibly hand-edited) segments back onto the reference volume's grid.
 
     Segments are recognised by the tags :func:`import_result` wrote, or by name for segments added by
-    hand ("Liver"; "Tumor" or "Lesion ..."); other segments are ignored (logged).
+    hand ("Liver"; "Tumor" or "Lesion ..."); other segments are ignored (logged). Lesions keep their
+    order (imported ones by their id, then hand-added ones in segment order) and are numbered 1..n
+    without gaps: a lesion segment that was deleted or emptied closes its gap, as ``measure`` requires.
+    Call :func:`rename_lesion_segments` to make the segment names follow.
     """
     _check_volume_node(reference_volume_node, "reference_volume_node")
     reference = geometry_from_node(reference_volume_node)
-    styles = segment_styles()
     labelmap = np.zeros(reference.shape_kji, dtype=np.uint8)
     lesions = np.zeros(reference.shape_kji, dtype=np.uint16)
     segmentation = segmentation_node.GetSegmentation()
@@ -446,7 +433,7 @@ def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: An
     for index in range(segmentation.GetNumberOfSegments()):
         segment_id = segmentation.GetNthSegmentID(index)
         segment = segmentation.GetSegment(segment_id)
-        role = _segment_role(segment, styles)
+        role = _segment_role(segment)
         if role is None:
             log.info("segment %r is neither liver nor tumor; ignored in the report", segment.GetName())
             continue
@@ -454,26 +441,37 @@ def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: An
         if role == LIVER_LABEL:
             labelmap[mask & (labelmap == 0)] = LIVER_LABEL
             liver_edited = liver_edited or _tag(segment, TAG_DIGEST) != _mask_digest(mask)
-        else:
+        elif mask.any():
             tumor_masks.append((segment_id, segment, mask))
     lesion_ids: dict[int, str] = {}
     edited: list[int] = []
-    used = {int(t) for _, s, _ in tumor_masks if (t := _tag(s, TAG_LESION_ID)) and t.isdigit()}
-    next_free = max(used, default=0) + 1
-    ordered = sorted(tumor_masks, key=lambda item: int(_tag(item[1], TAG_LESION_ID) or 10**9))
-    for segment_id, segment, mask in ordered:
+    for lesion_id, (segment_id, segment, mask) in enumerate(sorted(tumor_masks, key=_lesion_order), start=1):
         labelmap[mask] = TUMOR_LABEL
-        tag = _tag(segment, TAG_LESION_ID)
-        if tag and tag.isdigit():
-            lesion_id = int(tag)
-        else:  # a lesion segment added by hand
-            lesion_id = next_free
-            next_free += 1
-        lesion_ids[lesion_id] = segment_id
         lesions[mask & (lesions == 0)] = lesion_id
+        lesion_ids[lesion_id] = segment_id
         if _tag(segment, TAG_DIGEST) != _mask_digest(mask):
             edited.append(lesion_id)
-    return SegmentationArrays(labelmap, lesions, lesion_ids, tuple(sorted(edited)), liver_edited, reference)
+    return SegmentationArrays(labelmap, lesions, lesion_ids, tuple(edited), liver_edited, reference)
+
+
+def rename_lesion_segments(segmentation_node: Any, lesion_ids: dict[int, str]) -> None:
+    """Name and tag lesion segments by their (new) lesion ids: "Lesion 1", "Lesion 2", ...
+
+    Only segments whose id changed, or that were added by hand, are touched; colour and terminology
+    of hand-added segments are set to the tumor's.
+    """
+    tumor = segment_for_label(TUMOR_LABEL)
+    segmentation = segmentation_node.GetSegmentation()
+    for lesion_id, segment_id in lesion_ids.items():
+        segment = segmentation.GetSegment(segment_id)
+        if _tag(segment, TAG_LESION_ID) == str(lesion_id):
+            continue
+        if _tag(segment, TAG_LABEL) is None:
+            segment.SetColor(*tumor.color_float)
+            _set_terminology(segment, tumor.slicer_terminology_entry())
+            segment.SetTag(TAG_LABEL, str(TUMOR_LABEL))
+        segment.SetName(_lesion_name(lesion_id, tumor))
+        segment.SetTag(TAG_LESION_ID, str(lesion_id))
 
 
 # -- report -> table node ---------------------------------------------------------------------------
@@ -506,7 +504,7 @@ def table_from_report(
     table_node.RemoveAllColumns()
     columns = lesion_table_columns()
     arrays = [_new_column(table_node, column) for column in columns]
-    name_format = segment_styles()[TUMOR_LABEL].lesion_name_format or "Lesion {id}"
+    name_format = segment_for_label(TUMOR_LABEL).lesion_name_format or "Lesion {id}"
     for row in lesion_table_rows(report, edited_lesion_ids, name_format):
         for column, array, value in zip(columns, arrays, row):
             if column.kind == "text":

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from SmoothSegNetLib.volume import Geometry
+from SmoothSegNetLib.io.writers import write_labelmap
+from SmoothSegNetLib.report import measure
+from SmoothSegNetLib.volume import CTVolume, Geometry
 
 SHAPE_KJI = (10, 14, 18)
 #: Lesion 1: a 3x3x3 cube (27 voxels); lesion 2: a 2x2x2 cube (8 voxels); both inside the liver box.
@@ -57,54 +59,18 @@ def add_volume(scene: Any, array_kji: np.ndarray, geometry: Geometry, name: str 
     return node
 
 
-def write_image(path: Path, array_kji: np.ndarray, geometry: Geometry) -> None:
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(array_kji)
-    geometry.apply_to(image)
-    sitk.WriteImage(image, str(path), True)
-
-
-def hand_report(geometry: Geometry) -> dict[str, Any]:
-    """A report.json-shaped dict for the synthetic arrays (exact volumes; other values arbitrary but distinct)."""
-    voxel_ml = geometry.voxel_volume_mm3 / 1000.0
-    return {
-        "schema": "smoothsegnet.report/1",
-        "liver": {"volume_ml": 96 * 12 * voxel_ml},
-        "tumor_burden": {"count": 2, "total_volume_ml": 35 * voxel_ml, "tlvr": 35 / (6 * 8 * 12)},
-        "lesions": [
-            {
-                "id": 1,
-                "volume_ml": 27 * voxel_ml,
-                "long_axis_mm": 3.25,
-                "short_axis_mm": 2.5,
-                "max_diameter_3d_mm": 6.125,
-                "mean_hu": 20.0,
-                "std_hu": 0.0,
-                "confidence": 0.75,
-                "centroid_lps_mm": [1.5, -2.25, 40.0],
-            },
-            {
-                "id": 2,
-                "volume_ml": 8 * voxel_ml,
-                "long_axis_mm": 1.75,
-                "short_axis_mm": 1.5,
-                "max_diameter_3d_mm": 3.5,
-                "mean_hu": 140.0,
-                "std_hu": 0.0,
-                "confidence": None,
-                "centroid_lps_mm": [-8.0, 4.5, 31.0],
-            },
-        ],
-        "warnings": [],
-    }
+def measured_report(geometry: Geometry) -> dict[str, Any]:
+    """The engine's report (helper E's ``measure``) of the synthetic arrays, lesion 1 with a confidence."""
+    ct, labelmap, lesions = synthetic_arrays()
+    return measure(CTVolume(ct, geometry), labelmap, lesions, confidence={1: 0.75})
 
 
 def write_segment_folder(folder: Path, geometry: Geometry, report: dict[str, Any] | None = None) -> Path:
-    """A folder shaped like the output of ``smoothsegnet segment`` for the synthetic arrays."""
+    """A folder shaped like the output of ``smoothsegnet segment`` for the synthetic arrays (engine writers)."""
     _, labelmap, lesions = synthetic_arrays()
     folder.mkdir(parents=True, exist_ok=True)
-    write_image(folder / "segmentation.nrrd", labelmap, geometry)
-    write_image(folder / "lesions.nrrd", lesions, geometry)
-    (folder / "report.json").write_text(json.dumps(report or hand_report(geometry)), encoding="utf-8")
+    write_labelmap(folder / "segmentation.nrrd", labelmap, geometry)
+    write_labelmap(folder / "lesions.nrrd", lesions, geometry)
+    report = report if report is not None else measured_report(geometry)
+    (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
     return folder

@@ -12,13 +12,14 @@ from _mrml_helpers import (
     LESION_2,
     SHAPE_KJI,
     add_volume,
-    hand_report,
+    measured_report,
     synthetic_arrays,
     write_segment_folder,
 )
 
 from SmoothSegNetLib import mrml
 from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.report import measure
 from SmoothSegNetLib.volume import Geometry
 
 
@@ -96,11 +97,20 @@ def test_import_result_names_colours_and_terminology(headless: mrml.HeadlessScen
     lesion = segmentation.GetSegment("lesion_2")
     np.testing.assert_allclose(liver.GetColor(), np.array([221, 130, 101]) / 255.0)
     np.testing.assert_allclose(lesion.GetColor(), np.array([255, 210, 0]) / 255.0)
-    assert liver.GetTerminology() == "SmoothSegNet~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~~^^~^^"
-    assert lesion.GetTerminology() == (
-        "SmoothSegNet~SCT^49755003^Morphologically Altered Structure~SCT^108369006^Neoplasm~^^"
-        "~SmoothSegNet~SCT^10200004^Liver~^^"
+    assert liver.GetTerminology() == (
+        "Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure"
+        "~SCT^10200004^Liver~^^~~^^~^^"
     )
+    assert lesion.GetTerminology() == (
+        "Segmentation category and type - DICOM master list~SCT^49755003^Morphologically Altered Structure"
+        "~SCT^108369006^Neoplasm~^^~Anatomic codes - DICOM master list~SCT^10200004^Liver~^^"
+    )
+    # Slicer itself reads the entry back into the same codes.
+    import slicer
+
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(lesion.GetTerminology(), entry)
+    assert (entry.GetTypeObject().GetCodeValue(), entry.GetCategoryObject().GetCodeValue()) == ("108369006", "49755003")
     assert mrml._tag(lesion, mrml.TAG_LESION_ID) == "2"
     assert mrml._tag(liver, mrml.TAG_LABEL) == "1"
 
@@ -132,7 +142,7 @@ def test_import_result_refuses_missing_files_and_mixed_runs(headless: mrml.Headl
     volume = add_volume(headless.scene, synthetic_arrays()[0], geometry)
     with pytest.raises(InputError, match=r"lacks segmentation.nrrd, lesions.nrrd: give the folder written by"):
         mrml.import_result(headless.scene, tmp_path / "empty", volume)
-    report = hand_report(geometry)
+    report = measured_report(geometry)
     report["lesions"] = report["lesions"][:1]
     folder = write_segment_folder(tmp_path / "mixed", geometry, report)
     with pytest.raises(InputError, match=r"lesions.nrrd holds lesions \[1, 2\] but report.json lists \[1\]"):
@@ -151,7 +161,7 @@ def test_import_result_goes_under_the_input_study(headless: mrml.HeadlessScene, 
     hierarchy.CreateItem(study, volume)  # done by Slicer's GUI plugins when a DICOM study is loaded
     node = mrml.import_result(headless.scene, write_segment_folder(tmp_path / "out", geometry), volume)
     assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
-    table = mrml.table_from_report(headless.scene, hand_report(geometry))
+    table = mrml.table_from_report(headless.scene, measured_report(geometry))
     mrml.place_beside(table, volume)
     assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(table)) == study
 
@@ -159,7 +169,7 @@ def test_import_result_goes_under_the_input_study(headless: mrml.HeadlessScene, 
 def test_table_from_report_equals_report(headless: mrml.HeadlessScene) -> None:
     import json
 
-    report = hand_report(GEOMETRIES["oblique"])
+    report = measured_report(GEOMETRIES["oblique"])
     table = mrml.table_from_report(headless.scene, report, edited_lesion_ids=(2,))
     vtable = table.GetTable()
     assert vtable.GetNumberOfRows() == 2
@@ -209,25 +219,53 @@ def _set_mask(node: Any, segment_id: str, mask: np.ndarray, geometry: Geometry) 
     assert slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(image, node, segment_id)
 
 
-def test_manual_edit_is_seen_and_marked(headless: mrml.HeadlessScene, tmp_path: Path) -> None:
+def test_manual_edit_changes_the_recomputed_report(headless: mrml.HeadlessScene, tmp_path: Path) -> None:
     geometry = GEOMETRIES["oblique"]
-    volume = add_volume(headless.scene, synthetic_arrays()[0], geometry)
+    ct, _, lesions = synthetic_arrays()
+    volume = add_volume(headless.scene, ct, geometry)
     node = mrml.import_result(headless.scene, write_segment_folder(tmp_path / "out", geometry), volume)
-    _, _, lesions = synthetic_arrays()
+    before = measured_report(geometry)
     grown = lesions == 2
-    grown[LESION_2[0], LESION_2[1], 12] = True  # 2 x 2 = 4 voxels added next to lesion 2
+    grown[LESION_2[0], LESION_2[1], 12] = True  # 2 x 2 = 4 voxels painted next to lesion 2
     _set_mask(node, "lesion_2", grown, geometry)
     arrays = mrml.labelmap_from_segmentation(node, volume)
     assert int((arrays.lesions == 2).sum()) == 8 + 4
     assert int((arrays.lesions == 1).sum()) == 27
     assert arrays.edited_lesion_ids == (2,)
     assert not arrays.liver_edited
-    # A lesion painted by hand in a new segment named "Lesion" gets the next id and counts as edited.
+    after = measure(mrml.volume_from_node(volume), arrays.labelmap, arrays.lesions)
+    voxel_ml = geometry.voxel_volume_mm3 / 1000.0
+    assert after["lesions"][1]["volume_ml"] == pytest.approx(before["lesions"][1]["volume_ml"] + 4 * voxel_ml, abs=1e-4)
+    assert after["lesions"][0]["volume_ml"] == before["lesions"][0]["volume_ml"]
+    assert after["tumor_burden"]["total_volume_ml"] == pytest.approx(35 * voxel_ml + 4 * voxel_ml, abs=1e-4)
+    # The painted voxels were liver (60 HU): the mean HU of lesion 2 drops from 140 to (8*140 + 4*60) / 12.
+    assert after["lesions"][1]["mean_hu"] == pytest.approx((8 * 140 + 4 * 60) / 12, abs=1e-4)
+    table = mrml.table_from_report(headless.scene, after, edited_lesion_ids=arrays.edited_lesion_ids)
+    assert table.GetTable().GetValueByName(1, "Edited").ToString() == "yes"
+    assert table.GetTable().GetValueByName(1, "Volume").ToDouble() == after["lesions"][1]["volume_ml"]
+
+
+def test_deleted_and_hand_added_lesions_are_renumbered(headless: mrml.HeadlessScene, tmp_path: Path) -> None:
+    geometry = GEOMETRIES["anisotropic-flipped"]
+    volume = add_volume(headless.scene, synthetic_arrays()[0], geometry)
+    node = mrml.import_result(headless.scene, write_segment_folder(tmp_path / "out", geometry), volume)
+    node.GetSegmentation().RemoveSegment("lesion_1")
     node.GetSegmentation().AddEmptySegment("hand", "Lesion", [1.0, 0.0, 0.0])
     extra = np.zeros(SHAPE_KJI, dtype=bool)
-    extra[1, 1, 1] = True
+    extra[2, 4, 4] = True  # one liver voxel painted as a new lesion
     _set_mask(node, "hand", extra, geometry)
+    node.GetSegmentation().AddEmptySegment("empty", "Lesion 9", [1.0, 0.0, 0.0])  # empty: not a lesion
     arrays = mrml.labelmap_from_segmentation(node, volume)
-    assert arrays.lesion_ids[3] == "hand"
-    assert arrays.edited_lesion_ids == (2, 3)
-    assert arrays.labelmap[1, 1, 1] == 2
+    assert arrays.lesion_ids == {1: "lesion_2", 2: "hand"}
+    assert arrays.edited_lesion_ids == (2,)  # lesion 2 (ex 2) unchanged; the hand-painted one is new
+    assert int((arrays.lesions == 1).sum()) == 8 and int((arrays.lesions == 2).sum()) == 1
+    assert arrays.labelmap[2, 4, 4] == 2 and int((arrays.labelmap == 2).sum()) == 9
+    report = measure(mrml.volume_from_node(volume), arrays.labelmap, arrays.lesions)
+    assert [lesion["id"] for lesion in report["lesions"]] == [1, 2]
+    mrml.rename_lesion_segments(node, arrays.lesion_ids)
+    segmentation = node.GetSegmentation()
+    assert segmentation.GetSegment("lesion_2").GetName() == "Lesion 1"
+    assert segmentation.GetSegment("hand").GetName() == "Lesion 2"
+    np.testing.assert_allclose(segmentation.GetSegment("hand").GetColor(), np.array([255, 210, 0]) / 255.0)
+    # Renaming is stable: exporting again gives the same numbering.
+    assert mrml.labelmap_from_segmentation(node, volume).lesion_ids == {1: "lesion_2", 2: "hand"}
