@@ -1,0 +1,84 @@
+"""What DICOM-SEG and SR share: source datasets in k order, the grid check, identification of the software."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from SmoothSegNetLib import __version__
+from SmoothSegNetLib.errors import ExportError
+from SmoothSegNetLib.volume import CTVolume, DicomSource
+
+MANUFACTURER = "SmoothSegNet project"
+MODEL_NAME = "SmoothSegNet"
+#: Positions of a source slice and of the volume's slice k may differ by this much (mm).
+POSITION_TOLERANCE_MM = 0.01
+
+
+def require_dicom_source(ct: CTVolume, what: str) -> DicomSource:
+    """The CT's DICOM source, or ExportError saying that ``what`` needs one."""
+    if ct.dicom is None:
+        raise ExportError(
+            f"{what} needs a DICOM source: the CT was read from {ct.source!r}, not from a DICOM series; "
+            "run on the DICOM series folder instead"
+        )
+    return ct.dicom
+
+
+def check_slices_match_grid(ct: CTVolume, source: DicomSource) -> None:
+    """Each source slice must sit where the volume's slice k is (so SEG frames land on the right images)."""
+    g = ct.geometry
+    if len(source.slices) != g.shape_kji[0]:
+        raise ExportError(
+            f"the DICOM source has {len(source.slices)} slices but the volume has {g.shape_kji[0]}: the CT was "
+            "resampled after reading; DICOM export needs the CT on its original slices"
+        )
+    expected = g.index_to_lps(
+        np.column_stack(
+            [np.zeros(len(source.slices)), np.zeros(len(source.slices)), np.arange(len(source.slices), dtype=float)]
+        )
+    )
+    actual = np.array([s.position_lps_mm for s in source.slices], dtype=float)
+    error = np.abs(expected - actual).max(axis=1)
+    if np.any(error > POSITION_TOLERANCE_MM):
+        k = int(np.argmax(error))
+        raise ExportError(
+            f"source slice {source.slices[k].path} is at {actual[k].tolist()} mm but slice k={k} of the volume is at "
+            f"{expected[k].round(3).tolist()} mm: the volume is not on the DICOM series' grid"
+        )
+
+
+def read_source_datasets(source: DicomSource, *, pixels: bool = False) -> list[Dataset]:
+    """The source slices' datasets in the volume's k order (headers only unless ``pixels``)."""
+    datasets: list[Dataset] = []
+    for entry in source.slices:
+        try:
+            ds = pydicom.dcmread(entry.path, stop_before_pixels=not pixels)
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            raise ExportError(f"cannot read the source slice {entry.path}: {exc}; is the series still there?") from exc
+        if str(ds.SOPInstanceUID) != entry.sop_instance_uid:
+            raise ExportError(
+                f"the source slice {entry.path} now holds SOP instance {ds.SOPInstanceUID}, not "
+                f"{entry.sop_instance_uid}: the series changed since it was read; read it again"
+            )
+        datasets.append(ds)
+    return datasets
+
+
+def software_versions() -> str:
+    return f"SmoothSegNetLib {__version__}"
+
+
+def model_summary(models: Sequence[dict[str, Any]], task: str | None) -> tuple[str, str, dict[str, str]] | None:
+    """(name, version, parameters) of the models that made a segment (``task``: liver / tumor / None = all)."""
+    chosen = [m for m in models if task is None or m.get("task") in (task, None)]
+    if not chosen:
+        return None
+    name = " + ".join(str(m.get("title") or m["id"]) for m in chosen)[:64]
+    version = " + ".join(str(m.get("version", "unknown")) for m in chosen)[:64]
+    parameters = {f"{m['id']}_weights_sha256"[:64]: str(m.get("sha256", "unknown")) for m in chosen}
+    return name, version, parameters
