@@ -1,0 +1,76 @@
+"""Options and result of :func:`SmoothSegNetLib.inference.segment`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from SmoothSegNetLib.errors import InputError
+
+DEFAULT_LIVER_MODEL = "smoothsegnet-demo-liver"
+DEFAULT_TUMOR_MODEL = "smoothsegnet-demo-tumor"
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """What to run and how.
+
+    Attributes:
+        liver_model: liver card id (registry) or card file path.
+        tumor_model: tumor card id or path.
+        liver_only: skip the tumor stage.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
+        threads: CPU threads for torch (``None`` = torch's default).
+        min_lesion_ml: lesions smaller than this are dropped (``None`` = the tumor card's value).
+        refine: morphological Chan–Vese refinement of tumors (``None`` = as the tumor card says).
+        probability_map: also return the decision probabilities on the input grid.
+        batch_size: windows per forward pass (``None`` = the card's).
+        amp: mixed precision on GPU.
+    """
+
+    liver_model: str = DEFAULT_LIVER_MODEL
+    tumor_model: str = DEFAULT_TUMOR_MODEL
+    liver_only: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    min_lesion_ml: float | None = None
+    refine: bool | None = None
+    probability_map: bool = False
+    batch_size: int | None = None
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_lesion_ml is not None and not (math.isfinite(self.min_lesion_ml) and self.min_lesion_ml >= 0):
+            raise InputError(f"--min-lesion-ml must be a number >= 0 (ml), got {self.min_lesion_ml!r}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {self.threads!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {self.batch_size!r}")
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """The segmentation of one CT, on exactly the CT's grid.
+
+    Attributes:
+        labelmap: uint8 ``[k, j, i]``: 0 background, 1 liver, 2 tumor.
+        lesions: uint16 ``[k, j, i]``: lesion n has value n (1 = largest), 0 elsewhere.
+        confidence: lesion id -> mean tumor decision probability inside the lesion (0..1).
+        probability: with ``probability_map``: ``{"liver": ..., "tumor": ...}`` float16 ``[k, j, i]``.
+        warnings: normal-but-notable outcomes (no liver found, tumor-free liver, GPU fallback).
+        models: one dict per model used (id, title, version, task, sha256).
+        timings_s: seconds per stage.
+        device: the device that ran the networks.
+    """
+
+    labelmap: np.ndarray
+    lesions: np.ndarray
+    confidence: dict[int, float]
+    probability: dict[str, np.ndarray] | None = None
+    warnings: tuple[str, ...] = ()
+    models: tuple[dict[str, Any], ...] = ()
+    timings_s: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"

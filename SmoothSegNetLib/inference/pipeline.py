@@ -1,0 +1,265 @@
+"""The global–local pipeline: liver network on the whole CT, tumor network on the liver, result on the input grid.
+
+Every network runs on its card's canonical grid; its decision probability is interpolated (linearly) back
+onto the input grid and thresholded there at 0.5, so the labelmap lies exactly on the input grid whatever
+the input's orientation, spacing or obliquity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from SmoothSegNetLib.errors import InputError, ModelError
+from SmoothSegNetLib.inference.device import run_with_oom_fallback, select_device, set_threads
+from SmoothSegNetLib.inference.options import SegmentationResult, SegmentOptions
+from SmoothSegNetLib.inference.postprocess import bounding_box, chan_vese_refine, fill_holes, largest_component
+from SmoothSegNetLib.inference.preprocess import (
+    from_network_layout,
+    network_grid,
+    resample_ct,
+    to_network_layout,
+    window_hu,
+)
+from SmoothSegNetLib.inference.window import RunSettings, predict
+from SmoothSegNetLib.models import ModelCard, Registry, build_network, load_weights
+from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress, sub_progress
+from SmoothSegNetLib.resample import Interpolation, crop_geometry, resample
+from SmoothSegNetLib.volume import CTVolume, Geometry
+
+log = logging.getLogger(__name__)
+
+#: Chan–Vese iterations used when refinement is asked for but the card sets none (the paper used 2).
+DEFAULT_REFINE_ITERATIONS = 2
+Slices = tuple[slice, slice, slice]
+
+
+class Segmenter:
+    """Loads the cards and verified weights once, then segments any number of CTs."""
+
+    def __init__(self, options: SegmentOptions | None = None, registry: Registry | None = None) -> None:
+        self.options = options if options is not None else SegmentOptions()
+        self.registry = registry if registry is not None else Registry()
+        set_threads(self.options.threads)
+        self.device = select_device(self.options.device)
+        self.liver_card, self.liver_net, liver_sha = self._load(self.options.liver_model, "liver")
+        self.models: list[dict[str, Any]] = [_model_info(self.liver_card, liver_sha)]
+        self.tumor_card: ModelCard | None = None
+        self.tumor_net: torch.nn.Module | None = None
+        if not self.options.liver_only:
+            self.tumor_card, self.tumor_net, tumor_sha = self._load(self.options.tumor_model, "tumor")
+            self.models.append(_model_info(self.tumor_card, tumor_sha))
+
+    def _load(self, name: str, task: str) -> tuple[ModelCard, torch.nn.Module, str | None]:
+        entry = self.registry.find(name)
+        card = entry.card
+        if card.task != task:
+            raise ModelError(f"model {card.id!r} is a {card.task} model but was given as the {task} model")
+        network = load_weights(build_network(card), card, path=entry.weights_path, sha256=entry.expected_sha256)
+        return card, network.to(self.device).eval(), entry.expected_sha256
+
+    # -- one stage ------------------------------------------------------------------------------------
+    def _predict(
+        self,
+        network: torch.nn.Module,
+        image_kji: np.ndarray,
+        card: ModelCard,
+        progress: ProgressCallback,
+        cancel: CancelCheck | None,
+        stage: str,
+        warnings: list[str],
+    ) -> np.ndarray:
+        """Decision probability ``[k, j, i]`` on the image's grid, with GPU out-of-memory fallback."""
+        batch = self.options.batch_size or card.inference.batch_size
+        image_ijk = to_network_layout(image_kji)
+
+        def run(device: torch.device, batch_size: int) -> np.ndarray:
+            settings = RunSettings(device, batch_size, self.options.amp)
+            return predict(network.to(device), image_ijk, card, settings, progress, cancel, stage)
+
+        q, used, fallbacks = run_with_oom_fallback(run, self.device, batch)
+        if used != self.device:
+            self.device = used
+            for net in (self.liver_net, self.tumor_net):
+                if net is not None:
+                    net.to(used)
+        warnings.extend(fallbacks)
+        return np.ascontiguousarray(from_network_layout(q))
+
+    # -- the pipeline ---------------------------------------------------------------------------------
+    def __call__(
+        self, ct: CTVolume, progress: ProgressCallback = no_progress, cancel: CancelCheck | None = None
+    ) -> SegmentationResult:
+        """Segment ``ct``; see :func:`segment`."""
+        _check_ct(ct)
+        warnings: list[str] = []
+        timings: dict[str, float] = {}
+        probability: dict[str, np.ndarray] | None = {} if self.options.probability_map else None
+        t0 = time.perf_counter()
+        progress("liver", 0.0, f"liver network {self.liver_card.id} on {self.device}")
+        liver, q_liver = self._liver_stage(ct, sub_progress(progress, 0.0, 0.5), cancel, warnings)
+        if probability is not None:
+            probability["liver"] = q_liver.astype(np.float16)
+        del q_liver
+        timings["liver_s"] = time.perf_counter() - t0
+        labelmap = liver.astype(np.uint8)
+        lesions = np.zeros(ct.geometry.shape_kji, dtype=np.uint16)
+        confidence: dict[int, float] = {}
+        if not liver.any():
+            warnings.append("no liver found in the field of view: the labelmap is empty (is this an abdominal CT?)")
+        elif self.tumor_card is not None and self.tumor_net is not None:
+            t1 = time.perf_counter()
+            box, tumor_lesions, q_tumor, confidence = self._tumor_stage(
+                ct, liver, sub_progress(progress, 0.5, 0.98), cancel, warnings
+            )
+            labelmap[box][tumor_lesions > 0] = 2
+            lesions[box] = tumor_lesions
+            if probability is not None:
+                full = np.zeros(ct.geometry.shape_kji, dtype=np.float16)
+                full[box] = q_tumor
+                probability["tumor"] = full
+            timings["tumor_s"] = time.perf_counter() - t1
+            if not confidence:
+                warnings.append("no tumor found in the liver (no lesion above the minimum volume)")
+        check_cancel(cancel)
+        timings["total_s"] = time.perf_counter() - t0
+        progress("done", 1.0, f"{len(confidence)} lesion(s)")
+        return SegmentationResult(
+            labelmap=labelmap,
+            lesions=lesions,
+            confidence=confidence,
+            probability=probability,
+            warnings=tuple(warnings),
+            models=tuple(self.models),
+            timings_s=timings,
+            device=str(self.device),
+        )
+
+    def _liver_stage(
+        self, ct: CTVolume, progress: ProgressCallback, cancel: CancelCheck | None, warnings: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        card = self.liver_card
+        grid = network_grid(ct.geometry, card)
+        image = window_hu(resample_ct(ct.array, ct.geometry, grid), card.input.hu_window)
+        check_cancel(cancel)
+        q = self._predict(self.liver_net, image, card, progress, cancel, "liver", warnings)
+        del image
+        q_input = resample(q, grid, ct.geometry, Interpolation.LINEAR, 0.0)
+        liver = q_input >= 0.5
+        if card.post.largest_component:
+            liver = largest_component(liver)
+        if card.post.fill_holes:
+            liver = fill_holes(liver)
+        return liver, q_input
+
+    def _tumor_stage(
+        self,
+        ct: CTVolume,
+        liver: np.ndarray,
+        progress: ProgressCallback,
+        cancel: CancelCheck | None,
+        warnings: list[str],
+    ) -> tuple[Slices, np.ndarray, np.ndarray, dict[int, float]]:
+        from SmoothSegNetLib.report import label_lesions
+
+        card = self.tumor_card
+        assert card is not None and self.tumor_net is not None  # guarded by the caller
+        box = _tumor_box(liver, ct.geometry, card)
+        crop_geom = crop_geometry(ct.geometry, box)
+        ct_crop = ct.array[box]
+        liver_crop = liver[box]
+        grid = network_grid(crop_geom, card)
+        image = window_hu(resample_ct(ct_crop, crop_geom, grid), card.input.hu_window)
+        if card.input.mask_outside_liver:
+            liver_grid = resample(liver_crop.astype(np.uint8), crop_geom, grid, Interpolation.LINEAR, 0)
+            image[liver_grid == 0] = 0.0
+            del liver_grid
+        check_cancel(cancel)
+        q = self._predict(self.tumor_net, image, card, progress, cancel, "tumor", warnings)
+        del image
+        q_crop = resample(q, grid, crop_geom, Interpolation.LINEAR, 0.0)
+        tumor = (q_crop >= 0.5) & liver_crop
+        if card.post.fill_holes:
+            tumor = fill_holes(tumor) & liver_crop
+        iterations = self._refine_iterations(card)
+        if iterations:
+            check_cancel(cancel)
+            tumor = chan_vese_refine(window_hu(ct_crop, card.input.hu_window), tumor, liver_crop, iterations)
+        min_ml = self.options.min_lesion_ml if self.options.min_lesion_ml is not None else card.post.min_lesion_ml
+        lesions = label_lesions(tumor, crop_geom, min_volume_ml=min_ml)
+        count = int(lesions.max()) if lesions.size else 0
+        confidence: dict[int, float] = {}
+        if count:
+            means = ndimage.mean(q_crop, labels=lesions, index=np.arange(1, count + 1))
+            confidence = {n + 1: round(float(v), 4) for n, v in enumerate(np.atleast_1d(means))}
+        return box, lesions, q_crop, confidence
+
+    def _refine_iterations(self, card: ModelCard) -> int:
+        if self.options.refine is None:
+            return card.post.chan_vese_iterations
+        if not self.options.refine:
+            return 0
+        return card.post.chan_vese_iterations or DEFAULT_REFINE_ITERATIONS
+
+
+def _tumor_box(liver: np.ndarray, geometry: Geometry, card: ModelCard) -> Slices:
+    if not card.input.crop_to_liver:
+        return (slice(0, liver.shape[0]), slice(0, liver.shape[1]), slice(0, liver.shape[2]))
+    sx, sy, sz = geometry.spacing_mm
+    margin = card.input.crop_margin_mm
+    margin_kji = (math.ceil(margin / sz), math.ceil(margin / sy), math.ceil(margin / sx))
+    box = bounding_box(liver, margin_kji)
+    assert box is not None  # the caller checked that the liver is not empty
+    return box
+
+
+def _check_ct(ct: CTVolume) -> None:
+    if not isinstance(ct, CTVolume):
+        raise InputError(f"segment needs a CTVolume, got {type(ct).__name__}: read it with SmoothSegNetLib.io")
+    if ct.array.ndim != 3 or not np.issubdtype(ct.array.dtype, np.number) or ct.array.dtype == np.bool_:
+        raise InputError(f"the CT must be a 3D numeric array in HU, got dtype {ct.array.dtype} shape {ct.array.shape}")
+
+
+def _model_info(card: ModelCard, sha256: str | None) -> dict[str, Any]:
+    return {
+        "id": card.id,
+        "title": card.title,
+        "version": card.version,
+        "task": card.task,
+        "sha256": sha256,
+        "weights": card.weights.file,
+    }
+
+
+def segment(
+    ct: CTVolume,
+    options: SegmentOptions | None = None,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelCheck | None = None,
+    *,
+    registry: Registry | None = None,
+) -> SegmentationResult:
+    """Segment the liver and liver tumors of ``ct``.
+
+    Args:
+        ct: the CT in HU (any orientation, spacing, obliquity).
+        options: models, device, lesion size, refinement (defaults: the demo cards on the best device).
+        progress: ``progress(stage, fraction, message)``; stages ``liver``, ``tumor``, ``done``.
+        cancel: checked between windows and stages.
+        registry: where cards and weights are looked up (default: ``$SMOOTHSEGNET_HOME`` + bundled).
+
+    Returns:
+        A :class:`SegmentationResult` on exactly ``ct``'s grid. No liver, or a tumor-free liver, are normal
+        outcomes reported in ``warnings``.
+
+    Raises:
+        ModelError: a card or its weights are missing or do not verify.
+        Cancelled: ``cancel`` returned true.
+    """
+    return Segmenter(options, registry)(ct, progress, cancel)

@@ -1,0 +1,155 @@
+"""Running a network over a volume: whole (padded) in one pass, or sliding windows with Gaussian blending.
+
+Arrays here are in network layout ``[i, j, k]`` (see :mod:`SmoothSegNetLib.inference.preprocess`). The
+result is the *decision probability* of the card's target class, ``q = p_t / (p_t + max_{c != t} p_c)``:
+``q > 0.5`` exactly where the target class wins the argmax, for softmax and sigmoid outputs alike, and
+``q = p_t`` for a two-class softmax. It is what gets interpolated back onto the input grid and thresholded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from SmoothSegNetLib.inference.device import autocast
+from SmoothSegNetLib.models.card import ModelCard
+from SmoothSegNetLib.models.network import forward_logits
+from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress
+
+#: Sigma of the Gaussian blending weight, as a fraction of the window size (MONAI's default).
+SIGMA_SCALE = 0.125
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How one network pass is run (from the card, possibly overridden by the caller)."""
+
+    device: torch.device
+    batch_size: int = 1
+    amp: bool = True
+
+
+def decision_probability(logits: torch.Tensor, activation: str, target: int) -> torch.Tensor:
+    """``q`` of the target channel from logits ``[C, ...]`` (see the module docstring)."""
+    logits = logits.float()
+    probs = torch.softmax(logits, dim=0) if activation == "softmax" else torch.sigmoid(logits)
+    p_t = probs[target]
+    others = torch.cat([probs[:target], probs[target + 1 :]], dim=0)
+    if others.shape[0] == 0:
+        return p_t
+    p_o = others.max(dim=0).values
+    return p_t / torch.clamp(p_t + p_o, min=1e-12)
+
+
+def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    pad = [(0, max(0, s - n)) for n, s in zip(image.shape, shape)]
+    return np.pad(image, pad) if any(p[1] for p in pad) else image
+
+
+def _forward(network: torch.nn.Module, batch: np.ndarray, settings: RunSettings) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(settings.device)
+    with torch.inference_mode(), autocast(settings.device, settings.amp):
+        return forward_logits(network, tensor).float().cpu()
+
+
+def predict_whole(
+    network: torch.nn.Module, image_ijk: np.ndarray, card: ModelCard, settings: RunSettings
+) -> np.ndarray:
+    """One forward pass over the image padded to a multiple of ``size_divisible_by``; float32 ``q`` ``[i, j, k]``."""
+    d = card.inference.size_divisible_by
+    shape = tuple(int(np.ceil(n / d) * d) for n in image_ijk.shape)
+    padded = _pad_to(image_ijk, shape)
+    logits = _forward(network, padded[None, None], settings)[0]
+    i, j, k = image_ijk.shape
+    q = decision_probability(logits[:, :i, :j, :k], card.activation, card.channel_of(card.task))
+    return q.numpy().astype(np.float32, copy=False)
+
+
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Start indices of windows of ``roi`` voxels covering ``size`` voxels with the given overlap."""
+    if size <= roi:
+        return [0]
+    step = max(1, int(roi * (1.0 - overlap)))
+    starts = list(range(0, size - roi + 1, step))
+    if starts[-1] != size - roi:
+        starts.append(size - roi)
+    return starts
+
+
+def _gaussian_weight(roi: tuple[int, int, int]) -> np.ndarray:
+    axes = []
+    for n in roi:
+        centre = (n - 1) / 2.0
+        sigma = max(n * SIGMA_SCALE, 1e-3)
+        axes.append(np.exp(-0.5 * ((np.arange(n) - centre) / sigma) ** 2))
+    weight = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    weight = weight / weight.max()
+    return np.maximum(weight, 1e-3).astype(np.float32)
+
+
+def _batches(items: list[tuple[int, int, int]], size: int) -> Iterator[list[tuple[int, int, int]]]:
+    for n in range(0, len(items), size):
+        yield items[n : n + size]
+
+
+def predict_sliding(
+    network: torch.nn.Module,
+    image_ijk: np.ndarray,
+    card: ModelCard,
+    settings: RunSettings,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelCheck | None = None,
+    stage: str = "",
+) -> np.ndarray:
+    """Windows of ``roi_size_ijk`` with ``overlap``, logits blended with a Gaussian weight; float32 ``q``."""
+    roi = card.inference.roi_size_ijk
+    if roi is None:
+        raise ValueError(f"model card {card.id!r} has no inference.roi_size_ijk for sliding windows")
+    original = image_ijk.shape
+    image = _pad_to(image_ijk, roi)
+    starts = [window_starts(n, r, card.inference.overlap) for n, r in zip(image.shape, roi)]
+    positions: list[tuple[int, int, int]] = [(a, b, c) for a, b, c in itertools.product(*starts)]
+    weight = _gaussian_weight(roi)
+    channels = card.out_channels
+    acc = np.zeros((channels, *image.shape), dtype=np.float32)
+    norm = np.zeros(image.shape, dtype=np.float32)
+    done = 0
+    for batch in _batches(positions, settings.batch_size):
+        check_cancel(cancel)
+        windows = np.stack([image[i : i + roi[0], j : j + roi[1], k : k + roi[2]] for i, j, k in batch])
+        logits = _forward(network, windows[:, None], settings).numpy()
+        for (i, j, k), out in zip(batch, logits):
+            acc[:, i : i + roi[0], j : j + roi[1], k : k + roi[2]] += out * weight
+            norm[i : i + roi[0], j : j + roi[1], k : k + roi[2]] += weight
+        done += len(batch)
+        progress(stage, done / len(positions), f"window {done}/{len(positions)}")
+    acc /= norm
+    del norm
+    i, j, k = original
+    q = decision_probability(torch.from_numpy(acc[:, :i, :j, :k]), card.activation, card.channel_of(card.task))
+    return q.numpy().astype(np.float32, copy=False)
+
+
+def predict(
+    network: torch.nn.Module,
+    image_ijk: np.ndarray,
+    card: ModelCard,
+    settings: RunSettings,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelCheck | None = None,
+    stage: str = "",
+) -> np.ndarray:
+    """Whole-volume or sliding-window prediction as the card says (whole switches to windows above
+    ``max_voxels``)."""
+    check_cancel(cancel)
+    spec = card.inference
+    too_big = spec.max_voxels is not None and int(np.prod(image_ijk.shape)) > spec.max_voxels
+    if spec.mode == "whole" and not (too_big and spec.roi_size_ijk is not None):
+        q = predict_whole(network, image_ijk, card, settings)
+        progress(stage, 1.0, "whole volume")
+        return q
+    return predict_sliding(network, image_ijk, card, settings, progress, cancel, stage)
