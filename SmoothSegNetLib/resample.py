@@ -289,7 +289,11 @@ def resample(
         the type's range.
     """
     array = np.asarray(array_kji)
-    method = Interpolation(interpolation)
+    try:
+        method = Interpolation(interpolation)
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in Interpolation)
+        raise ValueError(f"interpolation must be one of {allowed}, got {interpolation!r}") from exc
     if array.ndim not in (3, 4) or array.shape[-3:] != src.shape_kji:
         raise ValueError(
             f"array_kji has shape {array.shape} but src has shape_kji {src.shape_kji}: "

@@ -235,5 +235,5 @@ def test_channels_are_resampled_alike() -> None:
 def test_resample_refuses_array_not_on_src() -> None:
     with pytest.raises(ValueError, match=r"array_kji has shape \(8, 8, 9\) but src has shape_kji \(8, 8, 8\)"):
         resample(np.zeros((8, 8, 9)), Geometry.create((8, 8, 8)), Geometry.create((8, 8, 8)))
-    with pytest.raises(ValueError, match="cubic"):
+    with pytest.raises(ValueError, match="interpolation must be one of nearest, linear, bspline, got 'cubic'"):
         resample(np.zeros((8, 8, 8)), Geometry.create((8, 8, 8)), Geometry.create((8, 8, 8)), "cubic")
