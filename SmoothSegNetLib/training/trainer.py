@@ -298,7 +298,8 @@ def train_stage(
             scaler.step(optimizer)
             scaler.update()
             iteration += 1
-            running.append(float(loss.detach()))
+            last_loss = float(loss.detach())
+            running.append(last_loss)
             elapsed = time.monotonic() - t0
             out_of_time = config.max_minutes > 0 and elapsed > 60.0 * config.max_minutes
             val_dice: float | None = None
