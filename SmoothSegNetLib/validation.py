@@ -85,7 +85,7 @@ def check_dimensions(size_ijk: Sequence[int], components: int, *, source: str) -
             f"{source} has {components} components per voxel (an RGB or vector image), but a CT has one "
             "grey value per voxel: give the original greyscale CT, not a screenshot, colour map or vector field"
         )
-    if len(size_ijk) == 2 or (len(size_ijk) == 3 and int(size_ijk[2]) == 1):
+    if len(size_ijk) == 2:
         raise VolumeValidationError(
             f"{source} is a 2D image (size {tuple(int(n) for n in size_ijk)}), but a 3D CT with at least "
             f"{MIN_SLICES} slices is needed: give the whole series or volume"

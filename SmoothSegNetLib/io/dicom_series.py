@@ -104,9 +104,6 @@ def scan_folder(folder: Path) -> dict[str, list[_Header]]:
         ds = _read_header(path)
         if ds is None:
             continue
-        if str(ds.get("SeriesInstanceUID", "")) == "":
-            log.info("skipping %s: no SeriesInstanceUID", path)
-            continue
         groups[str(ds.SeriesInstanceUID)].append(_Header(path, ds))
     if not groups:
         raise DicomSeriesError(
@@ -122,8 +119,13 @@ def _read_header(path: Path) -> Dataset | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        return None
+    except InvalidDicomError as exc:
+        if not _has_dicom_preamble(path):
+            return None
+        raise VolumeReadError(
+            f"{path} starts like a DICOM file but its header cannot be read ({exc}); the file is truncated or "
+            "corrupt: remove it from the folder or export the series again"
+        ) from exc
     except PermissionError as exc:
         raise VolumeReadError(f"permission denied reading {path}: make the folder's files readable") from exc
     except Exception as exc:  # pydicom raises many types on a broken header (EOFError, struct.error, ...)
@@ -134,7 +136,23 @@ def _read_header(path: Path) -> Dataset | None:
     meta = getattr(ds, "file_meta", None)
     if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS:
         return None
+    missing = [key for key in ("SOPClassUID", "SeriesInstanceUID") if str(ds.get(key, "")) == ""]
+    if missing:
+        # pydicom reads a cut-short header without complaint; every stored DICOM object has both UIDs
+        raise VolumeReadError(
+            f"{path} starts like a DICOM file but lacks {' and '.join(missing)}: the file is truncated or corrupt: "
+            "remove it from the folder or export the series again"
+        )
     return ds
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def _series_info(uid: str, headers: list[_Header]) -> SeriesInfo:

@@ -7,7 +7,16 @@ else ``float32``, indexed ``[k, j, i]``.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import logging
+import os
+import re
+import struct
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +120,8 @@ def read_volume_file(path: Path, *, max_voxels: int | None = None) -> CTVolume:
     reader.SetImageIO(image_io)
     reader.SetFileName(source)
     try:
-        reader.ReadImageInformation()
+        with _native_stderr_to_log():
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         raise VolumeReadError(
             f"cannot read the header of {path} as {image_io.removesuffix('ImageIO')}: it is corrupt or not that "
@@ -122,8 +132,11 @@ def read_volume_file(path: Path, *, max_voxels: int | None = None) -> CTVolume:
     validation.check_spacing(reader.GetSpacing(), source=source)
     validation.check_direction(np.reshape(reader.GetDirection(), (3, 3)), source=source)
     validation.check_voxel_budget(size, max_voxels, source=source)
+    if image_io == "NiftiImageIO":
+        _check_nifti_length(path)
     try:
-        image = reader.Execute()
+        with _native_stderr_to_log():
+            image = reader.Execute()
     except RuntimeError as exc:
         raise VolumeReadError(
             f"cannot read the voxels of {path}: the file is truncated or corrupt, or its data file is missing "
@@ -152,7 +165,83 @@ def to_hu_dtype(array: np.ndarray) -> np.ndarray:
 def _itk_reason(exc: RuntimeError) -> str:
     """The last meaningful line of an ITK exception (ITK messages span several lines with file paths)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc).__name__
     for line in reversed(lines):
         if not line.startswith(("itk::", "Location", "File:", "Line:", "Description: ")):
-            return line[:200]
-    return (lines[-1] if lines else type(exc).__name__)[:200]
+            reason = line
+            break
+    return re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", reason)[:200]
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Send what C libraries print on file descriptor 2 to the log instead.
+
+    ITK's NIfTI and MetaImage libraries print their complaints straight to stderr; the command line must
+    show exactly one ``error:`` line, and the exception raised afterwards already says what is wrong.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2 (e.g. an embedded interpreter)
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace").strip()
+            if text:
+                log.debug("image library output: %s", text)
+
+
+def _nifti_data_end(header: bytes) -> int | None:
+    """Byte offset where a NIfTI-1/-2 file's voxel data end, from its header (None if unrecognised)."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
+            dims = struct.unpack(f"{endian}8h", header[40:56])
+            bitpix = struct.unpack(f"{endian}h", header[72:74])[0]
+            offset = int(struct.unpack(f"{endian}f", header[108:112])[0])
+        elif len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
+            bitpix = struct.unpack(f"{endian}h", header[14:16])[0]
+            dims = struct.unpack(f"{endian}8q", header[16:80])
+            offset = int(struct.unpack(f"{endian}q", header[168:176])[0])
+        else:
+            continue
+        count = int(np.prod([max(int(d), 1) for d in dims[1 : int(dims[0]) + 1]], dtype=np.int64))
+        return offset + count * int(bitpix) // 8
+    return None
+
+
+def _check_nifti_length(path: Path) -> None:
+    """Refuse a NIfTI file shorter than its header says.
+
+    ITK's NIfTI reader fills missing voxels of a truncated file with zeros without any error, so the length
+    is checked here (for ``.nii.gz`` by streaming through the decompressor, without keeping the data).
+    """
+    compressed = path.name.lower().endswith(".gz")
+    try:
+        if compressed:
+            with gzip.open(path, "rb") as stream:
+                header = stream.read(540)
+                length = len(header)
+                while chunk := stream.read(1 << 22):
+                    length += len(chunk)
+        else:
+            with path.open("rb") as stream:
+                header = stream.read(540)
+            length = path.stat().st_size
+    except (OSError, EOFError, zlib.error) as exc:
+        raise VolumeReadError(
+            f"cannot read the voxels of {path}: the file is truncated or corrupt ({exc}); export the volume again"
+        ) from exc
+    end = _nifti_data_end(header)
+    if end is not None and length < end:
+        raise VolumeReadError(
+            f"cannot read the voxels of {path}: the file is truncated or corrupt ({length:,} bytes of data where "
+            f"the header announces {end:,}); export the volume again"
+        )
