@@ -1,0 +1,136 @@
+"""Liver lesions: how many, how big, where, what they look like (drawn in millimetres, not on a grid)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from SmoothSegNetLib.phantom.raster import Paint
+from SmoothSegNetLib.phantom.shapes import Ellipsoid, Waves, rotation_matrix
+from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, LesionKind, Phase, T, load_table
+from SmoothSegNetLib.phantom.vessels import LiverTest
+
+MIN_DIAMETER_MM = 5.0
+MAX_DIAMETER_MM = 120.0
+#: Probability that a phantom has no lesion at all.
+TUMOR_FREE_PROBABILITY = 0.15
+MAX_COUNT = 8
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    """One drawn lesion (anatomy frame) with its appearance.
+
+    Attributes:
+        kind: hypo-, hyperdense or rim-enhancing.
+        ellipsoid: the shape (nominal semi-axes in mm, rotation, wavy margin).
+        diameters_mm: nominal diameters (twice the semi-axes), largest first.
+        delta_hu: lesion minus surrounding liver attenuation.
+        rim_delta_hu: extra attenuation of the enhancing rim (0 unless rim-enhancing).
+        rim_mm: rim thickness.
+        necrosis_delta_hu: extra (negative) attenuation of a necrotic core (0 if none).
+        margin_mm: width of the soft transition to the liver.
+    """
+
+    kind: LesionKind
+    ellipsoid: Ellipsoid
+    diameters_mm: tuple[float, float, float]
+    delta_hu: float
+    rim_delta_hu: float
+    rim_mm: float
+    necrosis_delta_hu: float
+    margin_mm: float
+
+    @property
+    def mean_radius_mm(self) -> float:
+        return float(np.mean(self.diameters_mm)) / 2.0
+
+
+def _draw_kind(rng: np.random.Generator, phase: Phase) -> LesionKind:
+    kinds = load_table()["lesion_kinds"]
+    names = list(kinds)
+    weights = np.array([kinds[n]["probability"][phase.value] for n in names], dtype=float)
+    return LesionKind(names[int(rng.choice(len(names), p=weights / weights.sum()))])
+
+
+def _draw_diameters(rng: np.random.Generator) -> list[float]:
+    if rng.random() < TUMOR_FREE_PROBABILITY:
+        return []
+    count = int(min(1 + rng.poisson(1.3), MAX_COUNT))
+    first = float(np.exp(rng.uniform(np.log(12.0), np.log(MAX_DIAMETER_MM))))
+    others = np.exp(rng.uniform(np.log(MIN_DIAMETER_MM), np.log(45.0), size=count - 1))
+    return [first, *(float(d) for d in others)]
+
+
+def _liver_points(rng: np.random.Generator, liver_bbox: tuple, in_liver: LiverTest) -> np.ndarray:
+    lo, hi = (np.asarray(b) for b in liver_bbox)
+    pts = rng.uniform(lo, hi, size=(6000, 3))
+    return np.asarray(pts[in_liver(pts)])
+
+
+def _fits(center: np.ndarray, radius: float, in_liver: LiverTest, need: float) -> bool:
+    dirs = np.array([[x, y, z] for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1) if (x, y, z) != (0, 0, 0)])
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    ring = center + dirs * radius * 0.6
+    return float(np.mean(in_liver(ring))) >= need
+
+
+def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_liver: LiverTest) -> list[LesionSpec]:
+    """Draw 0..8 lesions of 5 mm to 12 cm inside the liver (a big one may reach the liver border)."""
+    diameters = _draw_diameters(rng)
+    if not diameters:
+        return []
+    candidates = _liver_points(rng, liver_bbox, in_liver)
+    if len(candidates) == 0:
+        return []
+    table = load_table()["lesion_kinds"]
+    lesions: list[LesionSpec] = []
+    for diameter in diameters:
+        placed = None
+        for attempt in range(60):
+            d = diameter * (0.9 ** (attempt // 15))  # shrink a lesion that does not fit the liver
+            center = candidates[int(rng.integers(len(candidates)))]
+            apart = all(
+                np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 0.6 * (d / 2 + o.mean_radius_mm)
+                for o in lesions
+            )
+            if apart and _fits(center, d / 2, in_liver, 0.85 if d < 60 else 0.6):
+                placed = (center, max(d, MIN_DIAMETER_MM))
+                break
+        if placed is None:
+            continue
+        center, d = placed
+        ratios = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.65, 1.0)])
+        semi = d / 2 * ratios
+        waves = Waves.random(rng, 4, (0.6 * d, 1.6 * d), rng.uniform(0.02, 0.09))
+        ell = Ellipsoid(tuple(center.tolist()), tuple(semi.tolist()), rotation_matrix(rng.uniform(-180, 180, 3)), waves)  # type: ignore[arg-type]
+        kind = _draw_kind(rng, phase)
+        spec = table[kind.value]
+        rim = float(rng.uniform(*spec["rim_delta_hu"][phase.value])) if "rim_delta_hu" in spec else 0.0
+        necrosis = -float(rng.uniform(15.0, 35.0)) if d > 50 and rng.random() < 0.5 else 0.0
+        lesions.append(
+            LesionSpec(
+                kind=kind,
+                ellipsoid=ell,
+                diameters_mm=tuple(sorted((2 * semi).tolist(), reverse=True)),  # type: ignore[arg-type]
+                delta_hu=float(rng.uniform(*spec["delta_hu"][phase.value])),
+                rim_delta_hu=rim,
+                rim_mm=float(rng.uniform(2.0, 4.0)),
+                necrosis_delta_hu=necrosis,
+                margin_mm=float(rng.uniform(0.7, 2.5)),
+            )
+        )
+    return lesions
+
+
+def lesion_ops(lesions: list[LesionSpec]) -> list[Paint]:
+    """Paint operations: lesion n gets tissue ``LESION_TISSUE_BASE + n``, only over liver tissue and earlier lesions."""
+    ops = []
+    over: set[int] = {T.LIVER, T.HEPATIC_VEIN, T.PORTAL_VEIN}
+    for n, lesion in enumerate(lesions):
+        ops.append(
+            Paint(lesion.ellipsoid.shape(f"lesion {n + 1}", margin=1.4), LESION_TISSUE_BASE + n, frozenset(over))
+        )
+        over.add(LESION_TISSUE_BASE + n)
+    return ops
