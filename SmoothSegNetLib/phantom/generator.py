@@ -191,6 +191,8 @@ def make_phantom(
     tlvr = _tlvr(labels)
     clinical = make_clinical_record(np.random.default_rng(streams[4]), seed, tlvr, lesions)
     info = _info(seed, look, anatomy.body.half_axes_mm)
+    clinical["ground_truth"]["lesions"] = [lesion.as_dict() for lesion in lesions]
+    clinical["ground_truth"]["phantom"] = info
     return Phantom(ct, labels, clinical, lesions, tissues, info)
 
 
