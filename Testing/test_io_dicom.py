@@ -259,3 +259,11 @@ def test_inspect_describes_a_dicom_series(tmp_path: Path) -> None:
     assert info["dicom"]["series_instance_uid"] == "1.2.826.99"
     assert info["dicom"]["slice_count"] == 9
     assert info["size_ijk"] == [12, 10, 9]
+
+
+def test_header_rules_are_checked_before_any_pixel_is_decoded(tmp_path: Path) -> None:
+    paths = write_series(make_ct(), tmp_path / "s")
+    edit_series(paths, lambda ds, k: setattr(ds, "ImagePositionPatient", [0.0, 0.6 * k, 2.5 * k]))  # 13.5 deg tilt
+    paths[3].write_bytes(paths[3].read_bytes()[:-300])  # and broken pixel data, never reached
+    with pytest.raises(VolumeValidationError, match=r"13\.50 degrees off the slice normal"):
+        read_volume(tmp_path / "s")

@@ -226,38 +226,47 @@ def read_dicom_series(
     headers = groups[uid]
     source = f"DICOM series {uid} in {folder}"
     plan = _plan_stack(headers, source)
+    validation.check_spacing((*plan.spacing_ij_mm, plan.step_mm), source=source)
     validation.check_voxel_budget((plan.columns, plan.rows, len(headers)), max_voxels, source=source)
+    positions = plan.positions_mm[plan.order]
+    irregular = _irregular_steps(positions, plan, source, allow_resample)
     ordered = [headers[n] for n in plan.order]
     array = read_pixels([h.path for h in ordered], plan.rows, plan.columns, source=source)
     validation.check_hounsfield(array, source=source)
-    positions = plan.positions_mm[plan.order]
+    if irregular:
+        array = resample_uniform(array, positions, plan.step_mm)
     geometry = Geometry.create(
         array.shape,
         (plan.spacing_ij_mm[0], plan.spacing_ij_mm[1], plan.step_mm),
         plan.ipp[plan.order[0]],
         np.column_stack([plan.row_dir, plan.col_dir, plan.normal]),
     )
-    if plan.irregular:
-        steps = np.diff(positions)
-        where = validation.describe_positions([float(positions[g]) for g in plan.irregular])
-        detail = f"slice steps of {validation.describe_positions(sorted({round(float(s), 3) for s in steps}))}"
-        if not allow_resample:
-            raise VolumeValidationError(
-                f"{source} has non-uniform slice spacing or missing slices ({detail}; median {plan.step_mm:g} mm; "
-                f"irregular after positions {where} along the normal): re-export the complete series, or allow "
-                "resampling onto a uniform grid (--allow-resample / allow_resample=True)"
-            )
-        array = resample_uniform(array, positions, plan.step_mm)
-        geometry = geometry.with_shape(array.shape)
+    if irregular:
         warning = (
-            f"non-uniform slice spacing or missing slices ({detail}, irregular after positions {where}): "
-            f"resampled onto {array.shape[0]} slices {plan.step_mm:g} mm apart by linear interpolation along the "
-            "slice normal; DICOM-SEG/SR export is not available for this grid"
+            f"{irregular}: resampled onto {array.shape[0]} slices {plan.step_mm:g} mm apart by linear interpolation "
+            "along the slice normal; DICOM-SEG/SR export is not available for this grid"
         )
-        log.warning("%s: %s", source, warning)
+        log.info("%s: %s", source, warning)
         return CTVolume(array, geometry, source=str(folder), warnings=(warning,))
-    validation.check_spacing(geometry.spacing_mm, source=source)
     return CTVolume(array, geometry, source=str(folder), dicom=_dicom_source(ordered, plan.ipp[plan.order]))
+
+
+def _irregular_steps(positions: np.ndarray, plan: _StackPlan, source: str, allow_resample: bool) -> str:
+    """A description of irregular slice steps ('' when uniform); refuses them unless ``allow_resample``."""
+    if not plan.irregular:
+        return ""
+    steps = sorted({round(float(s), 3) for s in np.diff(positions)})
+    where = validation.describe_positions([float(positions[g]) for g in plan.irregular])
+    detail = (
+        f"non-uniform slice spacing or missing slices (slice steps of {validation.describe_positions(steps)}; "
+        f"median {plan.step_mm:g} mm; irregular after positions {where} along the normal)"
+    )
+    if not allow_resample:
+        raise VolumeValidationError(
+            f"{source} has {detail}: re-export the complete series, or allow resampling onto a uniform grid "
+            "(--allow-resample / allow_resample=True)"
+        )
+    return detail
 
 
 @dataclass(frozen=True)
@@ -377,16 +386,16 @@ def _dicom_source(ordered: list[_Header], ipp: np.ndarray) -> DicomSource:
 
 
 def _plain(value: Any) -> Any:
-    """A plain Python value (str, int, float or list) for a DICOM element value."""
-    if isinstance(value, (int, float, str)) and type(value) in (int, float, str):
-        return value
+    """A plain Python value (str, int, float or list of them) for a DICOM element value."""
     if isinstance(value, pydicom.multival.MultiValue):
         return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
     if isinstance(value, int):
-        return int(value)
+        return int(value)  # IS values are int subclasses
     if isinstance(value, float):
-        return float(value)
-    return str(value) if value is not None else ""
+        return float(value)  # DS values are float subclasses
+    return str(value)  # str, PersonName, UID
 
 
 def read_pixels(paths: list[Path], rows: int, columns: int, *, source: str) -> np.ndarray:
