@@ -3,9 +3,14 @@
 Public API::
 
     from SmoothSegNetLib.inference import segment, SegmentOptions, SegmentationResult, Segmenter
+
+``segment`` and ``Segmenter`` are imported on first use, so that importing this package (e.g. by the command
+line parser) does not load torch.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from SmoothSegNetLib.inference.options import (
     DEFAULT_LIVER_MODEL,
@@ -13,7 +18,9 @@ from SmoothSegNetLib.inference.options import (
     SegmentationResult,
     SegmentOptions,
 )
-from SmoothSegNetLib.inference.pipeline import Segmenter, segment
+
+if TYPE_CHECKING:
+    from SmoothSegNetLib.inference.pipeline import Segmenter, segment
 
 __all__ = [
     "DEFAULT_LIVER_MODEL",
@@ -23,3 +30,11 @@ __all__ = [
     "Segmenter",
     "segment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("segment", "Segmenter"):
+        from SmoothSegNetLib.inference import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
