@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from _io_helpers import edit_series, hu_pattern, make_ct, tree_digest, write_image, write_series
-from conftest import run_cli
+from conftest import require_tool, run_cli
 from pydicom.data import get_testdata_file
 
 from SmoothSegNetLib.errors import DicomSeriesError, InputError, VolumeReadError, VolumeValidationError
@@ -407,3 +409,30 @@ def test_cli_inspect_reports_one_error_line_and_exit_2(tmp_path: Path, name: str
     assert sorted(os.listdir(tmp_path)) == listing
     if before is not None:
         assert tree_digest(path) == before
+
+
+def _as_unprivileged(args: list[str]) -> list[str]:
+    """The command, run without the capabilities that let root read any file (so chmod 000 bites)."""
+    if os.geteuid() != 0:
+        return args
+    return [require_tool("setpriv"), "--bounding-set=-dac_override,-dac_read_search", *args]
+
+
+@pytest.mark.parametrize("target", ["file", "folder", "file in a dicom folder"])
+def test_permission_denied_is_an_input_error(tmp_path: Path, target: str) -> None:
+    if target == "file":
+        path = locked = _array_file(tmp_path, hu_pattern(SHAPE))
+    elif target == "folder":
+        path = locked = _series(tmp_path)
+    else:
+        path = _series(tmp_path)
+        locked = path / "CT0004.dcm"
+    locked.chmod(0)
+    try:
+        command = [sys.executable, "-m", "SmoothSegNetLib", "inspect", str(path)]
+        result = subprocess.run(_as_unprivileged(command), capture_output=True, text=True, check=False, timeout=300)
+    finally:
+        locked.chmod(0o755 if locked.is_dir() else 0o644)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: permission denied reading")
+    assert str(locked) in result.stderr
