@@ -267,3 +267,17 @@ def test_header_rules_are_checked_before_any_pixel_is_decoded(tmp_path: Path) ->
     paths[3].write_bytes(paths[3].read_bytes()[:-300])  # and broken pixel data, never reached
     with pytest.raises(VolumeValidationError, match=r"13\.50 degrees off the slice normal"):
         read_volume(tmp_path / "s")
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"])
+def test_pydicom_compressed_test_files_decode_like_the_uncompressed_one(name: str) -> None:
+    # pydicom ships one 64 x 64 image in several lossless transfer syntaxes (an MR, so the slice decoder is
+    # used directly: a folder of it would be refused as non-CT)
+    from SmoothSegNetLib.io.dicom_series import read_pixels
+
+    plain = Path(get_testdata_file("MR_small.dcm"))  # type: ignore[arg-type]
+    packed = Path(get_testdata_file(name))  # type: ignore[arg-type]
+    assert pydicom.dcmread(packed).file_meta.TransferSyntaxUID.is_compressed
+    expected = read_pixels([plain], 64, 64, source="plain")
+    assert np.array_equal(read_pixels([packed], 64, 64, source="packed"), expected)
+    assert expected.dtype == np.int16 and expected.min() < expected.max()
