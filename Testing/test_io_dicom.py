@@ -235,6 +235,10 @@ def test_writer_refuses_bad_options_and_leaves_nothing(tmp_path: Path) -> None:
         write_ct_series(ct.with_array(ct.array.astype(np.int32) * 40), tmp_path / "b")
     with pytest.raises(InputError, match="at least 32 rows and columns"):
         write_ct_series(ct, tmp_path / "c", transfer_syntax="jpeg2000_lossless")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        write_ct_series(ct.with_array(np.full(ct.array.shape, np.nan, np.float32)), tmp_path / "e")
+    with pytest.raises(InputError, match=r"unknown \['StudyDat'\]"):
+        write_ct_series(ct, tmp_path / "f", attributes={"StudyDat": "20240101"})
     assert not any(tmp_path.iterdir())
     write_ct_series(ct, tmp_path / "d")
     with pytest.raises(InputError, match="already holds"):

@@ -436,3 +436,17 @@ def test_permission_denied_is_an_input_error(tmp_path: Path, target: str) -> Non
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: permission denied reading")
     assert str(locked) in result.stderr
+
+
+def test_folder_given_where_a_volume_file_is_expected(tmp_path: Path) -> None:
+    from SmoothSegNetLib.io.readers import read_volume_file
+
+    with pytest.raises(VolumeReadError, match="is a folder but a file is expected"):
+        read_volume_file(_series(tmp_path))
+
+
+def test_file_given_where_a_dicom_folder_is_expected(tmp_path: Path) -> None:
+    from SmoothSegNetLib.io import list_ct_series
+
+    with pytest.raises(VolumeReadError, match="is a file but a folder is expected"):
+        list_ct_series(_array_file(tmp_path, hu_pattern(SHAPE)))

@@ -95,6 +95,9 @@ def write_ct_series(
             f"transfer_syntax 'jpeg2000_lossless' needs at least {_J2K_MIN_SIZE} rows and columns, got "
             f"{rows} x {columns}: use 'rle_lossless' or 'jpegls_lossless' for such small images"
         )
+    unknown = [key for key in (attributes or {}) if pydicom.datadict.tag_for_keyword(key) is None]
+    if unknown:
+        raise InputError(f"attributes must be DICOM keywords (e.g. 'StudyDate'), got unknown {unknown}")
     stored = _stored_values(ct.array, rescale_slope, rescale_intercept)
     folder = Path(folder)
     if folder.exists() and any(folder.glob("CT*.dcm")):
@@ -132,7 +135,10 @@ def write_ct_series(
 
 
 def _stored_values(array: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    stored = np.rint((np.asarray(array, dtype=np.float64) - intercept) / slope)
+    values = np.asarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InputError("ct.array holds NaN or infinite values, which DICOM cannot store: replace them first")
+    stored = np.rint((values - intercept) / slope)
     if stored.size and (stored.min() < _INT16.min or stored.max() > _INT16.max):
         raise InputError(
             f"with rescale_slope={slope:g} and rescale_intercept={intercept:g} the stored values span "

@@ -112,6 +112,7 @@ def read_volume_file(path: Path, *, max_voxels: int | None = None) -> CTVolume:
     """Read one NRRD/NIfTI/MetaImage file; the header is validated before the voxels are read."""
     import SimpleITK as sitk
 
+    validation.check_input_path(path, want="file")
     # ITK writes warnings (e.g. about NIfTI qform/sform) straight to stderr; the CLI must print one line.
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     image_io = format_of(path)
