@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from SmoothSegNetLib.io import read_volume
-from SmoothSegNetLib.resample import orientation_code
-from SmoothSegNetLib.volume import CTVolume
+if TYPE_CHECKING:
+    from SmoothSegNetLib.volume import CTVolume
 
 NAME = "inspect"
 HELP = "read and validate a CT (volume file or DICOM series folder) and describe its geometry"
@@ -31,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def describe(ct: CTVolume) -> dict[str, Any]:
     """A JSON-ready description of a CT volume (geometry in LPS, sizes in (i, j, k) order)."""
+    from SmoothSegNetLib.resample import orientation_code
+
     g = ct.geometry
     info: dict[str, Any] = {
         "source": ct.source,
@@ -83,6 +84,9 @@ def _text(info: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here so that 'smoothsegnet --help' and the other commands do not pay for pydicom/SimpleITK
+    from SmoothSegNetLib.io import read_volume
+
     ct = read_volume(args.input, series_uid=args.series, max_voxels=args.max_voxels, allow_resample=args.allow_resample)
     info = describe(ct)
     sys.stdout.write(json.dumps(info) + "\n" if args.json else _text(info))
