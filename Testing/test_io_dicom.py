@@ -285,3 +285,15 @@ def test_pydicom_compressed_test_files_decode_like_the_uncompressed_one(name: st
     expected = read_pixels([plain], 64, 64, source="plain")
     assert np.array_equal(read_pixels([packed], 64, 64, source="packed"), expected)
     assert expected.dtype == np.int16 and expected.min() < expected.max()
+
+
+def test_inspect_refuses_a_gap_then_resamples_it_on_request(tmp_path: Path) -> None:
+    paths = write_series(make_ct(), tmp_path / "s")
+    paths[6].unlink()
+    refused = run_cli("inspect", str(tmp_path / "s"))
+    assert refused.returncode == 2 and "--allow-resample" in refused.stderr
+    result = run_cli("inspect", str(tmp_path / "s"), "--allow-resample", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["size_ijk"] == [12, 10, 9] and "dicom" not in info
+    assert len(info["warnings"]) == 1 and "missing slices" in info["warnings"][0]
