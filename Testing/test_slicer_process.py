@@ -50,19 +50,14 @@ def test_segment_command_options() -> None:
         "/opt/Slicer/bin/PythonSlicer", "-m", "SmoothSegNetLib", "segment", "/data/ct.nrrd",
         "-o", "/tmp/out", "--progress", "jsonl", "--device", "cuda", "--per-lesion-segments", "--dicom-seg",
     ]  # fmt: skip
+    assert "--per-lesion-segments" not in segment_command(SegmentRequest(Path("ct.nrrd"), Path("out")), "py")
     liver_only = SegmentRequest(Path("ct.nrrd"), Path("out"), quality=Quality.LIVER_ONLY, tumor_model="t.json")
     command = segment_command(liver_only, "py")
     assert "--liver-only" in command and "--tumor-model" not in command and "--per-lesion-segments" not in command
-    full = SegmentRequest(
-        Path("ct.nrrd"), Path("out"), quality=Quality.FULL, liver_model="l.json", tumor_model="t.json"
-    )
-    assert segment_command(full, "py")[-5:] == [
-        "--liver-model",
-        "l.json",
-        "--tumor-model",
-        "t.json",
-        "--per-lesion-segments",
-    ]
+    full = SegmentRequest(Path("ct.nrrd"), Path("out"), quality=Quality.FULL, tumor_model="t.json")
+    assert segment_command(full, "py")[-4:] == ["--liver-model", "paper-liver-segresnetvae", "--tumor-model", "t.json"]
+    fast = segment_command(SegmentRequest(Path("ct.nrrd"), Path("out")), "py")
+    assert "--liver-model" not in fast and "--tumor-model" not in fast  # the engine's defaults: the demo models
 
 
 @pytest.mark.parametrize(
@@ -70,7 +65,6 @@ def test_segment_command_options() -> None:
     [
         ({"device": "gpu"}, "device must be one of auto, cpu, cuda, got 'gpu'"),
         ({"quality": "fast"}, "quality must be one of"),
-        ({"quality": Quality.FULL}, "quality 'full' needs liver_model and/or tumor_model"),
     ],
 )
 def test_segment_request_refuses_bad_options(kwargs: dict[str, object], message: str) -> None:

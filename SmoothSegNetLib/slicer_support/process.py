@@ -32,6 +32,8 @@ class Quality(str, Enum):
 
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Cards used for ``full`` quality (``Resources/Models``); their weights are installed with "Install model".
+FULL_QUALITY_MODELS = ("paper-liver-segresnetvae", "paper-tumor-segresnetvae")
 #: Seconds to wait, after the child exited, for processes it left behind to close its pipes.
 LEFTOVER_GRACE_S = 1.0
 
@@ -44,10 +46,12 @@ class SegmentRequest:
         input_path: a volume file or a DICOM series folder.
         output_dir: where ``segment`` writes its outputs (created; must not hold earlier outputs).
         device: ``auto``, ``cpu`` or ``cuda``.
-        quality: ``fast`` (default demo cards), ``full`` (the models given below), ``liver-only``.
-        per_lesion: one segment per lesion (``--per-lesion-segments``) instead of one tumor segment.
+        quality: ``fast`` (the engine's default cards, the bundled demo models), ``full`` (the
+            paper-configuration cards, :data:`FULL_QUALITY_MODELS`, whose weights must be installed),
+            ``liver-only`` (skip the tumor stage).
+        per_lesion: with ``dicom_seg``, one DICOM-SEG segment per lesion (``--per-lesion-segments``).
         dicom_seg, dicom_sr: also write ``seg.dcm`` / ``sr.dcm`` (only for a DICOM input).
-        liver_model, tumor_model: model card paths or registry ids; ``None`` for the defaults.
+        liver_model, tumor_model: model card paths or registry ids; ``None`` for the quality's default.
     """
 
     input_path: Path
@@ -65,21 +69,22 @@ class SegmentRequest:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not isinstance(self.quality, Quality):
             raise ValueError(f"quality must be one of {[q.value for q in Quality]}, got {self.quality!r}")
-        if self.quality == Quality.FULL and not (self.liver_model or self.tumor_model):
-            raise ValueError("quality 'full' needs liver_model and/or tumor_model: install a full model first")
 
 
 def segment_command(request: SegmentRequest, python_executable: str | None = None) -> list[str]:
     """The command line of the ``segment`` child process (``python -m SmoothSegNetLib segment ...``)."""
     command = [python_executable or sys.executable, "-m", "SmoothSegNetLib", "segment", str(request.input_path)]
     command += ["-o", str(request.output_dir), "--progress", "jsonl", "--device", request.device]
-    if request.liver_model:
-        command += ["--liver-model", request.liver_model]
+    full = request.quality == Quality.FULL
+    liver_model = request.liver_model or (FULL_QUALITY_MODELS[0] if full else None)
+    tumor_model = request.tumor_model or (FULL_QUALITY_MODELS[1] if full else None)
+    if liver_model:
+        command += ["--liver-model", liver_model]
     if request.quality == Quality.LIVER_ONLY:
         command.append("--liver-only")
-    elif request.tumor_model:
-        command += ["--tumor-model", request.tumor_model]
-    if request.per_lesion and request.quality != Quality.LIVER_ONLY:
+    elif tumor_model:
+        command += ["--tumor-model", tumor_model]
+    if request.per_lesion and request.dicom_seg:
         command.append("--per-lesion-segments")
     if request.dicom_seg:
         command.append("--dicom-seg")
