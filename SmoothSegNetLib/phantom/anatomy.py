@@ -141,7 +141,7 @@ def _spine_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
         moved = capsule((bx, canal_y + canal_r + 3.0, zc), (bx, canal_y + canal_r + 35.0, zc - 12.0), 5.0, 4.0)
         ops.append(Paint(moved, T.BONE_CORTICAL, SOFT))
         for side in (-1.0, 1.0):
-            transverse = capsule((bx + side * 8.0, canal_y - 4.0, zc), (bx + side * 38.0, canal_y + 2.0, zc), 5.0, 4.0)
+            transverse = capsule((bx + side * 8.0, canal_y - 4.0, zc), (bx + side * 30.0, canal_y + 4.0, zc), 4.0, 3.0)
             ops.append(Paint(transverse, T.BONE_CORTICAL, SOFT))
     ops.append(Paint(canal, T.SPINAL_CANAL, frozenset({T.BONE_CORTICAL, T.BONE_CANCELLOUS, T.INTERVERTEBRAL_DISC})))
     return ops
@@ -155,8 +155,8 @@ def _ribs(rng: np.random.Generator, body: Body) -> Shape:
     period = rng.uniform(24.0, 30.0)
     count = 9
     z_top = body.dome_top_z_mm + rng.uniform(40.0, 70.0)
-    # Sine of the angle (−1 anterior, +1 posterior) where each rib ends anteriorly.
-    s_min = np.linspace(-0.85, 0.35, count).astype(np.float32)
+    # Angle from the posterior midline where each rib ends anteriorly (lower ribs are shorter).
+    phi_max = np.linspace(0.85 * np.pi, 0.4 * np.pi, count).astype(np.float32)
 
     def level(x: Array, y: Array, z: Array) -> Array:
         u = (x - np.float32(bx)) / np.float32(ra)
@@ -164,11 +164,12 @@ def _ribs(rng: np.random.Generator, body: Body) -> Shape:
         rho = np.sqrt(u * u + v * v) + np.float32(1e-6)
         sin_t = v / rho
         radial_mm = (rho - 1.0) * np.sqrt((x - bx) ** 2 + (y - by) ** 2) / rho
-        along = z - np.float32(z_top) - np.float32(22.0) * sin_t
+        phi = np.arccos(np.clip(sin_t, -1.0, 1.0))  # angle from the posterior midline
+        along = z - np.float32(z_top) + np.float32(70.0 / np.pi) * phi
         index = np.clip(np.rint(-along / np.float32(period)), 0, count - 1).astype(np.int16)
         dz = along + index.astype(np.float32) * np.float32(period)
         rib = np.sqrt((radial_mm / np.float32(4.5)) ** 2 + (dz / np.float32(6.0)) ** 2)
-        exists = (sin_t > s_min[index]) & (np.abs(np.float32(1.0) - sin_t) > 0.06)
+        exists = (phi < phi_max[index]) & (phi > np.float32(0.3))
         return np.where(exists, rib, np.float32(2.0))
 
     lo = (bx - ra - 10.0, by - rb - 10.0, z_top - count * period - 40.0)

@@ -98,7 +98,7 @@ def render_hu(tissue: np.ndarray, coords: GridCoords, look: Appearance, lesions:
             if not mask.any():
                 return
             r = np.broadcast_to(spec.ellipsoid.level(x, y, z), t.shape)[mask]
-            w = 1.0 / (1.0 + np.exp(-(1.0 - r) * np.float32(spec.mean_radius_mm / spec.margin_mm)))
+            w = 1.0 / (1.0 + np.exp(np.clip((r - 1.0) * np.float32(spec.mean_radius_mm / spec.margin_mm), -60, 60)))
             view = hu[slab]
             background = np.where(t[mask] == own, np.float32(look.liver_hu), view[mask])
             view[mask] = background * (1 - w) + lesion_hu(spec, look.liver_hu, r) * w

@@ -20,7 +20,7 @@ from SmoothSegNetLib.phantom.anatomy import build_anatomy
 from SmoothSegNetLib.phantom.appearance import Appearance, blur_and_noise, draw_appearance, render_hu
 from SmoothSegNetLib.phantom.clinical import make_clinical_record
 from SmoothSegNetLib.phantom.lesions import LesionSpec, draw_lesions, lesion_ops
-from SmoothSegNetLib.phantom.raster import GridCoords, paint_grid, paint_points
+from SmoothSegNetLib.phantom.raster import GridCoords, PointPainter, paint_grid
 from SmoothSegNetLib.phantom.shapes import rotation_matrix
 from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, LesionKind, Phase, T, tissue_labels
 from SmoothSegNetLib.phantom.vessels import hepatic_vein_ops, portal_vein_ops
@@ -169,8 +169,10 @@ def make_phantom(
     anatomy = build_anatomy(np.random.default_rng(streams[0]))
     base_ops = list(anatomy.ops)
 
+    painter = PointPainter(base_ops)
+
     def in_liver(points: np.ndarray) -> np.ndarray:
-        return np.asarray(paint_points(base_ops, points) == T.LIVER)
+        return np.asarray(painter(points) == T.LIVER)
 
     vessel_rng = np.random.default_rng(streams[6])
     ivc_x, ivc_y = anatomy.ivc_xy
@@ -205,15 +207,16 @@ def _labels_from_tissues(tissues: np.ndarray) -> np.ndarray:
 
 
 def _tlvr(labels: np.ndarray) -> float:
-    counts = np.bincount(labels.ravel(), minlength=5)
-    liver_and_tumor = int(counts[1] + counts[2])
-    return float(counts[2]) / liver_and_tumor if liver_and_tumor else 0.0
+    tumor = int(np.count_nonzero(labels == LABEL_TUMOR))
+    liver_and_tumor = tumor + int(np.count_nonzero(labels == 1))
+    return tumor / liver_and_tumor if liver_and_tumor else 0.0
 
 
 def _lesion_truth(
     specs: Sequence[LesionSpec], tissues: np.ndarray, geometry: Geometry, offset: np.ndarray
 ) -> tuple[Lesion, ...]:
-    counts = np.bincount(tissues.ravel(), minlength=256)
+    lesion_ids = tissues[tissues >= LESION_TISSUE_BASE]
+    counts = np.bincount(lesion_ids, minlength=256)
     voxel_ml = geometry.voxel_volume_mm3 / 1000.0
     out = []
     for n, spec in enumerate(specs):

@@ -58,7 +58,7 @@ def _draw_diameters(rng: np.random.Generator) -> list[float]:
     if rng.random() < TUMOR_FREE_PROBABILITY:
         return []
     count = int(min(1 + rng.poisson(1.3), MAX_COUNT))
-    first = float(np.exp(rng.uniform(np.log(12.0), np.log(MAX_DIAMETER_MM))))
+    first = float(np.exp(rng.uniform(np.log(15.0), np.log(MAX_DIAMETER_MM))))
     others = np.exp(rng.uniform(np.log(MIN_DIAMETER_MM), np.log(45.0), size=count - 1))
     return [first, *(float(d) for d in others)]
 

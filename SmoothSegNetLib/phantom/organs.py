@@ -91,12 +91,12 @@ def _gut_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
     ]
     for p0, p1 in itertools.pairwise(path):
         r = rng.uniform(17.0, 24.0)
-        ops += _tube_ops(rng, p0, p1, r, gas_fraction=0.6, content=T.STOOL)
+        ops += _tube_ops(rng, p0, p1, r, gas_fraction=0.3, content=T.STOOL)
     for _ in range(int(rng.integers(4, 9))):
         p0 = (bx + rng.uniform(-0.5, 0.5) * ai, by + rng.uniform(-0.7, 0.1) * bi, z_flex - rng.uniform(20.0, 150.0))
         step = rng.normal(size=3) * np.array([40.0, 25.0, 30.0])
         p1 = tuple((np.asarray(p0) + step).tolist())
-        ops += _tube_ops(rng, p0, p1, rng.uniform(9.0, 14.0), gas_fraction=0.25, content=T.GUT_CONTENT)  # type: ignore[arg-type]
+        ops += _tube_ops(rng, p0, p1, rng.uniform(9.0, 14.0), gas_fraction=0.15, content=T.GUT_CONTENT)  # type: ignore[arg-type]
     return ops
 
 

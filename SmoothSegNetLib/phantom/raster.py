@@ -42,23 +42,34 @@ def _allowed(over: frozenset[int] | None) -> Array | None:
     return table
 
 
+class PointPainter:
+    """Tissue ids at arbitrary anatomy-frame points (the same rule as :func:`paint_grid`), for many small queries."""
+
+    def __init__(self, ops: Sequence[Paint]) -> None:
+        self.ops = tuple(ops)
+        self._lo = np.array([op.shape.bbox[0] for op in self.ops], dtype=np.float32).reshape(-1, 3)
+        self._hi = np.array([op.shape.bbox[1] for op in self.ops], dtype=np.float32).reshape(-1, 3)
+        self._allowed = [_allowed(op.over) for op in self.ops]
+
+    def __call__(self, points_mm: Array) -> Array:
+        """Tissue ids ``uint8 (N,)`` at ``(N, 3)`` points."""
+        pts = np.asarray(points_mm, dtype=np.float32).reshape(-1, 3)
+        tissue = np.zeros(len(pts), dtype=np.uint8)
+        near_all = np.all((pts[:, None, :] >= self._lo[None]) & (pts[:, None, :] <= self._hi[None]), axis=2)
+        for n in np.nonzero(near_all.any(axis=0))[0]:
+            idx = np.nonzero(near_all[:, n])[0]
+            op = self.ops[n]
+            mask = op.shape.inside(pts[idx, 0], pts[idx, 1], pts[idx, 2])
+            allowed = self._allowed[n]
+            if allowed is not None:
+                mask &= allowed[tissue[idx]]
+            tissue[idx[mask]] = op.tissue
+        return tissue
+
+
 def paint_points(ops: Sequence[Paint], points_mm: Array) -> Array:
     """Tissue ids at ``(N, 3)`` anatomy-frame points (the same rule as on a grid)."""
-    pts = np.asarray(points_mm, dtype=np.float32)
-    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
-    tissue = np.zeros(len(pts), dtype=np.uint8)
-    for op in ops:
-        (lo, hi) = op.shape.bbox
-        near = np.all((pts >= np.asarray(lo, np.float32)) & (pts <= np.asarray(hi, np.float32)), axis=1)
-        if not near.any():
-            continue
-        idx = np.nonzero(near)[0]
-        mask = op.shape.inside(x[idx], y[idx], z[idx])
-        allowed = _allowed(op.over)
-        if allowed is not None:
-            mask &= allowed[tissue[idx]]
-        tissue[idx[mask]] = op.tissue
-    return tissue
+    return PointPainter(ops)(points_mm)
 
 
 class GridCoords:
