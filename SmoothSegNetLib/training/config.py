@@ -34,8 +34,9 @@ class LossConfig:
     """Loss settings (see :class:`~SmoothSegNetLib.training.loss.SmoothSegLoss`).
 
     ``tlvr_scope``: ``patch`` compares the soft TLVR of each training patch with the case's clinical TLVR (as
-    the reference code, whose patches are random crops of the liver); ``whole`` trains on the whole liver crop
-    so the soft TLVR is the case's.
+    the reference code, whose patches are random crops of the liver crop; the two ratios differ when the patch
+    is not the whole liver); ``whole`` trains on whole cases (one per batch, padded) so the soft TLVR is the
+    case's own — exact, but each step costs a whole liver crop (a GPU setting).
     """
 
     smoothing: str = "clinical"
@@ -68,7 +69,8 @@ class DataConfig:
     ``nifti`` (LiTS / MSD Task03). ``root``: file or folder for the non-phantom kinds. ``folds`` and
     ``fold``: patient-level k-fold split (validation = fold ``fold``); ``split_file``: a reference
     ``train.txt`` whose complement is held out. ``clinical_table``: the clinical spreadsheet (xlsx/csv) that
-    feeds the TLVR regression.
+    feeds the TLVR regression. ``portal_vein_as_liver``: label 3 counts as liver (the reference code's choice)
+    instead of background.
     """
 
     kind: str = "phantom"
@@ -82,6 +84,7 @@ class DataConfig:
     fold: int = 0
     split_file: str | None = None
     clinical_table: str | None = None
+    portal_vein_as_liver: bool = True
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,22 @@ def make_batch(
         labels.append(label[None].astype(np.int64))
         targets.append(case.tlvr_target)
     return np.stack(images), np.stack(labels), np.asarray(targets, dtype=np.float32)
+
+
+def whole_case_batch(
+    cases: list[PreparedCase], rng: np.random.Generator, augment_config: AugmentConfig | None, multiple: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One whole random case (zero-padded to a multiple of ``multiple``), so its soft TLVR is the case's.
+
+    Returns the same layout as :func:`make_batch` with a batch of one.
+    """
+    case = cases[int(rng.integers(0, len(cases)))]
+    shape = tuple(int(math.ceil(n / multiple) * multiple) for n in case.image.shape)
+    image = np.zeros(shape, dtype=np.float32)
+    label = np.zeros(shape, dtype=np.uint8)
+    inner = tuple(slice(0, n) for n in case.image.shape)
+    image[inner] = case.image
+    label[inner] = case.label
+    if augment_config is not None:
+        image, label = augment(image, label, rng, augment_config)
+    return image[None, None], label[None, None].astype(np.int64), np.asarray([case.tlvr_target], dtype=np.float32)

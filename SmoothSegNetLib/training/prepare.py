@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from SmoothSegNetLib.inference.postprocess import bounding_box
+from SmoothSegNetLib.inference.pipeline import _tumor_box as tumor_box
 from SmoothSegNetLib.inference.preprocess import (
     network_grid,
     resample_ct,
@@ -26,7 +26,7 @@ from SmoothSegNetLib.inference.preprocess import (
     window_hu,
 )
 from SmoothSegNetLib.models.card import ModelCard
-from SmoothSegNetLib.resample import crop_geometry
+from SmoothSegNetLib.resample import Interpolation, crop_geometry, resample
 from SmoothSegNetLib.training.patches import PreparedCase
 from SmoothSegNetLib.volume import CTVolume
 
@@ -75,22 +75,24 @@ def prepare_case(
     if labels_kji.shape != ct.array.shape:
         raise ValueError(f"case {case_id}: labels shape {labels_kji.shape} differs from the CT's {ct.array.shape}")
     classes = stage_labels(labels_kji, card.task, portal_vein_as_liver)
-    grid = network_grid(ct.geometry, card)
     tlvr = true_tlvr(labels_kji)
     if card.task == "liver":
+        grid = network_grid(ct.geometry, card)
         image = window_hu(resample_ct(ct.array, ct.geometry, grid), card.input.hu_window)
         label = resample_labels(classes, ct.geometry, grid)
     else:
-        full_label = resample_labels(classes, ct.geometry, grid)
-        margin = tuple(int(math.ceil(card.input.crop_margin_mm / s)) for s in reversed(grid.spacing_mm))
-        box = bounding_box(full_label > 0, margin)  # type: ignore[arg-type]
-        if box is None:
+        # The same crop, grid and mask as the pipeline's tumor stage, from the reference liver.
+        liver = classes > 0
+        if not liver.any():
             raise ValueError(f"case {case_id}: the labels hold no liver, so there is no tumor-stage crop")
-        crop = crop_geometry(grid, box)
-        label = np.ascontiguousarray(full_label[box])
-        image = window_hu(resample_ct(ct.array, ct.geometry, crop), card.input.hu_window)
+        box = tumor_box(liver, ct.geometry, card)
+        crop = crop_geometry(ct.geometry, box)
+        grid = network_grid(crop, card)
+        image = window_hu(resample_ct(ct.array[box], crop, grid), card.input.hu_window)
         if card.input.mask_outside_liver:
-            image[label == 0] = 0.0
+            liver_grid = resample(liver[box].astype(np.uint8), crop, grid, Interpolation.LINEAR, 0)
+            image[liver_grid == 0] = 0.0
+        label = resample_labels(classes[box], crop, grid)
     return PreparedCase(
         case_id=case_id,
         image=np.ascontiguousarray(to_network_layout(image)),

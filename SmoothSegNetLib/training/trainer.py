@@ -27,7 +27,7 @@ from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel
 from SmoothSegNetLib.training import distributed
 from SmoothSegNetLib.training.config import ConfigError, TrainConfig, config_to_dict
 from SmoothSegNetLib.training.loss import SmoothSegLoss
-from SmoothSegNetLib.training.patches import PreparedCase, make_batch, with_foreground
+from SmoothSegNetLib.training.patches import PreparedCase, make_batch, whole_case_batch, with_foreground
 
 log = logging.getLogger(__name__)
 
@@ -273,14 +273,17 @@ def train_stage(
             lr = learning_rate_at(iteration, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images, labels, targets = make_batch(
-                train_cases,
-                config.batch_size,
-                config.patch_size_ijk,
-                rng,
-                config.foreground_patch_fraction,
-                config.augment,
-            )
+            if config.loss.tlvr_scope == "whole":
+                images, labels, targets = whole_case_batch(train_cases, rng, config.augment)
+            else:
+                images, labels, targets = make_batch(
+                    train_cases,
+                    config.batch_size,
+                    config.patch_size_ijk,
+                    rng,
+                    config.foreground_patch_fraction,
+                    config.augment,
+                )
             x = torch.from_numpy(images).to(torch_device)
             y = torch.from_numpy(labels).to(torch_device)
             t = torch.from_numpy(targets).to(torch_device)

@@ -1,0 +1,111 @@
+"""Training cases from the synthetic phantom generator, rendered directly near the stage's grid.
+
+Each seed is one synthetic patient. Its render grid varies with the seed: spacing jittered around the
+card's spacing (by up to ``data.spacing_jitter``, in-plane axes equal), a field of view jittered around
+``data.phantom_size_mm`` (tumor stage: a smaller field centred like the generator's, which holds the
+liver), and an oblique direction for a ``data.oblique_fraction`` of seeds. The case is then prepared by
+:func:`~SmoothSegNetLib.training.prepare.prepare_case` — the inference pipeline's own resampling — so the
+network learns from the same path it is used on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from SmoothSegNetLib.models.card import ModelCard
+from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress
+from SmoothSegNetLib.training.config import DataConfig
+from SmoothSegNetLib.training.patches import PreparedCase
+from SmoothSegNetLib.training.prepare import prepare_case
+
+log = logging.getLogger(__name__)
+
+#: Field of view (mm) of tumor-stage renders: enough for the liver, which the generator places inside it.
+TUMOR_STAGE_FOV_MM = (300.0, 300.0, 250.0)
+_STAGE_STREAM = {"liver": 11, "tumor": 23}
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """How one phantom seed is rendered for training."""
+
+    seed: int
+    size_ijk: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    oblique: bool
+
+
+def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
+    """The seed's render grid for ``card``'s stage (deterministic in the seed)."""
+    rng = np.random.default_rng([seed, _STAGE_STREAM[card.task]])
+    base = card.input.spacing_mm or (1.0, 1.0, 1.0)
+    jitter = data.spacing_jitter
+    in_plane = base[0] * (1.0 + rng.uniform(-jitter, jitter))
+    through = base[2] * (1.0 + rng.uniform(-jitter, jitter))
+    spacing = (round(in_plane, 4), round(in_plane * base[1] / base[0], 4), round(through, 4))
+    fov = np.asarray(data.phantom_size_mm if card.task == "liver" else TUMOR_STAGE_FOV_MM, dtype=float)
+    fov = fov * rng.uniform(0.85, 1.1, 3)
+    size = tuple(int(max(16, math.ceil(f / s))) for f, s in zip(fov, spacing))
+    oblique = bool(rng.random() < data.oblique_fraction)
+    return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique)
+
+
+def render_phantom(spec: RenderSpec) -> Any:
+    """The phantom of ``spec`` (a :class:`SmoothSegNetLib.phantom.Phantom`)."""
+    from SmoothSegNetLib.phantom import make_phantom
+
+    return make_phantom(spec.seed, spec.size_ijk, spec.spacing_mm, spec.oblique)
+
+
+def phantom_cases(
+    seeds: Sequence[int],
+    card: ModelCard,
+    data: DataConfig,
+    *,
+    tlvr_targets: dict[int, float] | None = None,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelCheck | None = None,
+) -> tuple[list[PreparedCase], list[dict[str, Any]]]:
+    """Prepared cases of ``seeds`` and their clinical records (variables + the true TLVR).
+
+    Args:
+        tlvr_targets: seed -> clinical TLVR target (e.g. out-of-fold predictions); NaN when absent.
+    """
+    cases, records = [], []
+    for n, seed in enumerate(seeds):
+        check_cancel(cancel)
+        spec = render_spec(seed, card, data)
+        phantom = render_phantom(spec)
+        target = math.nan if tlvr_targets is None else float(tlvr_targets.get(seed, math.nan))
+        case = prepare_case(
+            phantom.ct,
+            phantom.labels,
+            card,
+            f"phantom-{seed}",
+            tlvr_target=target,
+            portal_vein_as_liver=data.portal_vein_as_liver,
+        )
+        cases.append(case)
+        records.append({"seed": seed, "variables": phantom.clinical["variables"], "tlvr": case.tlvr_true})
+        progress("data", (n + 1) / len(seeds), f"phantom {seed}: {spec.size_ijk} at {spec.spacing_mm} mm")
+    return cases, records
+
+
+def clinical_records(seeds: Sequence[int], data: DataConfig, spacing_mm: float = 4.0) -> list[dict[str, Any]]:
+    """Clinical variables and the true TLVR of ``seeds`` from a quick coarse render (for the regression)."""
+    from SmoothSegNetLib.phantom import make_phantom
+
+    out = []
+    size = tuple(int(math.ceil(f / spacing_mm)) for f in data.phantom_size_mm)
+    for seed in seeds:
+        phantom = make_phantom(seed, size, (spacing_mm,) * 3)
+        out.append(
+            {"seed": seed, "variables": phantom.clinical["variables"], "tlvr": phantom.clinical["ground_truth"]["tlvr"]}
+        )
+    return out
