@@ -1,0 +1,84 @@
+"""``smoothsegnet export``: (re)make seg.dcm and sr.dcm of a finished, maybe hand-corrected, output folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.outputs import StagedOutputDir
+
+NAME = "export"
+HELP = (
+    "(re)make seg.dcm and sr.dcm of an output folder from its segmentation.nrrd and the source DICOM series; "
+    "the report files are measured again so that they agree with the SR"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("outdir", metavar="OUTDIR", help="a folder written by 'segment' (segmentation.nrrd)")
+    parser.add_argument("--dicom", required=True, metavar="SERIES_DIR", help="the source CT series folder")
+    parser.add_argument("--series-uid", default=None, help="the series to use when SERIES_DIR holds several")
+    parser.add_argument("--per-lesion-segments", action="store_true", help="one SEG segment per lesion")
+    parser.add_argument("--no-sr", action="store_true", help="write seg.dcm only")
+
+
+def _models_of(outdir: Path) -> list[dict[str, Any]]:
+    path = outdir / "report.json"
+    if not path.is_file():
+        return []
+    try:
+        models = json.loads(path.read_text(encoding="utf-8")).get("models", [])
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise InputError(f"{path} is not a valid report.json ({exc}): remove it or run segment again") from exc
+    return [m for m in models if isinstance(m, dict) and "id" in m]
+
+
+def run(args: argparse.Namespace) -> int:
+    from SmoothSegNetLib.io import read_volume
+    from SmoothSegNetLib.io.writers import write_labelmap
+    from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
+    from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
+    from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
+
+    outdir = Path(args.outdir)
+    seg_path = outdir / "segmentation.nrrd"
+    if not seg_path.is_file():
+        raise InputError(f"OUTDIR {outdir} holds no segmentation.nrrd: give a folder written by 'smoothsegnet segment'")
+    labels, geometry = read_labelmap(seg_path, "segmentation.nrrd")
+    ct = read_volume(args.dicom, series_uid=args.series_uid)
+    if ct.dicom is None:
+        raise InputError(f"--dicom {args.dicom} must be a DICOM series folder")
+    require_same_grid(geometry, ct, "segmentation.nrrd")
+    labels = check_labelmap(labels, ct.geometry, "segmentation.nrrd").astype(np.uint8)
+    tumor = labels == TUMOR_LABEL
+    lesions = None
+    lesion_path = outdir / "lesions.nrrd"
+    if lesion_path.is_file():
+        stored, lesion_geometry = read_labelmap(lesion_path, "lesions.nrrd")
+        # Keep the stored numbering only if it still covers exactly the tumor (no hand correction since).
+        if lesion_geometry.same_grid(ct.geometry, atol=1e-3) and np.array_equal(stored > 0, tumor):
+            lesions = stored.astype(np.uint16)
+    if lesions is None:
+        lesions = label_lesions(tumor, ct.geometry)
+    report = measure(ct, labels, lesions, models=_models_of(outdir))
+    with StagedOutputDir(outdir, protect=[Path(args.dicom), seg_path]) as stage:
+        write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)
+        write_case_outputs(
+            stage,
+            ct,
+            labels,
+            lesions,
+            report,
+            dicom_seg=True,
+            dicom_sr=not args.no_sr,
+            per_lesion_segments=args.per_lesion_segments,
+        )
+    written = "seg.dcm" if args.no_sr else "seg.dcm and sr.dcm"
+    sys.stdout.write(f"wrote {written} ({report['tumor_burden']['count']} lesion(s)) into {outdir}\n")
+    return 0

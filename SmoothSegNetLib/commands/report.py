@@ -1,0 +1,68 @@
+"""``smoothsegnet report``: measure a labelmap (1 liver, 2 tumor) on its CT, e.g. one corrected by hand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.outputs import StagedOutputDir
+
+NAME = "report"
+HELP = "measure a labelmap (1 liver, 2 tumor) on its CT: report.json, report.csv, overview.png, lesions.nrrd"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("labelmap", metavar="LABELMAP", help="labelmap file (.nrrd, .nii.gz, .mha, .seg.nrrd)")
+    parser.add_argument("--image", required=True, metavar="CT", help="the CT: a volume file or a DICOM series folder")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--min-lesion-ml", type=float, default=0.0, help="ignore tumor components below this (ml)")
+    parser.add_argument(
+        "--split-touching",
+        action="store_true",
+        help="split touching lesions with a distance-transform watershed (off by default; may split lobulated ones)",
+    )
+    parser.add_argument("--dicom-seg", action="store_true", help="also write seg.dcm (needs a DICOM --image)")
+    parser.add_argument("--dicom-sr", action="store_true", help="also write sr.dcm and seg.dcm (needs a DICOM --image)")
+    parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
+
+
+def run(args: argparse.Namespace) -> int:
+    from SmoothSegNetLib.io import read_volume
+    from SmoothSegNetLib.io.writers import write_labelmap
+    from SmoothSegNetLib.report import ReportOptions, label_lesions, measure, write_case_outputs
+    from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
+    from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
+
+    if args.min_lesion_ml < 0:
+        raise InputError(f"--min-lesion-ml must be >= 0, got {args.min_lesion_ml}")
+    labels, geometry = read_labelmap(args.labelmap)
+    ct = read_volume(args.image)
+    require_same_grid(geometry, ct)
+    labels = check_labelmap(labels, ct.geometry, "LABELMAP").astype("uint8")
+    options = ReportOptions(min_volume_ml=args.min_lesion_ml, split_touching=args.split_touching)
+    lesions = label_lesions(labels == TUMOR_LABEL, ct.geometry, options.min_volume_ml, split=options.split_touching)
+    report = measure(ct, labels, lesions, options=options)
+    protect = [Path(args.labelmap), Path(args.image)]
+    with StagedOutputDir(args.output, protect=protect) as stage:
+        write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)
+        write_case_outputs(
+            stage,
+            ct,
+            labels,
+            lesions,
+            report,
+            dicom_seg=args.dicom_seg,
+            dicom_sr=args.dicom_sr,
+            per_lesion_segments=args.per_lesion_segments,
+        )
+    burden = report["tumor_burden"]
+    sys.stdout.write(
+        f"{burden['count']} lesion(s), tumor {burden['total_volume_ml']:.2f} ml, "
+        f"liver {report['liver']['volume_ml']:.1f} ml -> {args.output}\n"
+    )
+    return 0
