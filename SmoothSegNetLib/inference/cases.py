@@ -69,13 +69,13 @@ def run_case(
     """Read, segment and write all outputs of one case (nothing is left in ``outdir`` on failure)."""
     from SmoothSegNetLib.io import read_volume
 
-    progress("read", 0.0, str(case.input))
     ct = read_volume(case.input, series_uid=series_uid)
     if (outputs.dicom_seg or outputs.dicom_sr) and ct.dicom is None:
         raise InputError(
             f"--dicom-seg/--dicom-sr need a DICOM series input, but {case.input} is a volume file; "
             "give the DICOM series folder or drop those options"
         )
+    progress("read", 1.0, f"{case.input}: {ct.geometry.size_ijk} voxels")
     result = segmenter(ct, progress, cancel)
     protect: list[str | os.PathLike[str]] = [case.input, *(ct.dicom.paths if ct.dicom is not None else [])]
     with StagedOutputDir(case.outdir, protect=protect) as stage:
