@@ -19,7 +19,7 @@ from SmoothSegNetLib.errors import Cancelled, InputError, PacsError
 from SmoothSegNetLib.progress import CancelFlag
 
 #: Sub-command modules under ``SmoothSegNetLib.commands``, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info", "inspect", "report", "export", "send")
+COMMAND_MODULES: tuple[str, ...] = ("info", "inspect", "segment", "demo", "models", "report", "export", "send", "phantom", "train")
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
