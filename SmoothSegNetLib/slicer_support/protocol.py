@@ -79,10 +79,10 @@ class ProtocolReader:
             self.log_lines.append(text)
         return None
 
-    def failure_message(self, returncode: int) -> str:
-        """What to tell the user when the child exited with ``returncode`` != 0."""
+    def failure_message(self, returncode: int, what: str = "Segmentation") -> str:
+        """What to tell the user when the child (doing ``what``) exited with ``returncode`` != 0."""
         meaning = EXIT_MEANINGS.get(returncode, f"exit status {returncode}")
         if self.error_line:
-            return f"Segmentation failed ({meaning}): {self.error_line}"
+            return f"{what} failed ({meaning}): {self.error_line}"
         tail = " | ".join(self.log_lines[-3:]) or "no output"
-        return f"Segmentation failed ({meaning}); last output: {tail}"
+        return f"{what} failed ({meaning}); last output: {tail}"
