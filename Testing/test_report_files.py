@@ -37,13 +37,20 @@ def _case() -> tuple:
 
 def test_report_json_validates_against_schema(tmp_path: Path) -> None:
     ct, labels, lesions = _case()
-    report = measure(ct, labels, lesions, confidence={1: 0.8}, models=[{"id": "m", "version": "1"}])
+    # The model entries the inference pipeline passes (sha256 is None when the weights were not checked).
+    models = [
+        {"id": "m", "title": "M", "version": "1", "task": "liver", "sha256": None, "weights": "m.safetensors"},
+        {"id": "t", "title": "T", "version": "2", "task": "tumor", "sha256": "f" * 64, "weights": "t.safetensors"},
+    ]
+    report = measure(ct, labels, lesions, confidence={1: 0.8}, models=models)
     with StagedOutputDir(tmp_path / "out") as stage:
         write_case_outputs(stage, ct, labels, lesions, report)
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     jsonschema.validate(written, SCHEMA)
     assert written["schema"] == "smoothsegnet.report/1"
     assert written["tumor_burden"]["count"] == 2
+    assert [m["sha256"] for m in written["models"]] == [None, "f" * 64]
+    assert [m["synthetic_only"] for m in written["models"]] == [False, False]
     assert written["measurement_codes"]["long_axis_mm"]["quantity"]["value"] == "103339001"
     assert written["measurement_codes"]["volume_ml"]["unit"]["value"] == "ml"
     assert written["measurement_codes"]["mean_hu"]["unit"]["value"] == "[hnsf'U]"

@@ -80,5 +80,5 @@ def model_summary(models: Sequence[dict[str, Any]], task: str | None) -> tuple[s
         return None
     name = " + ".join(str(m.get("title") or m["id"]) for m in chosen)[:64]
     version = " + ".join(str(m.get("version", "unknown")) for m in chosen)[:64]
-    parameters = {f"{m['id']}_weights_sha256"[:64]: str(m.get("sha256", "unknown")) for m in chosen}
+    parameters = {f"{m['id']}_weights_sha256"[:64]: str(m.get("sha256") or "unknown") for m in chosen}
     return name, version, parameters

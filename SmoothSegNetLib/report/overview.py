@@ -136,7 +136,7 @@ def _summary_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
         (f"Milan (size-only aid): {milan['reason']}; vascular invasion / extrahepatic spread not assessed", "black"),
     ]
     for m in report["models"]:
-        title = m.get("title", m["id"])
+        title = m.get("title") or m["id"]
         lines.append((f"Model: {title} (v{m.get('version', '?')})", "black"))
     lines.extend((w, "#c00000") for w in report["warnings"])
     if len(report["lesions"]) > MAX_TABLE_ROWS:
