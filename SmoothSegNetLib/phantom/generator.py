@@ -124,7 +124,7 @@ def phantom_geometry(
     from SmoothSegNetLib.phantom.anatomy import _draw_body
 
     body = _draw_body(anatomy_rng)  # the same first draws as build_anatomy: the grid follows the patient
-    center = offset + np.array([0.0, 0.0, body.dome_top_z_mm - 90.0])
+    center = offset + np.array([0.0, 0.0, body.dome_top_z_mm - 100.0])
     half = direction @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2.0)
     return Geometry.create(size[::-1], spacing, center - half, direction)
 

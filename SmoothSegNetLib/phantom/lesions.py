@@ -91,8 +91,9 @@ def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_l
         for attempt in range(60):
             d = diameter * (0.9 ** (attempt // 15))  # shrink a lesion that does not fit the liver
             center = candidates[int(rng.integers(len(candidates)))]
+            # Separate nodules: the wavy margins (+10 %) of two lesions do not touch.
             apart = all(
-                np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 0.6 * (d / 2 + o.mean_radius_mm)
+                np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 1.15 * (d / 2 + o.diameters_mm[0] / 2) + 3.0
                 for o in lesions
             )
             if apart and _fits(center, d / 2, in_liver, 0.85 if d < 60 else 0.6):
