@@ -47,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
         f"trained {config.stage} stage: best validation Dice {result.best_val_dice:.4f} at iteration "
         f"{result.best_iteration} ({result.iterations_run} iterations, {result.elapsed_s / 60:.1f} min)\n"
         f"weights: {result.weights_path}\ncard:    {result.card_path}\n"
+        f"processes: {len(result.rank_checksums)}, parameter checksum per process: "
+        f"{' '.join(f'{c:.10g}' for c in result.rank_checksums)}\n"
     )
     return 0

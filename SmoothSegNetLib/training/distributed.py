@@ -57,6 +57,23 @@ def broadcast_float(value: float, info: DistInfo) -> float:
     return float(tensor.item())
 
 
+def parameter_checksums(network: torch.nn.Module, info: DistInfo) -> list[float]:
+    """Sum of |parameters| (float64) of every rank's copy of ``network``, gathered on every rank.
+
+    DDP keeps the copies equal by construction; the trainer checks it at the end of a run.
+    """
+    total = torch.zeros(1, dtype=torch.float64)
+    for parameter in network.parameters():
+        total += parameter.detach().double().abs().sum().cpu()
+    if not info.enabled:
+        return [float(total.item())]
+    import torch.distributed as dist
+
+    gathered = [torch.zeros(1, dtype=torch.float64) for _ in range(info.world_size)]
+    dist.all_gather(gathered, total)
+    return [float(t.item()) for t in gathered]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         import torch.distributed as dist

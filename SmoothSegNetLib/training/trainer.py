@@ -51,14 +51,21 @@ class TrainResult:
     stopped_early: bool
     elapsed_s: float
     metrics_path: Path
+    rank_checksums: tuple[float, ...] = ()
 
 
-def learning_rate_at(iteration: int, config: TrainConfig) -> float:
-    """Linear warm-up over the first iterations, then cosine decay to 5 % of ``config.learning_rate``."""
+def learning_rate_at(iteration: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up over the first iterations, then cosine decay to 5 % of ``config.learning_rate``.
+
+    With a time budget (``config.max_minutes``) the decay follows whichever is further along, iterations or
+    wall time, so a run cut short by its budget still ends at the low learning rate.
+    """
     base = config.learning_rate
     if iteration < _WARMUP_ITERATIONS:
         return base * (iteration + 1) / _WARMUP_ITERATIONS
     progress = min(1.0, (iteration - _WARMUP_ITERATIONS) / max(1, config.iterations - _WARMUP_ITERATIONS))
+    if config.max_minutes > 0:
+        progress = max(progress, min(1.0, elapsed_s / (60.0 * config.max_minutes)))
     return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -270,7 +277,7 @@ def train_stage(
     try:
         while iteration < config.iterations:
             check_cancel(cancel)
-            lr = learning_rate_at(iteration, config)
+            lr = learning_rate_at(iteration, config, time.monotonic() - t0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if config.loss.tlvr_scope == "whole":
@@ -354,6 +361,9 @@ def train_stage(
         metrics.close()
 
     elapsed = time.monotonic() - t0
+    checksums = distributed.parameter_checksums(network, info)
+    if len(set(checksums)) != 1:
+        raise RuntimeError(f"the {info.world_size} training processes ended with different weights: {checksums}")
     weights_path = outdir / f"{card_template['id']}.safetensors"
     card_path = outdir / f"{card_template['id']}.json"
     if info.is_main:
@@ -398,4 +408,5 @@ def train_stage(
         stopped_early=stopped_early,
         elapsed_s=elapsed,
         metrics_path=outdir / METRICS_NAME,
+        rank_checksums=tuple(checksums),
     )

@@ -1,0 +1,81 @@
+"""Training configuration files: defaults, nesting, and one refusal per rule (naming the field)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from SmoothSegNetLib.training.config import ConfigError, config_from_dict, config_to_dict, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_configs_load() -> None:
+    for stage in ("liver", "tumor"):
+        config = load_config(REPO / "Resources" / "Training" / f"demo-{stage}.json")
+        assert config.stage == stage
+        assert config.data.kind == "phantom"
+        assert config.data.train_seeds[1] <= config.data.val_seeds[0]
+        assert config.out_channels == (2 if stage == "liver" else 3)
+
+
+def test_nested_values_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(
+        json.dumps(
+            {"stage": "tumor", "loss": {"smoothing": "conventional", "epsilon": 0.2}, "patch_size_ijk": [32, 32, 16]}
+        )
+    )
+    config = load_config(path)
+    assert config.loss.smoothing == "conventional" and config.loss.epsilon == 0.2
+    assert config.patch_size_ijk == (32, 32, 16)
+    assert config.base_dir == str(tmp_path)
+    again = config_from_dict(config_to_dict(config))
+    assert again.loss == config.loss and again.patch_size_ijk == config.patch_size_ijk
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stage": "kidney"}, "field stage must be one of liver, tumor, got 'kidney'"),
+        ({"stage": "liver", "colour": 1}, "field colour is not a known setting"),
+        ({"stage": "liver", "data": {"kind": "dicom"}}, "field data.kind must be one of"),
+        ({"stage": "liver", "data": {"kind": "nifti"}}, "field data.root is required for data.kind 'nifti'"),
+        ({"stage": "liver", "data": {"train_seeds": [5, 5]}}, "field data.train_seeds must be [first, end)"),
+        (
+            {"stage": "liver", "data": {"train_seeds": [0, 10], "val_seeds": [5, 6]}},
+            "field data.val_seeds must not overlap",
+        ),
+        ({"stage": "liver", "data": {"folds": 5, "fold": 5}}, "field data.fold must be an integer in [0, data.folds)"),
+        ({"stage": "liver", "loss": {"smoothing": "clinical"}}, "clinical needs the 3-class tumor stage"),
+        (
+            {"stage": "tumor", "loss": {"smoothing": "soft"}},
+            "field loss.smoothing must be one of clinical, conventional, none",
+        ),
+        (
+            {"stage": "tumor", "loss": {"lambda_tlvr": -1}},
+            "field loss.lambda_tlvr must be a number in [0.0, 100.0], got -1",
+        ),
+        ({"stage": "tumor", "loss": {"tlvr_scope": "slab"}}, "field loss.tlvr_scope must be patch or whole"),
+        ({"stage": "tumor", "patch_size_ijk": [30, 32, 32]}, "field patch_size_ijk must be three multiples of 8"),
+        ({"stage": "tumor", "batch_size": 0}, "field batch_size must be an integer >= 1, got 0"),
+        ({"stage": "tumor", "augment": {"flip_axes": [3]}}, "field augment.flip_axes must list network axes"),
+        ({"stage": "tumor", "learning_rate": "fast"}, "field learning_rate must be a number"),
+        ({"schema": "other/1", "stage": "tumor"}, "field schema must be 'smoothsegnet.train_config/1'"),
+    ],
+)
+def test_bad_values_name_the_field(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict(data, source="t.json")
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist: pass --config"):
+        load_config(tmp_path / "none.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        load_config(broken)

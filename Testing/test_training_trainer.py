@@ -1,0 +1,131 @@
+"""The training loop on tiny synthetic cases: outputs, exact resume, early stopping, refusals."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from SmoothSegNetLib.errors import Cancelled
+from SmoothSegNetLib.models import build_network, load_card, load_weights, sha256_file
+from SmoothSegNetLib.training.config import ConfigError, config_from_dict
+from SmoothSegNetLib.training.trainer import learning_rate_at, train_stage
+from Testing._training_helpers import ball_case, tiny_card_template
+
+TRAIN = [ball_case(s) for s in range(4)]
+VAL = [ball_case(s) for s in range(100, 102)]
+
+
+def _config(**overrides: object) -> object:
+    data = {
+        "stage": "tumor",
+        "patch_size_ijk": [16, 16, 16],
+        "batch_size": 2,
+        "iterations": 8,
+        "val_every": 4,
+        "checkpoint_every": 2,
+        "num_threads": 1,
+        "loss": {"smoothing": "clinical"},
+    }
+    data.update(overrides)
+    return config_from_dict(data)
+
+
+def _train(outdir: Path, **kwargs: object) -> object:
+    config = kwargs.pop("config", None) or _config()
+    return train_stage(
+        config,  # type: ignore[arg-type]
+        TRAIN,
+        VAL,
+        outdir,
+        card_template=tiny_card_template("tumor"),
+        training_record={"data": "balls"},
+        device="cpu",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_a_run_writes_loadable_weights_a_valid_card_and_metrics(tmp_path: Path) -> None:
+    result = _train(tmp_path / "run")
+    card = load_card(result.card_path)  # type: ignore[attr-defined]
+    assert card.weights.sha256 == sha256_file(result.weights_path)  # type: ignore[attr-defined]
+    assert card.training["data"] == "balls"
+    assert card.training["label_smoothing"]["mode"] == "clinical"
+    assert card.training["label_smoothing"]["lambda_tlvr"] == 0.5
+    load_weights(build_network(card), card)
+    with open(result.metrics_path, newline="") as handle:  # type: ignore[attr-defined]
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in rows] == [4, 8]
+    val = [float(r["val_dice"]) for r in rows]
+    assert card.training["validation"]["dice"] == pytest.approx(max(val), abs=1e-4)
+    assert card.training["validation"]["best_iteration"] == 4 * (1 + val.index(max(val)))
+    assert result.iterations_run == 8 and result.rank_checksums and len(result.rank_checksums) == 1  # type: ignore[attr-defined]
+
+
+def test_resume_after_cancel_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = _train(tmp_path / "straight")
+    calls = {"n": 0}
+
+    def cancel_after_five_checks() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 5  # iterations 1..5 run; the 6th check cancels
+
+    with pytest.raises(Cancelled):
+        _train(tmp_path / "resumed", cancel=cancel_after_five_checks)
+    saved = torch.load(str(tmp_path / "resumed" / "checkpoint.pt"), weights_only=True)
+    assert saved["iteration"] == 4
+    resumed = _train(tmp_path / "resumed", resume=True)
+    a = load_file(str(straight.weights_path))  # type: ignore[attr-defined]
+    b = load_file(str(resumed.weights_path))  # type: ignore[attr-defined]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(resumed.metrics_path, newline="") as handle:  # type: ignore[attr-defined]
+        assert [int(r["iteration"]) for r in csv.DictReader(handle)] == [4, 8]
+
+
+def test_early_stopping_when_validation_does_not_improve(tmp_path: Path) -> None:
+    # A learning rate of 1e-8 cannot change the arg-max: the second validation is no better.
+    config = _config(iterations=100, val_every=2, patience=1, learning_rate=1e-8)
+    result = _train(tmp_path / "run", config=config)
+    assert result.stopped_early and result.iterations_run == 4  # type: ignore[attr-defined]
+
+
+def test_an_existing_run_needs_resume_and_resume_needs_a_run(tmp_path: Path) -> None:
+    _train(tmp_path / "run", config=_config(iterations=2, val_every=2))
+    with pytest.raises(ConfigError, match="already holds a training run: pass --resume"):
+        _train(tmp_path / "run")
+    with pytest.raises(ConfigError, match="--resume: .* does not exist"):
+        _train(tmp_path / "empty", resume=True)
+
+
+def test_no_cases_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs cases for training and validation, got 0 and 2"):
+        train_stage(
+            _config(),  # type: ignore[arg-type]
+            [],
+            VAL,
+            tmp_path,
+            card_template=tiny_card_template("tumor"),
+            training_record={},
+            device="cpu",
+        )
+
+
+def test_learning_rate_warms_up_then_decays_to_five_percent() -> None:
+    config = _config(iterations=120, learning_rate=0.01)
+    assert learning_rate_at(0, config) == pytest.approx(0.01 / 20)  # type: ignore[arg-type]
+    assert learning_rate_at(19, config) == pytest.approx(0.01)  # type: ignore[arg-type]
+    assert learning_rate_at(120, config) == pytest.approx(0.0005)  # type: ignore[arg-type]
+
+
+def test_whole_scope_trains_on_whole_cases(tmp_path: Path) -> None:
+    config = _config(iterations=2, val_every=2, batch_size=1, loss={"smoothing": "clinical", "tlvr_scope": "whole"})
+    result = _train(tmp_path / "run", config=config)
+    card = json.loads(Path(result.card_path).read_text())  # type: ignore[attr-defined]
+    assert card["training"]["label_smoothing"]["tlvr_scope"] == "whole"
+    assert dataclasses.is_dataclass(result)
