@@ -184,6 +184,8 @@ class SmoothSegNetRunner:
             completion(node, error)
 
     def _finish(self, finished: Finished) -> Any:
+        if self._child is not None and self._child.cancel_requested:
+            raise RuntimeError("cancelled by the user")  # even if it finished first: the user asked for nothing
         if finished.returncode != 0:
             raise RuntimeError(finished.message)
         node, _table, _report = self.importResult(

@@ -1,0 +1,494 @@
+"""SmoothSegNet: one-click liver and liver-tumor segmentation of CT, editable result, live lesion table.
+
+This file only wires Slicer's GUI to the logic. The heavy work runs in a child process
+(``PythonSlicer -m SmoothSegNetLib segment ... --progress jsonl``); the GUI-free parts live in
+``SmoothSegNetSlicerLib`` (next to this file) and in the engine's ``SmoothSegNetLib.slicer_support``.
+"""
+
+# No "from __future__ import annotations" here: parameterNodeWrapper reads the parameter node's
+# annotations with typing.get_type_hints while Slicer is still loading this file; real objects are safer
+# than strings to resolve then. Slicer >= 5.8 runs Python >= 3.12, so "X | None" works at run time.
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+from SmoothSegNetSlicerLib.logic import ENGINE_PARENT_DIR, SmoothSegNetRunner
+from SmoothSegNetSlicerLib.selftest import SmoothSegNetTest
+
+# Importing the logic put the engine (SmoothSegNetLib) on sys.path; these imports need it.
+ENGINE_DIR = ENGINE_PARENT_DIR
+
+from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
+from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachine, why_cannot_apply
+
+QUALITIES = ["fast", "full", "liver-only"]
+DEVICES = ["auto", "cpu", "cuda"]
+SETTINGS_PREFIX = "SmoothSegNet/"
+
+
+class SmoothSegNet(ScriptedLoadableModule):
+    """Module description shown in Slicer."""
+
+    def __init__(self, parent: Any) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "SmoothSegNet"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SmoothSegNet contributors"]
+        self.parent.helpText = """
+Segments the liver and liver tumors in a CT with a global liver network followed by a local tumor
+network (the method of arXiv 2410.10005), lists every lesion (volume, RECIST long and short axis,
+3D diameter, mean HU) and exports DICOM-SEG and a structured report.<br><br>
+<b>Warning:</b> the bundled demo models are trained on synthetic phantoms only. They show that the
+software works; they say nothing about performance on patients. Not for clinical use.<br><br>
+Steps: select the CT, click <i>Segment Liver &amp; Tumors</i>, correct the segments in Segment Editor,
+click <i>Recompute report</i>, then export or send to the PACS.
+"""
+        self.parent.acknowledgementText = """
+Method: SmoothSegNet, "A Global-Local Framework for Liver Tumor Segmentation with Clinical
+Knowledge-Informed Label Smoothing" (arXiv 2410.10005). Built on 3D Slicer, MONAI, PyTorch,
+SimpleITK, pydicom and highdicom.
+"""
+
+
+@parameterNodeWrapper
+class SmoothSegNetParameterNode:
+    """The module's state in the scene (saved with it).
+
+    inputVolume: the CT. outputSegmentation: where the result goes (None: a new node).
+    quality: fast (demo models) | full (installed paper-configuration models) | liver-only.
+    device: auto | cpu | cuda. perLesionSegments: one segment per lesion instead of one "Tumor".
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    quality: Annotated[str, Choice(QUALITIES)] = "fast"
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    perLesionSegments: bool = True
+
+
+class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
+    """Thin logic: the runner on ``slicer.mrmlScene`` plus dependency installation. Shows no dialogs."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        SmoothSegNetRunner.__init__(self, slicer.mrmlScene)
+
+    def getParameterNode(self) -> SmoothSegNetParameterNode:
+        return SmoothSegNetParameterNode(super().getParameterNode())
+
+    def missingDependencies(self) -> tuple[list[Any], Any]:
+        """(missing packages of Resources/requirements.txt, missing torch or None); installs nothing."""
+        try:
+            import packaging  # noqa: F401  (ships with Slicer; needed to compare versions)
+        except ImportError:
+            slicer.util.pip_install("packaging")
+        from packaging.requirements import Requirement
+
+        from SmoothSegNetLib.slicer_support.dependencies import (
+            TORCH_REQUIREMENT,
+            missing_requirements,
+            read_requirements,
+        )
+
+        missing = missing_requirements(read_requirements())
+        torch = missing_requirements([Requirement(TORCH_REQUIREMENT)])
+        return missing, (torch[0] if torch else None)
+
+    def installDependencies(self, missing: list[Any], torchMissing: Any) -> None:
+        """Install torch (PyTorch extension) and the missing packages; raises RuntimeError with a recovery hint."""
+        from SmoothSegNetLib.slicer_support.dependencies import (
+            REQUIREMENTS_FILE,
+            TORCH_REQUIREMENT,
+            install_failure_hint,
+        )
+
+        try:
+            if torchMissing is not None:
+                try:
+                    import PyTorchUtils
+                except ImportError as exc:
+                    raise RuntimeError(
+                        "the PyTorch extension is missing: install 'PyTorch' from the Extensions Manager"
+                    ) from exc
+                version = TORCH_REQUIREMENT.replace("torch", "", 1)
+                if (
+                    PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                        askConfirmation=False, torchVersionRequirement=version
+                    )
+                    is None
+                ):
+                    raise RuntimeError("the PyTorch extension could not install torch")
+            if missing:
+                slicer.util.pip_install(["-r", str(REQUIREMENTS_FILE)])
+        except Exception as exc:
+            raise RuntimeError(install_failure_hint(str(exc))) from exc
+
+
+class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel. Draws what ``WidgetStateMachine`` says; every dialog of the module is shown from here."""
+
+    def __init__(self, parent: Any = None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: SmoothSegNetLogic | None = None
+        self._parameterNode: SmoothSegNetParameterNode | None = None
+        self._parameterNodeGuiTag: Any = None
+        self._state = WidgetStateMachine()
+        self._dependenciesChecked = False
+        self._report: dict[str, Any] | None = None
+        self._editedLesionIds: tuple[int, ...] = ()
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SmoothSegNet.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SmoothSegNetLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.recomputeButton.connect("clicked(bool)", self.onRecomputeButton)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
+        self.ui.sendToPacsButton.connect("clicked(bool)", self.onSendToPacsButton)
+        self.ui.installModelButton.connect("clicked(bool)", self.onInstallModelButton)
+        self.ui.lesionTableWidget.connect("itemSelectionChanged()", self.onLesionSelected)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateView)
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputChanged)
+        for name in ("pacsHostLineEdit", "pacsAetLineEdit"):
+            getattr(self.ui, name).connect("editingFinished()", self._savePacsSettings)
+        self.ui.pacsPortSpinBox.connect("valueChanged(int)", self._savePacsSettings)
+        self._loadPacsSettings()
+        self._setupLesionTable()
+        self.ui.exportDirectoryButton.directory = str(Path.home())
+        self.initializeParameterNode()
+        self._updateView()
+
+    def _setupLesionTable(self) -> None:
+        columns = lesion_table_columns()
+        table = self.ui.lesionTableWidget
+        table.setColumnCount(len(columns))
+        table.setHorizontalHeaderLabels([c.header for c in columns])
+        for index, column in enumerate(columns):
+            table.setColumnHidden(index, not column.visible)
+        table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        if self.logic is not None and self.logic.isRunning:
+            self.logic.cancel()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller: Any, event: Any) -> None:
+        if self.logic is not None and self.logic.isRunning:
+            self.logic.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller: Any, event: Any) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller: Any, event: Any, node: Any) -> None:
+        # A CT loaded while the module is open becomes the input if none is chosen yet.
+        if self._parameterNode and not self._parameterNode.inputVolume and _isCtCandidate(node):
+            qt.QTimer.singleShot(0, lambda: self._selectIfStillEmpty(node))
+
+    def _selectIfStillEmpty(self, node: Any) -> None:
+        if self._parameterNode and not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = node
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = mostRecentVolume()
+
+    def setParameterNode(self, inputParameterNode: SmoothSegNetParameterNode | None) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateView)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateView)
+            self._updateView()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _updateView(self, *args: Any) -> None:
+        node = self._parameterNode.inputVolume if self._parameterNode else None
+        reason = why_cannot_apply(has_input_volume=node is not None, busy=False)
+        view = self._state.view(reason if not self._state.busy else "")
+        self.ui.applyButton.text = view.button_text.replace("&", "&&")  # a single & would be a shortcut mark
+        self.ui.applyButton.enabled = view.button_enabled
+        self.ui.applyButton.toolTip = view.button_tooltip
+        self.ui.progressBar.visible = view.progress_visible
+        for name in ("inputVolumeSelector", "outputSegmentationSelector", "qualityComboBox", "deviceComboBox"):
+            getattr(self.ui, name).enabled = view.inputs_enabled
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        hasResult = segmentation is not None and node is not None and not self._state.busy
+        self.ui.recomputeButton.enabled = hasResult
+        self.ui.exportReportButton.enabled = hasResult
+        fromDicom = hasResult and bool(_dicomInstanceUids(node))
+        self.ui.exportDicomButton.enabled = fromDicom
+        self.ui.exportDicomButton.toolTip = (
+            "Write seg.dcm and sr.dcm referencing the source series"
+            if fromDicom
+            else "Available when the CT was loaded from DICOM (DICOM module) and a result exists"
+        )
+        self.ui.sendToPacsButton.enabled = fromDicom and bool(self.ui.pacsHostLineEdit.text)
+
+    def _showReport(self, report: dict[str, Any] | None, edited: tuple[int, ...] = ()) -> None:
+        from SmoothSegNetLib.slicer_support.lesion_table import lesion_table_rows
+        from SmoothSegNetLib.slicer_support.session import summary_text
+
+        self._report, self._editedLesionIds = report, edited
+        table = self.ui.lesionTableWidget
+        table.setRowCount(0)
+        if report is None:
+            self.ui.summaryLabel.text = "No result yet"
+            return
+        self.ui.summaryLabel.text = summary_text(report)
+        columns = lesion_table_columns()
+        for row, values in enumerate(lesion_table_rows(report, edited)):
+            table.insertRow(row)
+            for index, (column, value) in enumerate(zip(columns, values)):
+                item = qt.QTableWidgetItem(format_cell(value, column))
+                item.setToolTip(column.description)
+                table.setItem(row, index, item)
+
+    # -- actions -------------------------------------------------------------------------------
+    def onApplyButton(self) -> None:
+        if self._state.busy:
+            self._state.handle(Event.CANCEL)
+            self._updateView()
+            self.logic.cancel()
+            return
+        try:
+            self._state.handle(Event.START)
+            self._updateView()
+            if not self._ensureDependencies():
+                self._state.handle(Event.FAIL, "Python packages were not installed")
+                self._updateView()
+                return
+            p = self._parameterNode
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = "Starting…"
+            self.logic.process(
+                p.inputVolume,
+                p.outputSegmentation,
+                quality=p.quality,
+                device=p.device,
+                perLesionSegments=p.perLesionSegments,
+                progressCallback=self._onProgress,
+                completionCallback=self._onCompleted,
+            )
+            self._state.handle(Event.STARTED)
+        except Exception as exc:
+            self._fail(exc)
+        self._updateView()
+
+    def _ensureDependencies(self) -> bool:
+        """On first use only: check, ask once with the full list, install. False when declined."""
+        if self._dependenciesChecked:
+            return True
+        from SmoothSegNetLib.slicer_support.dependencies import confirmation_text
+
+        missing, torchMissing = self.logic.missingDependencies()
+        question = confirmation_text(missing, torchMissing)
+        if question:
+            if not slicer.util.confirmOkCancelDisplay(question, "SmoothSegNet: install Python packages"):
+                return False
+            with slicer.util.WaitCursor():
+                self.logic.installDependencies(missing, torchMissing)
+        self._dependenciesChecked = True
+        return True
+
+    def _onProgress(self, event: Any) -> None:
+        self.ui.progressBar.value = event.percent
+        self.ui.statusLabel.text = event.status_text()
+
+    def _onCompleted(self, node: Any, error: Exception | None) -> None:
+        if self._state.state == State.CANCELLING:
+            self._state.handle(Event.STOPPED)
+            self.ui.statusLabel.text = "Cancelled"
+        elif error is not None:
+            self._fail(error)
+        else:
+            self._state.handle(Event.FINISHED)
+            self._parameterNode.outputSegmentation = node
+            self._showResult(node)
+            self._state.handle(Event.IMPORTED)
+            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor, then click Recompute report."
+        self._updateView()
+
+    def _showResult(self, node: Any) -> None:
+        node.CreateClosedSurfaceRepresentation()
+        slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
+        self._showReport(self.logic.storedReport(node))
+
+    def _fail(self, error: Exception) -> None:
+        logging.error("SmoothSegNet: %s", error, exc_info=error)
+        if self._state.state in (State.STARTING, State.RUNNING, State.IMPORTING):
+            self._state.handle(Event.FAIL, str(error))
+        self.ui.statusLabel.text = f"Failed: {error}"
+        details = "\n".join(self.logic.protocol.log_lines[-40:]) if self.logic and self.logic.protocol else None
+        slicer.util.errorDisplay(str(error), "SmoothSegNet", detailedText=details)
+
+    def onOutputChanged(self, node: Any) -> None:
+        self._showReport(self.logic.storedReport(node) if node is not None else None)
+        self._updateView()
+
+    def onRecomputeButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Recompute report failed.", waitCursor=True):
+            report, _table, edited = self.logic.recomputeReport(p.inputVolume, p.outputSegmentation)
+            self._showReport(report, edited)
+            self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
+
+    def onLesionSelected(self) -> None:
+        from SmoothSegNetLib.slicer_support.session import lesion_centre_ras
+
+        rows = {index.row() for index in self.ui.lesionTableWidget.selectedIndexes()}
+        if not rows or self._report is None:
+            return
+        lesionId = int(self.ui.lesionTableWidget.item(min(rows), 0).text())
+        centre = lesion_centre_ras(self._report, lesionId)
+        if centre is not None:
+            slicer.modules.markups.logic().JumpSlicesToLocation(*centre, True)
+        segmentation = self._parameterNode.outputSegmentation
+        segmentId = _segmentIdOfLesion(segmentation, lesionId)
+        if segmentId:
+            for editorNode in slicer.util.getNodesByClass("vtkMRMLSegmentEditorNode"):
+                editorNode.SetAndObserveSegmentationNode(segmentation)
+                editorNode.SetSelectedSegmentID(segmentId)
+
+    def _exportDirectory(self) -> Path:
+        return (
+            Path(self.ui.exportDirectoryButton.directory) / f"{self._parameterNode.inputVolume.GetName()}-SmoothSegNet"
+        )
+
+    def onExportReportButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
+            written = self.logic.exportResults(p.inputVolume, p.outputSegmentation, self._exportDirectory())
+            self.ui.statusLabel.text = f"Wrote {len(written)} files into {self._exportDirectory()}"
+
+    def onExportDicomButton(self) -> None:
+        import tempfile
+
+        from SmoothSegNetLib.slicer_support.session import dicom_export_command, dicom_folder_from_files
+
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
+            outdir = self._exportDirectory()
+            self.logic.exportResults(p.inputVolume, p.outputSegmentation, outdir, picture=True)
+            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in _dicomInstanceUids(p.inputVolume)]
+            if not all(files):
+                raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
+            with tempfile.TemporaryDirectory(prefix="SmoothSegNet-series-") as folder:
+                series = dicom_folder_from_files([Path(f) for f in files], Path(folder) / "series")
+                command = dicom_export_command(
+                    outdir, series, per_lesion=p.perLesionSegments, python_executable=self.logic.pythonExecutable
+                )
+                self.logic.runEngine(command)
+            self.ui.statusLabel.text = f"Wrote seg.dcm and sr.dcm into {outdir}"
+
+    def onSendToPacsButton(self) -> None:
+        from SmoothSegNetLib.slicer_support.session import send_command
+
+        with slicer.util.tryWithErrorDisplay("Sending to the PACS failed.", waitCursor=True):
+            outdir = self._exportDirectory()
+            if not (outdir / "seg.dcm").is_file():
+                self.onExportDicomButton()
+            command = send_command(
+                outdir,
+                self.ui.pacsHostLineEdit.text,
+                self.ui.pacsPortSpinBox.value,
+                self.ui.pacsAetLineEdit.text,
+                self.logic.pythonExecutable,
+            )
+            self.ui.statusLabel.text = self.logic.runEngine(command).strip() or "Sent"
+
+    def onInstallModelButton(self) -> None:
+        from SmoothSegNetLib.slicer_support.session import install_model_command
+
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent, "Install model from file", "", "Model card or weights (*.json *.safetensors *.pt *.pth)"
+        )
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("Installing the model failed.", waitCursor=True):
+            output = self.logic.runEngine(install_model_command(Path(path), self.logic.pythonExecutable))
+            self.ui.modelStatusLabel.text = output.strip() or f"Installed {Path(path).name}"
+
+    # -- settings ------------------------------------------------------------------------------
+    def _loadPacsSettings(self) -> None:
+        settings = qt.QSettings()
+        self.ui.pacsHostLineEdit.text = settings.value(SETTINGS_PREFIX + "PacsHost", "")
+        self.ui.pacsPortSpinBox.value = int(settings.value(SETTINGS_PREFIX + "PacsPort", 104))
+        self.ui.pacsAetLineEdit.text = settings.value(SETTINGS_PREFIX + "PacsAet", "")
+
+    def _savePacsSettings(self, *args: Any) -> None:
+        settings = qt.QSettings()
+        settings.setValue(SETTINGS_PREFIX + "PacsHost", self.ui.pacsHostLineEdit.text)
+        settings.setValue(SETTINGS_PREFIX + "PacsPort", self.ui.pacsPortSpinBox.value)
+        settings.setValue(SETTINGS_PREFIX + "PacsAet", self.ui.pacsAetLineEdit.text)
+        self._updateView()
+
+
+# -- small helpers -------------------------------------------------------------------------------
+def _isCtCandidate(node: Any) -> bool:
+    return node is not None and node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode")
+
+
+def mostRecentVolume() -> Any:
+    """The scalar (non-label) volume added last to the scene, or None."""
+    candidates = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if _isCtCandidate(n)]
+    return candidates[-1] if candidates else None
+
+
+def _dicomInstanceUids(volumeNode: Any) -> list[str]:
+    from SmoothSegNetLib.mrml import dicom_instance_uids
+
+    return dicom_instance_uids(volumeNode)
+
+
+def _segmentIdOfLesion(segmentationNode: Any, lesionId: int) -> str | None:
+    from SmoothSegNetLib.mrml import TAG_LESION_ID
+
+    if segmentationNode is None:
+        return None
+    segmentation = segmentationNode.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        value = vtk.reference("")
+        if segment.GetTag(TAG_LESION_ID, value) and str(value) == str(lesionId):
+            return str(segmentation.GetNthSegmentID(index))
+    return None
+
+
+__all__ = ["ENGINE_DIR", "SmoothSegNet", "SmoothSegNetLogic", "SmoothSegNetTest", "SmoothSegNetWidget"]
