@@ -75,7 +75,23 @@ def test_report_refuses_unknown_labels(tmp_path: Path, files: tuple) -> None:
     write_labelmap(tmp_path / "bad.nrrd", bad, read_volume(ct_path).geometry)
     result = run_cli("report", str(tmp_path / "bad.nrrd"), "--image", str(ct_path), "-o", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert "label values [5]" in result.stderr
+    assert "label values [5]" in result.stderr and "--ignore-labels 5" in result.stderr
+    assert not (tmp_path / "out").exists()
+    ignored = run_cli(
+        "report",
+        str(tmp_path / "bad.nrrd"),
+        "--image",
+        str(ct_path),
+        "-o",
+        str(tmp_path / "out"),
+        "--ignore-labels",
+        "5",
+    )
+    assert ignored.returncode == 0, ignored.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (
+        report["liver"]["volume_ml"] == measure(read_volume(ct_path), np.where(bad == 5, 0, bad))["liver"]["volume_ml"]
+    )
 
 
 def test_export_remakes_seg_and_sr_after_a_hand_correction(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.outputs import StagedOutputDir
 
@@ -26,9 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="split touching lesions with a distance-transform watershed (off by default; may split lobulated ones)",
     )
+    parser.add_argument(
+        "--ignore-labels",
+        default="",
+        metavar="L1,L2",
+        help="label values to treat as background (e.g. 3,4: the vessels of a phantom's labels.nrrd)",
+    )
     parser.add_argument("--dicom-seg", action="store_true", help="also write seg.dcm (needs a DICOM --image)")
     parser.add_argument("--dicom-sr", action="store_true", help="also write sr.dcm and seg.dcm (needs a DICOM --image)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
+
+
+def _label_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"--ignore-labels must be integers separated by commas (e.g. 3,4), got {text!r}") from exc
+    if any(v in (0, 1, 2) for v in values):
+        raise InputError(f"--ignore-labels must not hold 0, 1 or 2 (background, liver, tumor), got {text!r}")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +58,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.min_lesion_ml < 0:
         raise InputError(f"--min-lesion-ml must be >= 0, got {args.min_lesion_ml}")
+    ignore = _label_list(args.ignore_labels)
     labels, geometry = read_labelmap(args.labelmap)
+    if ignore:
+        labels = np.where(np.isin(labels, ignore), 0, labels)
+    others = sorted(set(np.unique(labels).tolist()) - {0, 1, 2})
+    if others:
+        raise InputError(
+            f"LABELMAP {args.labelmap} has label values {others[:5]}: expected 0 background, 1 liver, 2 tumor; "
+            f"relabel it, or treat them as background with --ignore-labels {','.join(map(str, others[:5]))}"
+        )
     ct = read_volume(args.image)
     require_same_grid(geometry, ct)
     labels = check_labelmap(labels, ct.geometry, "LABELMAP").astype("uint8")
