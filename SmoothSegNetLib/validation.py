@@ -141,12 +141,18 @@ def check_voxel_budget(size_ijk: Sequence[int], max_voxels: int | None, *, sourc
         )
 
 
-def check_hounsfield(array: np.ndarray, *, source: str) -> tuple[float, float]:
+def check_hounsfield(array: np.ndarray, *, source: str, ignore: np.ndarray | None = None) -> tuple[float, float]:
     """Check that voxels are finite and look like Hounsfield units; returns (min, max).
 
     Refused: NaN/Inf; every value in [0, 1] (normalised intensities); every value in [0, 255] (an 8-bit
     picture); no value below :data:`HU_MINIMUM_EXPECTED` (raw stored values whose rescale intercept,
     usually -1024, was not applied — a CT always contains air or fat); a constant image.
+
+    Args:
+        array: the voxels.
+        source: what to name in messages.
+        ignore: optional bool mask (same shape) of voxels left out of the range rules — DICOM pixel padding,
+            which is set to air and must not make raw stored values look like HU.
 
     Raises:
         VolumeValidationError: with the observed range and what to do.
@@ -161,7 +167,7 @@ def check_hounsfield(array: np.ndarray, *, source: str) -> tuple[float, float]:
             )
     if array.size == 0:
         raise VolumeValidationError(f"{source} holds no voxels: export the CT again")
-    low, high = float(array.min()), float(array.max())
+    low, high = _value_range(array, ignore, source=source)
     if low == high:
         raise VolumeValidationError(
             f"{source} is constant ({low:g} everywhere): it holds no image; export the CT again"
@@ -189,6 +195,23 @@ def check_hounsfield(array: np.ndarray, *, source: str) -> tuple[float, float]:
             "check the rescale slope/intercept or give the original CT"
         )
     return low, high
+
+
+def _value_range(array: np.ndarray, ignore: np.ndarray | None, *, source: str) -> tuple[float, float]:
+    """Lowest and highest value of the voxels not in ``ignore``."""
+    if ignore is None or not ignore.any():
+        return float(array.min()), float(array.max())
+    keep = ~ignore
+    if not keep.any():
+        raise VolumeValidationError(
+            f"{source} holds only padding voxels ({ignore.size:,} voxels marked by PixelPaddingValue): it holds "
+            "no image; export the CT again or check its PixelPaddingValue"
+        )
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        highest, lowest = int(info.max), int(info.min)
+        return float(array.min(where=keep, initial=highest)), float(array.max(where=keep, initial=lowest))
+    return float(array.min(where=keep, initial=np.inf)), float(array.max(where=keep, initial=-np.inf))
 
 
 def check_direction(direction: np.ndarray, *, source: str) -> None:

@@ -136,9 +136,16 @@ def test_pydicom_jpeg2000_ct_test_file_decodes(tmp_path: Path) -> None:
 
     path = Path(get_testdata_file("693_J2KI.dcm"))  # type: ignore[arg-type]
     ds = pydicom.dcmread(path)
-    hu = read_pixels([path], int(ds.Rows), int(ds.Columns), source="test")
+    stack = read_pixels([path], int(ds.Rows), int(ds.Columns), source="test")
     expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-    assert np.array_equal(hu[0], expected.astype(hu.dtype))
+    # a real scanner's padding: PixelPaddingValue -2000 (stored) marks 494 pixels, which become air
+    assert int(ds.PixelPaddingValue) == -2000 and int(ds.RescaleIntercept) == -1024
+    padding = ds.pixel_array == -2000
+    assert stack.padded_count == int(padding.sum()) == 494
+    assert stack.padded is not None and np.array_equal(stack.padded[0], padding)
+    expected[padding] = -1024
+    assert np.array_equal(stack.array[0], expected.astype(stack.array.dtype))
+    assert stack.padding_hu == (-3024.0, -3024.0)
 
 
 def test_dicom_source_keeps_what_dicom_seg_needs(tmp_path: Path) -> None:
@@ -282,8 +289,8 @@ def test_pydicom_compressed_test_files_decode_like_the_uncompressed_one(name: st
     plain = Path(get_testdata_file("MR_small.dcm"))  # type: ignore[arg-type]
     packed = Path(get_testdata_file(name))  # type: ignore[arg-type]
     assert pydicom.dcmread(packed).file_meta.TransferSyntaxUID.is_compressed
-    expected = read_pixels([plain], 64, 64, source="plain")
-    assert np.array_equal(read_pixels([packed], 64, 64, source="packed"), expected)
+    expected = read_pixels([plain], 64, 64, source="plain").array
+    assert np.array_equal(read_pixels([packed], 64, 64, source="packed").array, expected)
     assert expected.dtype == np.int16 and expected.min() < expected.max()
 
 
