@@ -102,3 +102,17 @@ def test_summary_centre_and_stored_report() -> None:
     assert lesion_centre_ras(previous, 7) is None
     assert previous_report_from_text(json.dumps(previous)) == previous
     assert previous_report_from_text("not json") is None and previous_report_from_text(None) is None
+
+
+def test_lesion_table_headers_and_cells() -> None:
+    from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
+
+    columns = lesion_table_columns()
+    assert [c.header for c in columns if c.visible] == [
+        "ID", "Volume (ml)", "Long axis (mm)", "Short axis (mm)", "3D diameter (mm)", "Mean HU", "Confidence", "Edited",
+    ]  # fmt: skip
+    by_key = {c.key: c for c in columns if c.index is None}
+    assert format_cell(12.345, by_key["volume_ml"]) == "12.3"
+    assert format_cell(0.756, by_key["confidence"]) == "0.76"
+    assert format_cell(float("nan"), by_key["confidence"]) == "—"
+    assert format_cell(3, by_key["id"]) == "3"

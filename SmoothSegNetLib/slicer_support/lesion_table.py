@@ -29,8 +29,8 @@ class LesionTableColumn:
 
     @property
     def header(self) -> str:
-        """Header text with the unit, e.g. ``Volume (ml)``."""
-        return f"{self.title} ({self.unit})" if self.unit else self.title
+        """Header text with the unit, e.g. ``Volume (ml)`` (``Mean HU`` already says its unit)."""
+        return f"{self.title} ({self.unit})" if self.unit and self.unit not in self.title.split() else self.title
 
 
 @lru_cache(maxsize=1)
