@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -86,8 +87,10 @@ def _scale_bar(ax: Axes, spacing_x_mm: float, length_mm: float = 10.0) -> None:
     height = abs(y_bottom - y_top)
     x = 0.04 * abs(_x1 - _x0) + min(_x0, _x1)
     y = max(y_bottom, y_top) - 0.05 * height
-    ax.plot([x, x + length_mm / spacing_x_mm], [y, y], "-", color="white", linewidth=2.5)
-    ax.text(x, y - 0.02 * height, f"{length_mm:g} mm", color="white", fontsize=7, va="bottom")
+    # A black outline keeps the white bar readable on bright tissue and bone.
+    outline = [patheffects.withStroke(linewidth=4, foreground="black")]
+    ax.plot([x, x + length_mm / spacing_x_mm], [y, y], "-", color="white", linewidth=2.5, path_effects=outline)
+    ax.text(x, y - 0.02 * height, f"{length_mm:g} mm", color="white", fontsize=7, va="bottom", path_effects=outline)
 
 
 def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
