@@ -99,7 +99,7 @@ def test_an_existing_run_needs_resume_and_resume_needs_a_run(tmp_path: Path) -> 
     _train(tmp_path / "run", config=_config(iterations=2, val_every=2))
     with pytest.raises(ConfigError, match="already holds a training run: pass --resume"):
         _train(tmp_path / "run")
-    with pytest.raises(ConfigError, match="--resume: .* does not exist"):
+    with pytest.raises(ConfigError, match=r"--resume: .* does not exist"):
         _train(tmp_path / "empty", resume=True)
 
 
