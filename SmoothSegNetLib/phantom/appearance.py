@@ -51,7 +51,7 @@ def draw_appearance(rng: np.random.Generator, phase: Phase | None = None) -> App
         phase=phase,
         hu_by_tissue=hu,
         steatosis_shift_hu=shift,
-        noise_sigma_hu=float(rng.uniform(8.0, 22.0)),
+        noise_sigma_hu=float(rng.uniform(8.0, 20.0)),
         psf_sigma_mm=float(rng.uniform(0.5, 1.1)),
         liver_texture=Waves.random(rng, 5, (8.0, 30.0), float(rng.uniform(2.0, 5.0))),
     )
@@ -101,7 +101,10 @@ def render_hu(tissue: np.ndarray, coords: GridCoords, look: Appearance, lesions:
             w = 1.0 / (1.0 + np.exp(np.clip((r - 1.0) * np.float32(spec.mean_radius_mm / spec.margin_mm), -60, 60)))
             view = hu[slab]
             background = np.where(t[mask] == own, np.float32(look.liver_hu), view[mask])
-            view[mask] = background * (1 - w) + lesion_hu(spec, look.liver_hu, r) * w
+            inner = lesion_hu(spec, look.liver_hu, r)
+            if spec.texture is not None:
+                inner = inner + np.broadcast_to(spec.texture(x, y, z), t.shape)[mask]
+            view[mask] = background * (1 - w) + inner * w
 
         apply_in_box(coords, spec.ellipsoid.bbox(1.4), blend)
     return hu

@@ -31,6 +31,7 @@ class LesionSpec:
         rim_mm: rim thickness.
         necrosis_delta_hu: extra (negative) attenuation of a necrotic core (0 if none).
         margin_mm: width of the soft transition to the liver.
+        texture: internal heterogeneity in HU (a smooth random field; mosaic of larger tumors).
     """
 
     kind: LesionKind
@@ -41,6 +42,7 @@ class LesionSpec:
     rim_mm: float
     necrosis_delta_hu: float
     margin_mm: float
+    texture: Waves | None = None
 
     @property
     def mean_radius_mm(self) -> float:
@@ -120,6 +122,7 @@ def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_l
                 rim_mm=float(rng.uniform(2.0, 4.0)),
                 necrosis_delta_hu=necrosis,
                 margin_mm=float(rng.uniform(0.7, 2.5)),
+                texture=Waves.random(rng, 4, (6.0, 20.0), float(rng.uniform(2.0, 8.0))),
             )
         )
     return lesions

@@ -97,6 +97,25 @@ def _gut_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
         step = rng.normal(size=3) * np.array([40.0, 25.0, 30.0])
         p1 = tuple((np.asarray(p0) + step).tolist())
         ops += _tube_ops(rng, p0, p1, rng.uniform(9.0, 14.0), gas_fraction=0.15, content=T.GUT_CONTENT)  # type: ignore[arg-type]
+    # Jejunal loops in the left mid-abdomen, beside and below the stomach (they may touch the liver).
+    for _ in range(int(rng.integers(5, 11))):
+        p0 = (bx + rng.uniform(-0.1, 0.7) * ai, by + rng.uniform(-0.7, 0.2) * bi, zt - rng.uniform(90.0, 200.0))
+        step = rng.normal(size=3) * np.array([35.0, 25.0, 25.0])
+        p1 = tuple((np.asarray(p0) + step).tolist())
+        ops += _tube_ops(rng, p0, p1, rng.uniform(9.0, 14.0), gas_fraction=0.15, content=T.GUT_CONTENT)  # type: ignore[arg-type]
+    # Duodenum: a C around the pancreatic head, right of the midline, against the liver's inferior surface.
+    ys = body.spine_y_mm
+    c = np.array([bx - 35.0, ys - 45.0, zt - rng.uniform(155.0, 175.0)])
+    arc = [c + np.array([20.0 * np.cos(t), -15.0 * np.sin(t), 30.0 * np.sin(t)]) for t in np.linspace(0.3, 2.8, 4)]
+    for q0, q1 in itertools.pairwise(arc):
+        ops += _tube_ops(
+            rng,
+            tuple(q0.tolist()),
+            tuple(q1.tolist()),
+            rng.uniform(10.0, 13.0),
+            gas_fraction=0.3,
+            content=T.GUT_CONTENT,
+        )  # type: ignore[arg-type]
     return ops
 
 

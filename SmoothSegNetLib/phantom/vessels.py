@@ -48,16 +48,25 @@ def _branch(
     tissue: T,
     out: list[Paint],
 ) -> None:
-    end = _fit_segment(start, direction, length, in_liver)
-    if end is None:
+    # Try the preferred direction and a few deviations from it; keep the longest segment that fits the liver.
+    best: np.ndarray | None = None
+    for attempt in range(6):
+        trial = direction if attempt == 0 else _turn(rng, direction, rng.uniform(15.0, 45.0))
+        end = _fit_segment(start, trial, length, in_liver)
+        if end is not None and (best is None or np.linalg.norm(end - start) > np.linalg.norm(best - start)):
+            best, direction = end, trial
+        if best is not None and np.linalg.norm(best - start) >= 0.99 * length:
+            break
+    if best is None:
         return
+    end = best
     r_end = max(radius * 0.85, MIN_RADIUS_MM)
     out.append(Paint(capsule(start, end, radius, r_end, tissue.name.lower()), tissue, frozenset({T.LIVER})))
     if depth == 0 or radius * 0.7 < MIN_RADIUS_MM:
         return
     for sign in (-1.0, 1.0):
         child = _turn(rng, direction, sign * rng.uniform(25.0, 50.0))
-        _branch(rng, end, child, length * rng.uniform(0.6, 0.85), r_end * 0.75, depth - 1, in_liver, tissue, out)
+        _branch(rng, end, child, length * rng.uniform(0.7, 0.9), r_end * 0.8, depth - 1, in_liver, tissue, out)
 
 
 def _find_inside(
@@ -89,8 +98,8 @@ def portal_vein_ops(
     ]
     right = _unit(np.array([-1.0, rng.uniform(-0.2, 0.3), rng.uniform(0.0, 0.4)]))
     left = _unit(np.array([rng.uniform(0.4, 0.8), -rng.uniform(0.5, 0.9), rng.uniform(0.1, 0.4)]))
-    _branch(rng, hilum, right, rng.uniform(35.0, 50.0), r_trunk * 0.75, 3, in_liver, T.PORTAL_VEIN, ops)
-    _branch(rng, hilum, left, rng.uniform(35.0, 50.0), r_trunk * 0.65, 3, in_liver, T.PORTAL_VEIN, ops)
+    _branch(rng, hilum, right, rng.uniform(40.0, 55.0), r_trunk * 0.8, 4, in_liver, T.PORTAL_VEIN, ops)
+    _branch(rng, hilum, left, rng.uniform(40.0, 55.0), r_trunk * 0.7, 4, in_liver, T.PORTAL_VEIN, ops)
     return ops
 
 
