@@ -24,6 +24,8 @@ MODELS = [
     {"id": "smoothsegnet-demo-tumor", "title": "Demo tumor", "version": "1.1", "sha256": "b" * 64, "task": "tumor"},
 ]
 
+pytestmark = pytest.mark.dciodvfy
+
 
 def _case() -> tuple[CTVolume, np.ndarray]:
     g = grid((12, 40, 48), (1.0, 1.2, 2.5), OBLIQUE)

@@ -17,6 +17,8 @@ from SmoothSegNetLib.outputs import StagedOutputDir
 from SmoothSegNetLib.pacs import DimseTarget, parse_host_port, send_dimse
 from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
 
+pytestmark = pytest.mark.orthanc
+
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

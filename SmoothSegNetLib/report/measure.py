@@ -101,16 +101,31 @@ def _model_entry(model: Any) -> dict[str, Any]:
     return entry
 
 
+def _padded_box(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
+    """The bounding box grown by one voxel on every side (clipped), so the face ring fits inside."""
+    k, j, i = (slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(box, shape))
+    return k, j, i
+
+
 def _lesion(
     n: int,
-    mask: np.ndarray,
+    instances: np.ndarray,
+    box: tuple[slice, ...],
     ct: CTVolume,
     liver_or_tumor: np.ndarray,
     confidence: Mapping[int, float] | None,
 ) -> dict[str, Any]:
-    geometry = ct.geometry
+    # Work on the lesion's bounding box: the same voxels, on a cropped grid whose voxel (0, 0, 0) is the box's
+    # first corner, so positions map through the crop's geometry exactly as through the full one.
+    crop = _padded_box(box, instances.shape)
+    offset_kji = np.array([c.start for c in crop], dtype=float)
+    full = ct.geometry
+    geometry = Geometry.create(
+        instances[crop].shape, full.spacing_mm, full.index_to_lps(offset_kji[::-1]), full.direction_array
+    )
+    mask = instances[crop] == n
     voxels = int(mask.sum())
-    hu = ct.array[mask].astype(np.float64)
+    hu = ct.array[crop][mask].astype(np.float64)
     kji = np.argwhere(mask).mean(axis=0)
     centroid = geometry.index_to_lps(kji[::-1])
     axes = recist_axes(mask, geometry)
@@ -119,7 +134,9 @@ def _lesion(
     long_lps = xy_mm_to_lps(np.array(axes.long_ends_xy_mm), axes.k, geometry)
     short_lps = xy_mm_to_lps(np.array(axes.short_ends_xy_mm), axes.k, geometry)
     # Does the lesion touch voxels outside the liver (background)? A subcapsular or exophytic lesion does.
+    # (Voxels beyond the image edge do not count: the padded box is clipped to the image.)
     ring = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1)) & ~mask
+    touches = bool(np.any(ring & ~liver_or_tumor[crop]))
     conf = None if confidence is None or n not in confidence else _r(confidence[n])
     return {
         "id": n,
@@ -127,7 +144,7 @@ def _lesion(
         "volume_ml": _r(voxels * geometry.voxel_volume_mm3 / 1000.0),
         "long_axis_mm": _r(axes.long_axis_mm),
         "short_axis_mm": _r(axes.short_axis_mm),
-        "long_axis_slice_k": axes.k,
+        "long_axis_slice_k": axes.k + int(offset_kji[0]),
         "long_axis_ends_lps_mm": [[_r(v) for v in p] for p in long_lps],
         "short_axis_ends_lps_mm": [[_r(v) for v in p] for p in short_lps],
         "max_diameter_3d_mm": _r(max_diameter_3d_mm(mask, geometry)),
@@ -136,7 +153,7 @@ def _lesion(
         "min_hu": _r(hu.min()),
         "max_hu": _r(hu.max()),
         "centroid_lps_mm": [_r(v) for v in centroid],
-        "touches_outside_liver": bool(np.any(ring & ~liver_or_tumor)),
+        "touches_outside_liver": touches,
         "confidence": conf,
         "categories": size_categories(axes.long_axis_mm),
     }
@@ -192,7 +209,7 @@ def measure(
         box = objects[n - 1]
         if box is None:
             continue
-        entries.append(_lesion(n, instances == n, ct, liver_or_tumor, confidence))
+        entries.append(_lesion(n, instances, box, ct, liver_or_tumor, confidence))
     voxel_ml = geometry.voxel_volume_mm3 / 1000.0
     liver_ml = float(liver_or_tumor.sum()) * voxel_ml
     tumor_ml = float(np.count_nonzero(instances)) * voxel_ml
