@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,26 @@ def test_postprocessing_steps() -> None:
     assert dice(refined, truth) > dice(init, truth)
     confined = chan_vese_refine(image, init, init, 2)
     assert not (confined & ~init).any()
+
+
+def test_liver_stage_runs_on_the_body_box_only(tmp_path: Path) -> None:
+    from SmoothSegNetLib.inference.pipeline import Segmenter
+
+    ct, expected = _box_ct()  # body (> -500 HU) = the 12x20x30 liver block; margin 10 mm = 10 voxels, clipped
+    options = _models(tmp_path, spacing_mm=None)
+    segmenter = Segmenter(options)
+    shapes: list[tuple[int, ...]] = []
+    segmenter.liver_net.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    result = segmenter(ct)
+    # k: 4..15 -> 0..20 (clipped), j: 5..24 -> 0..30, i: 5..34 -> 0..40: the whole grid here; shrink the margin.
+    assert shapes == [(1, 1, 40, 30, 20)]
+    np.testing.assert_array_equal(result.labelmap, expected)
+    data = json.loads(Path(options.liver_model).read_text())
+    data["input"]["crop_margin_mm"] = 2.0
+    Path(options.liver_model).write_text(json.dumps(data))
+    shapes.clear()
+    segmenter = Segmenter(options)
+    segmenter.liver_net.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    result = segmenter(ct)
+    assert shapes == [(1, 1, 30 + 4, 20 + 4, 12 + 4)]  # [B, C, i, j, k] of the box + 2 voxels each side
+    np.testing.assert_array_equal(result.labelmap, expected)

@@ -42,7 +42,7 @@ def test_valid_card_parses_into_frozen_dataclasses(tmp_path: Path) -> None:
     card = load_card(_write(tmp_path, _valid_card()))
     assert card.id == "smoothsegnet-demo-tumor"
     assert card.task == "tumor"
-    assert card.input.spacing_mm == (1.5, 1.5, 2.0)
+    assert card.input.spacing_mm == (2.0, 2.0, 2.0)
     assert card.input.hu_window == (-200.0, 250.0)
     assert card.channel_of("tumor") == 2
     assert card.out_channels == 3

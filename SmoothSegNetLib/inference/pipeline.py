@@ -145,12 +145,15 @@ class Segmenter:
         self, ct: CTVolume, progress: ProgressCallback, cancel: CancelCheck | None, warnings: list[str]
     ) -> tuple[np.ndarray, np.ndarray]:
         card = self.liver_card
-        grid = network_grid(ct.geometry, card)
-        image = window_hu(resample_ct(ct.array, ct.geometry, grid), card.input.hu_window)
+        box = _body_box(ct, card)
+        region = crop_geometry(ct.geometry, box)
+        grid = network_grid(region, card)
+        image = window_hu(resample_ct(ct.array[box], region, grid), card.input.hu_window)
         check_cancel(cancel)
         q = self._predict(self.liver_net, image, card, progress, cancel, "liver", warnings)
         del image
-        q_input = resample(q, grid, ct.geometry, Interpolation.LINEAR, 0.0)
+        q_input = np.zeros(ct.geometry.shape_kji, dtype=np.float32)
+        q_input[box] = resample(q, grid, region, Interpolation.LINEAR, 0.0)
         liver = q_input >= 0.5
         if card.post.largest_component:
             liver = largest_component(liver)
@@ -208,13 +211,28 @@ class Segmenter:
         return card.post.chan_vese_iterations or DEFAULT_REFINE_ITERATIONS
 
 
+def _margin_kji(geometry: Geometry, margin_mm: float) -> tuple[int, int, int]:
+    sx, sy, sz = geometry.spacing_mm
+    return (math.ceil(margin_mm / sz), math.ceil(margin_mm / sy), math.ceil(margin_mm / sx))
+
+
+def _whole(shape: tuple[int, ...]) -> Slices:
+    return (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
+
+
+def _body_box(ct: CTVolume, card: ModelCard) -> Slices:
+    """The liver stage's region: the body's bounding box (+ margin) when the card asks for it, else everything."""
+    threshold = card.input.crop_to_body_hu
+    if threshold is None:
+        return _whole(ct.array.shape)
+    box = bounding_box(ct.array > threshold, _margin_kji(ct.geometry, card.input.crop_margin_mm))
+    return box if box is not None else _whole(ct.array.shape)
+
+
 def _tumor_box(liver: np.ndarray, geometry: Geometry, card: ModelCard) -> Slices:
     if not card.input.crop_to_liver:
-        return (slice(0, liver.shape[0]), slice(0, liver.shape[1]), slice(0, liver.shape[2]))
-    sx, sy, sz = geometry.spacing_mm
-    margin = card.input.crop_margin_mm
-    margin_kji = (math.ceil(margin / sz), math.ceil(margin / sy), math.ceil(margin / sx))
-    box = bounding_box(liver, margin_kji)
+        return _whole(liver.shape)
+    box = bounding_box(liver, _margin_kji(geometry, card.input.crop_margin_mm))
     assert box is not None  # the caller checked that the liver is not empty
     return box
 

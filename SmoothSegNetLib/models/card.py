@@ -34,6 +34,8 @@ class InputSpec:
         hu_window: ``(low, high)`` HU; values are clipped and scaled to [0, 1].
         crop_margin_mm: tumor stage: margin around the liver bounding box.
         crop_to_liver: tumor stage: run on the liver box (True) or sweep the whole volume (the reference app).
+        crop_to_body_hu: liver stage: run on the box of voxels above this HU (+ margin) instead of the whole
+            field of view (air around the body costs time and holds no liver); ``None`` = whole field of view.
         mask_outside_liver: tumor stage: voxels outside the liver are set to the window's low value.
     """
 
@@ -43,6 +45,7 @@ class InputSpec:
     crop_margin_mm: float = 10.0
     mask_outside_liver: bool = True
     crop_to_liver: bool = True
+    crop_to_body_hu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             crop_margin_mm=float(inp.get("crop_margin_mm", 10.0)),
             mask_outside_liver=bool(inp.get("mask_outside_liver", True)),
             crop_to_liver=bool(inp.get("crop_to_liver", True)),
+            crop_to_body_hu=None if inp.get("crop_to_body_hu") is None else float(inp["crop_to_body_hu"]),
         ),
         inference=InferenceSpec(
             mode=inf["mode"],

@@ -5,9 +5,10 @@ peak RSS under 2.5 GB, so the demo cards use a small MONAI SegResNet (``init_fil
 on coarse grids:
 
 * liver (global stage): 3 mm isotropic, LPS orientation (no flip for the usual axial CT), HU [-150, 250],
-  the whole volume in one pass (padded to a multiple of 8), 2 channels (background, liver — the liver
-  channel means liver INCLUDING its tumors, so training labels must merge labels 1 and 2).
-* tumor (local stage): 1.5 mm in-plane x 2 mm, on the liver bounding box + 10 mm, voxels outside the liver
+  on the body's bounding box (voxels above -500 HU, + 10 mm: the air around the body is skipped), the whole
+  box in one pass (padded to a multiple of 8), 2 channels (background, liver — the liver channel means
+  liver INCLUDING its tumors, so training labels must merge labels 1 and 2).
+* tumor (local stage): 2 mm isotropic, on the liver bounding box + 10 mm, voxels outside the liver
   set to the window's low value (as the paper), HU [-200, 250], the whole crop in one pass, 3 channels
   (background, liver, tumor), 2 iterations of morphological Chan–Vese refinement, lesions >= 0.1 ml kept.
 
@@ -86,7 +87,13 @@ def demo_card_template(task: str) -> dict[str, Any]:
                     "norm": "INSTANCE",
                 },
             },
-            "input": {"spacing_mm": [3.0, 3.0, 3.0], "orientation": "LPS", "hu_window": [-150, 250]},
+            "input": {
+                "spacing_mm": [3.0, 3.0, 3.0],
+                "orientation": "LPS",
+                "hu_window": [-150, 250],
+                "crop_to_body_hu": -500,
+                "crop_margin_mm": 10.0,
+            },
             "inference": {
                 "mode": "whole",
                 "size_divisible_by": 8,
@@ -114,7 +121,7 @@ def demo_card_template(task: str) -> dict[str, Any]:
                 },
             },
             "input": {
-                "spacing_mm": [1.5, 1.5, 2.0],
+                "spacing_mm": [2.0, 2.0, 2.0],
                 "orientation": "LPS",
                 "hu_window": [-200, 250],
                 "crop_margin_mm": 10.0,
@@ -124,7 +131,7 @@ def demo_card_template(task: str) -> dict[str, Any]:
                 "mode": "whole",
                 "size_divisible_by": 8,
                 "max_voxels": 8000000,
-                "roi_size_ijk": [160, 160, 96],
+                "roi_size_ijk": [128, 128, 128],
             },
             "output": {"activation": "softmax", "classes": [_BACKGROUND, _LIVER, _TUMOR]},
             "postprocessing": {"fill_holes": True, "chan_vese_iterations": 2, "min_lesion_ml": 0.1},

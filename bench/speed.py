@@ -1,0 +1,222 @@
+"""Speed and memory of the full segmentation pipeline: default (demo) cards vs the paper's configuration.
+
+Run by hand (it takes minutes; the machine may be shared, so note the load when quoting figures)::
+
+    .venv/bin/python bench/speed.py                       # CPU, 2 threads, both configurations
+    .venv/bin/python bench/speed.py --device cuda --threads 16
+
+A 512x512x120 phantom (0.75 x 0.75 x 2.5 mm, ``make_phantom``) is written to a temporary NRRD; each
+configuration then runs in its own child process (so its peak RSS is its own) that reads the CT, loads the
+models, and times ``Segmenter(ct)`` (resampling, both networks, mapping back, post-processing). The paper's
+configuration uses the paper cards (SegResNetVAE, native resolution, PLI, 512x512x16 and 256x256x32 windows
+swept over the whole volume) with RANDOM weights: only speed is measured. The default configuration uses the
+bundled demo cards and weights when present (random weights otherwise, marked in the table).
+
+GFLOP per CT are counted with ``torch.utils.flop_counter`` on every distinct network input shape seen during
+the run (times how often it was seen); the floor is that count over the machine's measured peak matmul
+GFLOP/s with the same threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CONFIGS = ("default", "paper")
+
+
+def _peak_matmul_gflops(device: str, threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    n = 2048 if device == "cpu" else 8192
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = 0.0
+    for _ in range(5):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        (a @ b).sum().item()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _random_model(card_path: Path, folder: Path) -> Path:
+    """A copy of a card with freshly initialised random weights (speed only)."""
+    import torch
+
+    from SmoothSegNetLib.models import build_network, load_card, save_weights, write_trained_card
+
+    card = load_card(card_path)
+    torch.manual_seed(0)
+    network = build_network(card)
+    weights = folder / f"{card.id}-random.safetensors"
+    save_weights(network, weights)
+    data = dict(card.raw)
+    data["weights"] = {**data["weights"], "format": "safetensors"}
+    data["weights"].pop("state_dict_key", None)
+    return write_trained_card(data, weights, folder / f"{card.id}-random.json", {"data": "RANDOM weights (bench)"})
+
+
+def _models_for(config: str, folder: Path) -> tuple[str, str, bool]:
+    """Liver and tumor card paths for a configuration, and whether their weights are random."""
+    from SmoothSegNetLib.models import Registry, demo_card_template
+
+    models = REPO / "Resources" / "Models"
+    if config == "paper":
+        return (
+            str(_random_model(models / "paper-liver-segresnetvae.json", folder)),
+            str(_random_model(models / "paper-tumor-segresnetvae.json", folder)),
+            True,
+        )
+    registry = Registry()
+    try:
+        liver = registry.find("smoothsegnet-demo-liver")
+        tumor = registry.find("smoothsegnet-demo-tumor")
+        if liver.weights_present and tumor.weights_present:
+            return str(liver.card.path), str(tumor.card.path), False
+    except Exception:
+        pass
+    paths = []
+    for task in ("liver", "tumor"):
+        template = demo_card_template(task)
+        template["weights"]["sha256"] = "0" * 64
+        card_file = folder / f"demo-{task}-template.json"
+        card_file.write_text(json.dumps(template))
+        paths.append(str(_random_model(card_file, folder)))
+    return paths[0], paths[1], True
+
+
+def _count_gflop(network: Any, shapes: Counter[tuple[int, ...]], device: str) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    total = 0.0
+    for shape, count in shapes.items():
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            network(torch.zeros(shape, device=device))
+        total += counter.get_total_flops() * count
+    return total / 1e9
+
+
+def child(config: str, ct_path: Path, device: str, threads: int) -> dict[str, Any]:
+    """Run one configuration in this process and return its measurements."""
+    import torch
+
+    from SmoothSegNetLib.inference import SegmentOptions
+    from SmoothSegNetLib.inference.pipeline import Segmenter
+    from SmoothSegNetLib.io import read_volume
+
+    with tempfile.TemporaryDirectory() as tmp:
+        liver, tumor, random_weights = _models_for(config, Path(tmp))
+        ct = read_volume(ct_path)
+        t0 = time.perf_counter()
+        segmenter = Segmenter(SegmentOptions(liver_model=liver, tumor_model=tumor, device=device, threads=threads))
+        load_s = time.perf_counter() - t0
+        shapes: dict[str, Counter[tuple[int, ...]]] = {"liver": Counter(), "tumor": Counter()}
+        for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net)):
+            assert net is not None
+            net.register_forward_pre_hook(lambda m, args, n=name: shapes[n].update([tuple(args[0].shape)]))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        result = segmenter(ct)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall_s = time.perf_counter() - t1
+        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        gflop = sum(
+            _count_gflop(net, shapes[name], device)
+            for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net))
+        )
+    return {
+        "config": config,
+        "device": device,
+        "threads": threads,
+        "random_weights": random_weights,
+        "load_s": round(load_s, 2),
+        "wall_s": round(wall_s, 2),
+        "stages_s": {k: round(v, 2) for k, v in result.timings_s.items()},
+        "peak_rss_gb": round(rss_gb, 2),
+        "gflop": round(gflop, 1),
+        "forward_passes": {k: sum(v.values()) for k, v in shapes.items()},
+        "liver_voxels": int((result.labelmap > 0).sum()),
+        "lesions": len(result.confidence),
+        "gpu_peak_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if device.startswith("cuda") else None,
+    }
+
+
+def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
+    paper = next((r for r in rows if r["config"] == "paper"), None)
+    lines = [
+        "| configuration | device, threads | weights | time per CT (s) | speed-up vs paper | peak RSS (GB) "
+        "| GFLOP per CT | achieved GFLOP/s | floor at peak (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        speedup = f"{paper['wall_s'] / r['wall_s']:.1f}x" if paper else "-"
+        lines.append(
+            f"| {r['config']} | {r['device']}, {r['threads']} | {'random' if r['random_weights'] else 'demo'} "
+            f"| {r['wall_s']:.2f} | {speedup} | {r['peak_rss_gb']:.2f} | {r['gflop']:.0f} "
+            f"| {r['gflop'] / r['wall_s']:.0f} | {r['gflop'] / peak_gflops:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--seed", type=int, default=7, help="phantom seed")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--ct", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sys.stdout.write(json.dumps(child(args.child, Path(args.ct), args.device, args.threads)) + "\n")
+        return 0
+    from SmoothSegNetLib.io.writers import write_volume
+    from SmoothSegNetLib.phantom import make_phantom
+
+    with tempfile.TemporaryDirectory() as tmp:
+        phantom = make_phantom(args.seed, size_ijk=(512, 512, 120), spacing_mm=(0.75, 0.75, 2.5))
+        ct_path = write_volume(Path(tmp) / "bench_ct.nrrd", phantom.ct)
+        del phantom
+        rows = []
+        for config in args.configs:
+            command = [sys.executable, __file__, "--child", config, "--ct", str(ct_path), "--device", args.device,
+                       "--threads", str(args.threads)]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                sys.stderr.write(done.stderr)
+                return 1
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            sys.stderr.write(f"{config}: {rows[-1]}\n")
+    peak = _peak_matmul_gflops(args.device, args.threads)
+    sys.stdout.write(f"CT 512x512x120 (0.75 x 0.75 x 2.5 mm), phantom seed {args.seed}\n")
+    sys.stdout.write(f"peak matmul: {peak:.0f} GFLOP/s ({args.device}, {args.threads} threads)\n\n")
+    sys.stdout.write(_table(rows, peak) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
