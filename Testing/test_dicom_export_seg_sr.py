@@ -200,3 +200,15 @@ def test_the_validator_check_catches_a_broken_seg(tmp_path: Path, series: tuple)
     ds.save_as(tmp_path / "broken.dcm")
     errors = _dciodvfy(tmp_path / "broken.dcm")
     assert any("SegmentLabel" in line for line in errors)
+
+
+def test_sr_without_lesions_has_the_liver_only(tmp_path: Path, series: tuple) -> None:
+    ct, labels, _ = series
+    liver_only = np.where(labels == 2, 1, labels).astype(np.uint8)
+    lesions = np.zeros(labels.shape, np.uint16)
+    report = measure(ct, liver_only, lesions)
+    with StagedOutputDir(tmp_path / "out") as stage:
+        write_case_outputs(stage, ct, liver_only, lesions, report, overview=False, dicom_sr=True)
+    assert _dciodvfy(tmp_path / "out" / "sr.dcm") == []
+    groups = hd.sr.srread(str(tmp_path / "out" / "sr.dcm")).content.get_volumetric_roi_measurement_groups()
+    assert [g.tracking_identifier for g in groups] == ["Liver"]

@@ -208,3 +208,29 @@ def test_lesion_map_outside_tumor_is_refused() -> None:
     lesions[0, 0, 0] = 1
     with pytest.raises(InputError, match="not tumor"):
         measure(ct_with(labels, Geometry.create((2, 3, 4))), labels, lesions)
+
+
+def test_split_touching_through_measure_is_noted() -> None:
+    from SmoothSegNetLib.report import ReportOptions
+
+    geometry = grid((30, 40, 64), (0.8, 0.8, 1.0))
+    centre = geometry.index_to_lps([20, 20, 15])
+    tumor = ellipsoid_mask(geometry, centre, (10.0,) * 3, np.eye(3))
+    tumor |= ellipsoid_mask(geometry, centre + np.array([16.0, 0, 0]), (7.0,) * 3, np.eye(3))
+    labels = _labelmap(tumor)
+    ct = ct_with(labels, geometry)
+    assert measure(ct, labels)["tumor_burden"]["count"] == 1
+    report = measure(ct, labels, options=ReportOptions(split_touching=True))
+    assert report["tumor_burden"]["count"] == 2
+    assert report["lesions"][0]["volume_ml"] > report["lesions"][1]["volume_ml"]
+    assert any("split" in note for note in report["notes"])
+    # The two parts together are still the whole tumor.
+    assert sum(e["voxel_count"] for e in report["lesions"]) == int(tumor.sum())
+
+
+def test_lesion_cut_by_the_image_edge_does_not_touch_outside() -> None:
+    labels = np.ones((4, 8, 8), dtype=np.uint8)
+    labels[0:2, 0:3, 0:3] = 2  # in the corner of the image, surrounded by liver inside the image
+    lesion = measure(ct_with(labels, Geometry.create(labels.shape)), labels)["lesions"][0]
+    assert lesion["touches_outside_liver"] is False
+    assert lesion["long_axis_slice_k"] in (0, 1)

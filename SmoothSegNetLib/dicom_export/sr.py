@@ -40,6 +40,32 @@ def _segment_number(seg: hd.seg.Segmentation, label: str) -> int:
     raise ExportError(f"the DICOM-SEG has no segment labelled {label!r}: remake seg.dcm with one segment per lesion")
 
 
+def referenced_segment(seg: hd.seg.Segmentation, number: int) -> hd.sr.ReferencedSegment:
+    """The SEG segment ``number`` and the source images of its frames.
+
+    (highdicom's ``ReferencedSegment.from_segmentation`` expects the segment number in every frame's
+    functional groups; a SEG with one segment keeps it in the shared groups instead.)
+    """
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    sources: dict[str, hd.sr.SourceImageForSegmentation] = {}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        ident = frame.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
+        if ident is None or int(ident[0].ReferencedSegmentNumber) != number:
+            continue
+        for derivation in frame.get("DerivationImageSequence", []):
+            for source in derivation.get("SourceImageSequence", []):
+                uid = str(source.ReferencedSOPInstanceUID)
+                sources.setdefault(uid, hd.sr.SourceImageForSegmentation(str(source.ReferencedSOPClassUID), uid))
+    if not sources:
+        raise ExportError(f"segment {number} of the DICOM-SEG has no frame that references a source image")
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=str(seg.SOPClassUID),
+        sop_instance_uid=str(seg.SOPInstanceUID),
+        segment_number=number,
+        source_images=list(sources.values()),
+    )
+
+
 def _group(
     seg: hd.seg.Segmentation,
     segment_label: str,
@@ -48,7 +74,7 @@ def _group(
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=segment_label),
-        referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, _segment_number(seg, segment_label)),
+        referenced_segment=referenced_segment(seg, _segment_number(seg, segment_label)),
         finding_type=finding,
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Liver)],
         measurements=measurements,
