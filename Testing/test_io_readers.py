@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import SimpleITK as sitk
 from _io_helpers import ORIGIN_LPS_MM, SPACING_MM, make_ct, oblique_direction, signed_permutations
 from conftest import run_cli
 
+from SmoothSegNetLib.errors import VolumeReadError
 from SmoothSegNetLib.io import read_volume
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
@@ -121,3 +123,38 @@ def test_geometry_from_file_matches_sitk_physical_points(tmp_path: Path) -> None
     for ijk in [(0, 0, 0), (11, 9, 8), (3, 7, 2)]:
         assert np.allclose(back.geometry.index_to_lps(ijk), image.TransformIndexToPhysicalPoint(ijk), atol=1e-9)
     assert isinstance(back.geometry, Geometry)
+
+
+def _nii_gz(tmp_path: Path) -> tuple[CTVolume, Path, bytes]:
+    ct = make_ct(shape_kji=(9, 40, 40))
+    path = _write(ct, tmp_path / "ct.nii.gz")
+    return ct, path, path.read_bytes()
+
+
+def test_nii_gz_cut_short_is_refused_although_its_stream_starts_fine(tmp_path: Path) -> None:
+    # a copy interrupted mid-way: no gzip trailer, ITK alone would zero-fill the missing voxels
+    _, path, packed = _nii_gz(tmp_path)
+    path.write_bytes(packed[: len(packed) - 200])
+    with pytest.raises(VolumeReadError, match="truncated or corrupt"):
+        read_volume(path)
+
+
+def test_nii_gz_with_a_corrupt_middle_is_refused(tmp_path: Path) -> None:
+    # the trailer is intact (so the quick length check would pass): the damage must still be noticed
+    _, path, packed = _nii_gz(tmp_path)
+    broken = bytearray(packed)
+    for offset in range(len(broken) // 2, len(broken) // 2 + 64):
+        broken[offset] ^= 0xA5
+    path.write_bytes(bytes(broken))
+    with pytest.raises(VolumeReadError, match="corrupt"):
+        read_volume(path)
+
+
+def test_multi_member_nii_gz_reads_back_exactly(tmp_path: Path) -> None:
+    # bgzip-style files hold several gzip members: the last trailer counts only the last member's bytes
+    ct, path, packed = _nii_gz(tmp_path)
+    raw = gzip.decompress(packed)
+    half = len(raw) // 2
+    path.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
+    back = read_volume(path)
+    assert np.array_equal(back.array, ct.array)
