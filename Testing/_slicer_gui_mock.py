@@ -1,0 +1,287 @@
+"""GUI MOCK for the Slicer module: stand-ins for Qt widgets and Slicer's GUI-only Python modules.
+
+Slicer's GUI (Qt, CTK, PythonQt, ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``) does not
+exist outside Slicer. These stand-ins are just enough to execute ``SmoothSegNet/SmoothSegNet.py``'s widget code
+paths against a REAL MRML scene (slicer-core) and the REAL engine. Widgets are attribute bags that record
+what the module sets; anything the module calls that is not here raises AttributeError, so typos surface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+import unittest
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class FakeWidget:
+    """A Qt widget stand-in: properties are plain attributes; ``connect`` records slots; ``emit`` calls them."""
+
+    def __init__(self, name: str) -> None:
+        self.objectName = name
+        self.text = ""
+        self.toolTip = ""
+        self.enabled = True
+        self.visible = True
+        self.value = 0
+        self.directory = ""
+        self.slots: dict[str, list[Callable[..., Any]]] = {}
+
+    def connect(self, signal: str, slot: Callable[..., Any]) -> None:
+        self.slots.setdefault(signal, []).append(slot)
+
+    def emit(self, signal: str, *args: Any) -> None:
+        for slot in self.slots.get(signal, []):
+            slot(*args)
+
+    def setMRMLScene(self, scene: Any) -> None:
+        self.scene = scene
+
+
+class FakeItem:
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self.toolTipText = ""
+
+    def text(self) -> str:
+        return self._text
+
+    def setToolTip(self, text: str) -> None:
+        self.toolTipText = text
+
+
+class FakeIndex:
+    def __init__(self, row: int) -> None:
+        self._row = row
+
+    def row(self) -> int:
+        return self._row
+
+
+class FakeHeader:
+    def setSectionResizeMode(self, mode: Any) -> None:
+        self.mode = mode
+
+
+class FakeTable(FakeWidget):
+    """QTableWidget stand-in holding the cells as text."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.headers: list[str] = []
+        self.hidden: set[int] = set()
+        self.rows: list[dict[int, FakeItem]] = []
+        self.selected: list[int] = []
+
+    def setColumnCount(self, count: int) -> None:
+        self.columnCount = count
+
+    def setHorizontalHeaderLabels(self, labels: list[str]) -> None:
+        self.headers = list(labels)
+
+    def setColumnHidden(self, column: int, hidden: bool) -> None:
+        (self.hidden.add if hidden else self.hidden.discard)(column)
+
+    def horizontalHeader(self) -> FakeHeader:
+        return FakeHeader()
+
+    def setRowCount(self, count: int) -> None:
+        self.rows = self.rows[:count]
+
+    def insertRow(self, row: int) -> None:
+        self.rows.insert(row, {})
+
+    def setItem(self, row: int, column: int, item: FakeItem) -> None:
+        self.rows[row][column] = item
+
+    def item(self, row: int, column: int) -> FakeItem:
+        return self.rows[row][column]
+
+    def selectedIndexes(self) -> list[FakeIndex]:
+        return [FakeIndex(r) for r in self.selected]
+
+    def cell(self, row: int, header: str) -> str:
+        return self.rows[row][self.headers.index(header)].text()
+
+
+def load_fake_ui(path: str) -> FakeWidget:
+    """A panel whose children are fake widgets named as in the .ui file."""
+    panel = FakeWidget("SmoothSegNet")
+    root = ET.parse(path).getroot()
+    panel.children = {
+        w.get("name"): (FakeTable if w.get("class") == "QTableWidget" else FakeWidget)(w.get("name"))
+        for w in root.iter("widget")
+    }
+    return panel
+
+
+class FakeTimer:
+    """QTimer stand-in: never fires by itself; tests call the logic's poll as the timer would."""
+
+    def setInterval(self, ms: int) -> None:
+        self.interval = ms
+
+    def connect(self, signal: str, slot: Callable[[], None]) -> None:
+        self.slot = slot
+
+    def start(self) -> None:
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+    @staticmethod
+    def singleShot(ms: int, function: Callable[[], None]) -> None:
+        function()
+
+
+class FakeSettings:
+    store: ClassVar[dict[str, Any]] = {}
+
+    def value(self, key: str, default: Any = None) -> Any:
+        return self.store.get(key, default)
+
+    def setValue(self, key: str, value: Any) -> None:
+        self.store[key] = value
+
+
+def fake_qt() -> types.ModuleType:
+    qt = types.ModuleType("qt")
+    qt.QTimer = FakeTimer  # type: ignore[attr-defined]
+    qt.QTableWidgetItem = FakeItem  # type: ignore[attr-defined]
+    qt.QHeaderView = types.SimpleNamespace(ResizeToContents=3)  # type: ignore[attr-defined]
+    qt.QSettings = FakeSettings  # type: ignore[attr-defined]
+    qt.QFileDialog = types.SimpleNamespace(getOpenFileName=lambda *a: "")  # type: ignore[attr-defined]
+    return qt
+
+
+class _Base:
+    def __init__(self, parent: Any = None) -> None:
+        self.parent = parent
+
+
+class FakeModuleWidget(_Base):
+    """ScriptedLoadableModuleWidget stand-in (resources next to the module file)."""
+
+    moduleDir = Path(".")
+
+    def setup(self) -> None:
+        self.layout = types.SimpleNamespace(addWidget=lambda widget: None)
+
+    def resourcePath(self, relative: str) -> str:
+        return str(self.moduleDir / "Resources" / relative)
+
+
+class FakeModuleLogic:
+    """ScriptedLoadableModuleLogic stand-in: a real scripted-module node in the scene as parameter node."""
+
+    def __init__(self) -> None:
+        self._node: Any = None
+
+    def getParameterNode(self) -> Any:
+        import slicer
+
+        if self._node is None:
+            self._node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "SmoothSegNetParameters")
+        return self._node
+
+
+def fake_scripted_loadable_module() -> types.ModuleType:
+    module = types.ModuleType("slicer.ScriptedLoadableModule")
+    module.ScriptedLoadableModule = _Base  # type: ignore[attr-defined]
+    module.ScriptedLoadableModuleWidget = FakeModuleWidget  # type: ignore[attr-defined]
+    module.ScriptedLoadableModuleLogic = FakeModuleLogic  # type: ignore[attr-defined]
+    module.ScriptedLoadableModuleTest = unittest.TestCase  # type: ignore[attr-defined]
+    return module
+
+
+def fake_parameter_node_wrapper() -> types.ModuleType:
+    """``@parameterNodeWrapper``: typed fields stored on the wrapper; setting one marks the real node modified."""
+    module = types.ModuleType("slicer.parameterNodeWrapper")
+
+    def Choice(values: list[str]) -> tuple[str, list[str]]:
+        return ("choice", list(values))
+
+    def parameterNodeWrapper(cls: type) -> type:
+        fields = list(cls.__annotations__)
+        defaults = {name: cls.__dict__.get(name) for name in fields}
+
+        class Wrapper:
+            def __init__(self, node: Any) -> None:
+                object.__setattr__(self, "_node", node)
+                object.__setattr__(self, "_values", dict(defaults))
+                object.__setattr__(self, "connected", None)
+
+            def __getattr__(self, name: str) -> Any:
+                values = object.__getattribute__(self, "_values")
+                if name in values:
+                    return values[name]
+                return getattr(object.__getattribute__(self, "_node"), name)
+
+            def __setattr__(self, name: str, value: Any) -> None:
+                if name not in fields:
+                    raise AttributeError(f"parameter node has no field {name!r}")
+                self._values[name] = value
+                self._node.Modified()
+
+            def connectGui(self, ui: Any) -> str:
+                object.__setattr__(self, "connected", ui)
+                return "gui-tag"
+
+            def disconnectGui(self, tag: str) -> None:
+                object.__setattr__(self, "connected", None)
+
+        Wrapper.__name__ = cls.__name__
+        return Wrapper
+
+    module.parameterNodeWrapper = parameterNodeWrapper  # type: ignore[attr-defined]
+    module.Choice = Choice  # type: ignore[attr-defined]
+    return module
+
+
+class Dialogs:
+    """What the widget showed: error texts and confirmation questions (answered with ``answer``)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.questions: list[str] = []
+        self.answer = True
+        self.jumps: list[tuple[float, ...]] = []
+
+    def install(self, slicer: Any, monkeypatch: Any) -> None:
+        util = slicer.util
+        monkeypatch.setattr(util, "loadUI", load_fake_ui, raising=False)
+        monkeypatch.setattr(
+            util, "childWidgetVariables", lambda panel: types.SimpleNamespace(**panel.children), raising=False
+        )
+        monkeypatch.setattr(util, "errorDisplay", lambda text, *a, **k: self.errors.append(str(text)), raising=False)
+
+        def confirm(text: str, *args: Any, **kwargs: Any) -> bool:
+            self.questions.append(text)
+            return self.answer
+
+        monkeypatch.setattr(util, "confirmOkCancelDisplay", confirm, raising=False)
+
+        def try_with_error_display(message: str = "", waitCursor: bool = False) -> Any:
+            @contextlib.contextmanager
+            def manager() -> Iterator[None]:
+                try:
+                    yield
+                except Exception as exc:
+                    self.errors.append(f"{message} {exc}")
+
+            return manager()
+
+        monkeypatch.setattr(util, "tryWithErrorDisplay", try_with_error_display, raising=False)
+        monkeypatch.setattr(util, "WaitCursor", contextlib.nullcontext, raising=False)
+        monkeypatch.setattr(util, "setSliceViewerLayers", lambda **kwargs: None, raising=False)
+        markups = types.SimpleNamespace(JumpSlicesToLocation=lambda *args: self.jumps.append(args))
+        monkeypatch.setattr(
+            slicer,
+            "modules",
+            types.SimpleNamespace(markups=types.SimpleNamespace(logic=lambda: markups)),
+            raising=False,
+        )
