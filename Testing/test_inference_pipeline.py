@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -260,3 +261,15 @@ def test_liver_stage_runs_on_the_body_box_only(tmp_path: Path) -> None:
     result = segmenter(ct)
     assert shapes == [(1, 1, 30 + 4, 20 + 4, 12 + 4)]  # [B, C, i, j, k] of the box + 2 voxels each side
     np.testing.assert_array_equal(result.labelmap, expected)
+
+
+def test_mapping_back_only_the_support_box_equals_mapping_everything(tmp_path: Path) -> None:
+    # Without a probability map only the box where q can reach 0.5 is interpolated; the result must be identical.
+    ct, _, _ = _sphere_ct(np.diag([-1.0, 1.0, -1.0]) @ _rotation_z(-15.0), (0.9, 1.2, 2.5))
+    options = _models(tmp_path, spacing_mm=[2.0, 2.0, 2.0], orientation="PLI")
+    partial = segment(ct, options)
+    full = segment(ct, dataclasses.replace(options, probability_map=True))
+    np.testing.assert_array_equal(partial.labelmap, full.labelmap)
+    np.testing.assert_array_equal(partial.lesions, full.lesions)
+    assert partial.confidence == full.confidence
+    assert full.probability is not None and full.probability["tumor"].shape == ct.geometry.shape_kji

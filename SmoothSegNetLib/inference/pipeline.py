@@ -153,7 +153,10 @@ class Segmenter:
         q = self._predict(self.liver_net, image, card, progress, cancel, "liver", warnings)
         del image
         q_input = np.zeros(ct.geometry.shape_kji, dtype=np.float32)
-        q_input[box] = resample(q, grid, region, Interpolation.LINEAR, 0.0)
+        sub = box if self.options.probability_map else _support_box(q, grid, region)
+        if sub is not None:
+            target = q_input[box]
+            target[sub] = resample(q, grid, crop_geometry(region, sub), Interpolation.LINEAR, 0.0)
         liver = q_input >= 0.5
         if card.post.largest_component:
             liver = largest_component(liver)
@@ -186,7 +189,10 @@ class Segmenter:
         check_cancel(cancel)
         q = self._predict(self.tumor_net, image, card, progress, cancel, "tumor", warnings)
         del image
-        q_crop = resample(q, grid, crop_geom, Interpolation.LINEAR, 0.0)
+        q_crop = np.zeros(crop_geom.shape_kji, dtype=np.float32)
+        sub = _whole(q_crop.shape) if self.options.probability_map else _support_box(q, grid, crop_geom)
+        if sub is not None:
+            q_crop[sub] = resample(q, grid, crop_geometry(crop_geom, sub), Interpolation.LINEAR, 0.0)
         tumor = (q_crop >= 0.5) & liver_crop
         if card.post.fill_holes:
             tumor = fill_holes(tumor) & liver_crop
@@ -214,6 +220,34 @@ class Segmenter:
 def _margin_kji(geometry: Geometry, margin_mm: float) -> tuple[int, int, int]:
     sx, sy, sz = geometry.spacing_mm
     return (math.ceil(margin_mm / sz), math.ceil(margin_mm / sy), math.ceil(margin_mm / sx))
+
+
+def _support_box(q: np.ndarray, grid: Geometry, target: Geometry) -> Slices | None:
+    """The part of ``target`` where ``q`` (on ``grid``) interpolates to 0.5 or more; ``None`` if nowhere.
+
+    A linear interpolation is a weighted mean of the 8 surrounding grid values, so it reaches 0.5 only within
+    one grid voxel of a grid voxel at 0.5 or more: that box (its corners mapped to ``target`` indices, plus
+    one voxel) is all that needs mapping back; everywhere else the value is below 0.5.
+    """
+    coarse = bounding_box(q >= 0.5, (1, 1, 1))
+    if coarse is None:
+        return None
+    lo = [s.start - 0.5 for s in coarse]
+    hi = [s.stop - 0.5 for s in coarse]
+    corners_kji = np.array([[k, j, i] for k in (lo[0], hi[0]) for j in (lo[1], hi[1]) for i in (lo[2], hi[2])])
+    lps = grid.index_to_lps(corners_kji[:, ::-1])
+    ijk = target.lps_to_index(lps)
+    first = np.floor(ijk.min(axis=0)).astype(int) - 1
+    last = np.ceil(ijk.max(axis=0)).astype(int) + 1
+    out = []
+    for axis_kji in range(3):
+        n = 2 - axis_kji
+        start = max(0, int(first[n]))
+        stop = min(target.shape_kji[axis_kji], int(last[n]) + 1)
+        if stop <= start:
+            return None
+        out.append(slice(start, stop))
+    return (out[0], out[1], out[2])
 
 
 def _whole(shape: tuple[int, ...]) -> Slices:

@@ -52,21 +52,26 @@ def chan_vese_refine(
 ) -> np.ndarray:
     """Refine a tumor mask with morphological Chan–Vese (the paper's post-processing), inside ``region``.
 
-    The active contour starts from the tumor mask and runs ``iterations`` steps on the windowed CT. Voxels
-    outside ``region`` (the liver) are set to the mean of the region, so they attract neither phase; the
-    result is confined to the region.
+    The active contour starts from the tumor mask and runs ``iterations`` steps on the windowed CT, in the
+    tumor's bounding box grown by ``iterations + 2`` voxels (the contour moves at most one voxel per step, so
+    nothing farther can change; the two phases' means are those of this neighbourhood). Voxels outside
+    ``region`` (the liver) are set to the mean of the region there, so they attract neither phase; the result
+    is confined to the region.
     """
     from skimage.segmentation import morphological_chan_vese
 
-    if iterations <= 0 or not tumor_kji.any():
-        return np.asarray(tumor_kji, dtype=bool)
-    box = bounding_box(region_kji, (1, 1, 1))
-    if box is None:
-        return np.zeros(tumor_kji.shape, dtype=bool)
-    region = region_kji[box]
+    tumor = np.asarray(tumor_kji, dtype=bool)
+    if iterations <= 0 or not tumor.any():
+        return tumor
+    grow = iterations + 2
+    box = bounding_box(tumor, (grow, grow, grow))
+    assert box is not None
+    region = np.asarray(region_kji[box], dtype=bool)
+    if not region.any():
+        return np.zeros(tumor.shape, dtype=bool)
     image = np.asarray(image_kji[box], dtype=np.float32).copy()
     image[~region] = float(image[region].mean())
-    refined = morphological_chan_vese(image, num_iter=iterations, init_level_set=tumor_kji[box].astype(np.int8))
-    out = np.zeros(tumor_kji.shape, dtype=bool)
+    refined = morphological_chan_vese(image, num_iter=iterations, init_level_set=tumor[box].astype(np.int8))
+    out = tumor.copy()
     out[box] = refined.astype(bool) & region
     return out
