@@ -149,6 +149,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._dependenciesChecked = False
         self._report: dict[str, Any] | None = None
         self._editedLesionIds: tuple[int, ...] = ()
+        self._downloadQueue: list[str] = []
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -169,6 +170,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
         self.ui.sendToPacsButton.connect("clicked(bool)", self.onSendToPacsButton)
         self.ui.installModelButton.connect("clicked(bool)", self.onInstallModelButton)
+        self.ui.downloadModelsButton.connect("clicked(bool)", self.onDownloadModelsButton)
         self.ui.lesionTableWidget.connect("itemSelectionChanged()", self.onLesionSelected)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateView)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputChanged)
@@ -240,7 +242,12 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- drawing -------------------------------------------------------------------------------
     def _updateView(self, *args: Any) -> None:
         node = self._parameterNode.inputVolume if self._parameterNode else None
-        reason = why_cannot_apply(has_input_volume=node is not None, busy=False)
+        downloading = bool(self._downloadQueue) or (
+            self.logic is not None and self.logic.isRunning and not self._state.busy
+        )
+        reason = why_cannot_apply(
+            has_input_volume=node is not None, other_job="the model download" if downloading else ""
+        )
         view = self._state.view(reason if not self._state.busy else "")
         self.ui.applyButton.text = view.button_text.replace("&", "&&")  # a single & would be a shortcut mark
         self.ui.applyButton.enabled = view.button_enabled
@@ -444,6 +451,43 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Installing the model failed.", waitCursor=True):
             output = self.logic.runEngine(install_model_command(Path(path), self.logic.pythonExecutable))
             self.ui.modelStatusLabel.text = output.strip() or f"Installed {Path(path).name}"
+
+    def onDownloadModelsButton(self) -> None:
+        from SmoothSegNetLib.slicer_support.process import FULL_QUALITY_MODELS
+
+        if not self._ensureDependencies():
+            return
+        self._downloadQueue = list(FULL_QUALITY_MODELS)
+        self.ui.downloadModelsButton.enabled = False
+        self._downloadNext(None, None)
+
+    def _downloadNext(self, answer: Any, error: Exception | None) -> None:
+        """Start the next download of the queue (also the completion callback of the previous one)."""
+        if answer:
+            self.ui.modelStatusLabel.text = str(answer)
+        if error is None and self._downloadQueue:
+            cardId = self._downloadQueue.pop(0)
+            self.ui.modelProgressBar.value = 0
+            self.ui.modelProgressBar.visible = True
+            try:
+                self.logic.downloadModel(
+                    cardId, progressCallback=self._onModelProgress, completionCallback=self._downloadNext
+                )
+                self._updateView()
+                return
+            except Exception as exc:
+                error = exc
+        self._downloadQueue = []
+        self.ui.modelProgressBar.visible = False
+        self.ui.downloadModelsButton.enabled = True
+        if error is not None:
+            self.ui.modelStatusLabel.text = f"Failed: {error}"
+            slicer.util.errorDisplay(str(error), "SmoothSegNet: model download")
+        self._updateView()
+
+    def _onModelProgress(self, event: Any) -> None:
+        self.ui.modelProgressBar.value = event.percent
+        self.ui.modelStatusLabel.text = event.status_text()
 
     # -- settings ------------------------------------------------------------------------------
     def _loadPacsSettings(self) -> None:

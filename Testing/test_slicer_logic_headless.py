@@ -104,3 +104,39 @@ def test_a_failing_engine_command_raises_its_error_line(run: dict[str, Any], tmp
     command = [sys.executable, "-m", "SmoothSegNetLib", "send", str(tmp_path / "nothing"), "--dicom", "localhost:1"]
     with pytest.raises(RuntimeError, match=r"^'send' failed \(bad input\): "):
         run["runner"].runEngine(command, timeoutS=120)
+
+
+def test_download_model_with_progress_from_a_loopback_server(run: dict[str, Any], tmp_path: Path) -> None:
+    """'weights from the registry with a progress bar': a real HTTP download on loopback into the cache."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    served = tmp_path / "served"
+    card_path = write_threshold_model(served, "liver", threshold_hu=50, spacing_mm=None)
+    card = json.loads(card_path.read_text())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        card["weights"]["url"] = f"http://127.0.0.1:{server.server_port}/{card['weights']['file']}"
+        cached = Path(os.environ["SMOOTHSEGNET_HOME"]) / "models" / card["id"]
+        cached.mkdir(parents=True)
+        (cached / "card.json").write_text(json.dumps(card))
+        events: list[Any] = []
+        answer = run["runner"].downloadModel(
+            card["id"], progressCallback=events.append, waitForCompletion=True, timeoutS=120
+        )
+    finally:
+        server.shutdown()
+    assert answer.startswith(f"downloaded {card['id']} -> ")
+    assert (cached / card["weights"]["file"]).read_bytes() == (served / card["weights"]["file"]).read_bytes()
+    assert events and events[-1].fraction == 1.0
+
+
+def test_download_without_url_says_what_to_do(run: dict[str, Any]) -> None:
+    with pytest.raises(
+        RuntimeError, match=r"Downloading paper-liver-segresnetvae failed \(bad input\): .*models install"
+    ):
+        run["runner"].downloadModel("paper-liver-segresnetvae", waitForCompletion=True, timeoutS=120)

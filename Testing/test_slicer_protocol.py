@@ -120,6 +120,9 @@ def test_why_cannot_apply_explains_the_disabled_button() -> None:
     assert why_cannot_apply(has_input_volume=False).startswith("Select an input CT volume")
     assert "labelmap" in why_cannot_apply(has_input_volume=True, input_is_scalar=False)
     assert why_cannot_apply(has_input_volume=True, busy=True) == "A segmentation is running"
+    assert why_cannot_apply(has_input_volume=True, other_job="the model download") == (
+        "Wait until the model download has finished"
+    )
     machine = WidgetStateMachine()
     view = machine.view(why_cannot_apply(has_input_volume=False))
     assert not view.button_enabled and view.button_tooltip.startswith("Select an input CT volume")

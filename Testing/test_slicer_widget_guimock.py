@@ -157,3 +157,17 @@ def test_guimock_bad_input_is_shown_by_the_widget(panel: dict[str, Any]) -> None
     assert widget._state.state == State.FAILED
     assert len(dialogs.errors) == 1 and "Harden transform" in dialogs.errors[0]
     assert widget.ui.applyButton.enabled and widget.ui.applyButton.toolTip.startswith("Last run failed:")
+
+
+def test_guimock_download_failure_is_shown_and_the_panel_recovers(panel: dict[str, Any]) -> None:
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    ui = widget.ui
+    widget.onDownloadModelsButton()
+    assert ui.modelProgressBar.visible and not ui.downloadModelsButton.enabled
+    assert not ui.applyButton.enabled and ui.applyButton.toolTip == "Wait until the model download has finished"
+    _poll_until_done(widget)
+    # The paper-configuration cards carry no URL (their weights are not public): one clear error, then idle.
+    assert (
+        len(dialogs.errors) == 1 and "has no weights.url" in dialogs.errors[0] and "models install" in dialogs.errors[0]
+    )
+    assert ui.downloadModelsButton.enabled and not ui.modelProgressBar.visible and ui.applyButton.enabled

@@ -118,22 +118,61 @@ class SmoothSegNetRunner:
                 liver_model=liverModel,
                 tumor_model=tumorModel,
             )
-            self._child = ChildProcess(segment_command(request, self.pythonExecutable), env=engineEnvironment())
+            command = segment_command(request, self.pythonExecutable)
         except Exception:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
-        logging.info("SmoothSegNet: started %s", " ".join(self._child.command))
-        self._job = {
+
+        def onSuccess() -> Any:
+            node, _table, _report = self.importResult(
+                request.output_dir, inputVolume, outputSegmentation, perLesionSegments
+            )
+            return node
+
+        job = {
             "workDir": workDir,
-            "outputDir": request.output_dir,
-            "inputVolume": inputVolume,
-            "outputSegmentation": outputSegmentation,
-            "perLesion": perLesionSegments,
             "progress": progressCallback,
             "completion": completionCallback,
+            "onSuccess": onSuccess,
         }
+        return self._start(command, job, "Segmentation", waitForCompletion, timeoutS)
+
+    def downloadModel(
+        self,
+        cardId: str,
+        progressCallback: ProgressCallback | None = None,
+        completionCallback: CompletionCallback | None = None,
+        waitForCompletion: bool = False,
+        timeoutS: float | None = None,
+    ) -> Any:
+        """Download a model's weights from its card's URL into the registry (sha256-checked), with progress.
+
+        Completion receives the engine's one-line answer (``downloaded ID -> PATH``) or the error.
+        """
+        if self.isRunning:
+            raise RuntimeError("another job is running: wait for it or cancel it first")
+        command = [self.pythonExecutable, "-m", "SmoothSegNetLib", "models", "download", cardId, "--progress", "jsonl"]
+
+        def onSuccess() -> Any:
+            reader = self._child.reader if self._child is not None else None
+            return reader.log_lines[-1] if reader and reader.log_lines else f"downloaded {cardId}"
+
+        job = {"progress": progressCallback, "completion": completionCallback, "onSuccess": onSuccess}
+        return self._start(command, job, f"Downloading {cardId}", waitForCompletion, timeoutS)
+
+    def _start(
+        self, command: list[str], job: dict[str, Any], what: str, waitForCompletion: bool, timeoutS: float | None
+    ) -> Any:
+        try:
+            self._child = ChildProcess(command, env=engineEnvironment(), what=what)
+        except Exception:
+            if job.get("workDir") is not None:
+                shutil.rmtree(job["workDir"], ignore_errors=True)
+            raise
+        logging.info("SmoothSegNet: started %s", " ".join(command))
+        self._job = job
         if waitForCompletion:
-            return self._waitAndImport(timeoutS)
+            return self._waitAndFinish(timeoutS)
         import qt
 
         self._timer = qt.QTimer()
@@ -147,7 +186,7 @@ class SmoothSegNetRunner:
         if self._child is not None:
             self._child.cancel()
 
-    def _waitAndImport(self, timeoutS: float | None) -> Any:
+    def _waitAndFinish(self, timeoutS: float | None) -> Any:
         child = self._child
         assert child is not None
         try:
@@ -188,10 +227,7 @@ class SmoothSegNetRunner:
             raise RuntimeError("cancelled by the user")  # even if it finished first: the user asked for nothing
         if finished.returncode != 0:
             raise RuntimeError(finished.message)
-        node, _table, _report = self.importResult(
-            self._job["outputDir"], self._job["inputVolume"], self._job["outputSegmentation"], self._job["perLesion"]
-        )
-        return node
+        return self._job["onSuccess"]()
 
     def _cleanup(self) -> None:
         if self._timer is not None:

@@ -108,10 +108,18 @@ class ChildProcess:
         command: program and arguments.
         env: extra environment variables (added to the current environment).
         cwd: working directory.
+        what: what the child does, for failure messages ("Segmentation failed (bad input): ...").
     """
 
-    def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        what: str = "Segmentation",
+    ) -> None:
         self.command = list(command)
+        self.what = what
         self.reader = ProtocolReader()
         self.cancel_requested = False
         self._lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
@@ -168,7 +176,7 @@ class ChildProcess:
                 events.append(event)
         if self._finished is None and self._process.poll() is not None and self._streams_done():
             code = int(self._process.returncode)
-            message = "finished" if code == 0 else self.reader.failure_message(code)
+            message = "finished" if code == 0 else self.reader.failure_message(code, self.what)
             if self.cancel_requested and code != 0:
                 message = "cancelled by the user"
             self._finished = Finished(code, message)

@@ -104,10 +104,17 @@ class WidgetStateMachine:
         return PanelView(APPLY_TEXT, not cannot_apply_reason, tooltip, False, True)
 
 
-def why_cannot_apply(*, has_input_volume: bool, input_is_scalar: bool = True, busy: bool = False) -> str:
-    """Why the Segment button is disabled ('' when it can be clicked), shown as its tooltip."""
+def why_cannot_apply(
+    *, has_input_volume: bool, input_is_scalar: bool = True, busy: bool = False, other_job: str = ""
+) -> str:
+    """Why the Segment button is disabled ('' when it can be clicked), shown as its tooltip.
+
+    ``other_job`` names another job of the module that is running (e.g. a model download).
+    """
     if busy:
         return "A segmentation is running"
+    if other_job:
+        return f"Wait until {other_job} has finished"
     if not has_input_volume:
         return "Select an input CT volume (load one with Add Data or the DICOM browser)"
     if not input_is_scalar:
