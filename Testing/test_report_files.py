@@ -147,3 +147,26 @@ def test_milan_size_check(long_axes: list[float], within: bool | None) -> None:
     result = milan_size_check(long_axes)
     assert result["within_size_limits"] is within
     assert "size-only aid" in result["note"]
+
+
+def test_overview_shows_axial_slices_in_the_radiological_view() -> None:
+    from SmoothSegNetLib.report.overview import render_overview
+    from SmoothSegNetLib.volume import Geometry
+
+    ct, labels, lesions = _case()
+    # Standard LPS storage: columns already run to the patient's left and rows posterior, so the image is
+    # drawn as stored (imshow puts row 0 on top: its y axis counts downwards).
+    panel = render_overview(ct, labels, lesions, measure(ct, labels, lesions)).axes[0]
+    assert (panel.xaxis_inverted(), panel.yaxis_inverted()) == (False, True)
+    # The same CT stored in RAS order (columns to the right, rows anterior) is mirrored back on both axes.
+    g = ct.geometry
+    _k, j, i = g.shape_kji
+    ras = Geometry.create(g.shape_kji, g.spacing_mm, g.index_to_lps([i - 1, j - 1, 0]), np.diag([-1.0, -1.0, 1.0]))
+    ras_labels = np.ascontiguousarray(labels[:, ::-1, ::-1])
+    ras_ct = ct_with(ras_labels, ras)
+    ras_lesions = np.ascontiguousarray(lesions[:, ::-1, ::-1])
+    panel = render_overview(ras_ct, ras_labels, ras_lesions, measure(ras_ct, ras_labels, ras_lesions)).axes[0]
+    assert (panel.xaxis_inverted(), panel.yaxis_inverted()) == (True, False)
+    # Screen edges: patient right on the left, left on the right, anterior on top.
+    edges = {(round(t.get_position()[0], 2), round(t.get_position()[1], 2)): t.get_text() for t in panel.texts}
+    assert (edges[(0.01, 0.5)], edges[(0.99, 0.5)], edges[(0.5, 0.99)]) == ("R", "L", "A")

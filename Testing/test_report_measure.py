@@ -234,3 +234,24 @@ def test_lesion_cut_by_the_image_edge_does_not_touch_outside() -> None:
     lesion = measure(ct_with(labels, Geometry.create(labels.shape)), labels)["lesions"][0]
     assert lesion["touches_outside_liver"] is False
     assert lesion["long_axis_slice_k"] in (0, 1)
+
+
+def test_measurements_do_not_depend_on_the_storage_order() -> None:
+    """The same patient stored with i, j and k reversed (e.g. RAS-ordered, feet-first) measures the same."""
+    geometry = grid((20, 40, 48), (0.8, 0.9, 1.5), OBLIQUE)
+    tumor = ellipsoid_mask(geometry, centre_lps(geometry), (12.0, 8.0, 6.0), rotation((1, 1, 0), 30.0))
+    labels = _labelmap(tumor)
+    k, j, i = geometry.shape_kji
+    flipped_geometry = Geometry.create(
+        geometry.shape_kji,
+        geometry.spacing_mm,
+        geometry.index_to_lps([i - 1, j - 1, k - 1]),
+        -geometry.direction_array,
+    )
+    flipped = np.ascontiguousarray(labels[::-1, ::-1, ::-1])
+    a = _only_lesion(ct_with(labels, geometry), labels)
+    b = _only_lesion(ct_with(flipped, flipped_geometry), flipped)
+    for key in ("volume_ml", "long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "mean_hu"):
+        assert b[key] == pytest.approx(a[key], abs=1e-3), key
+    assert b["centroid_lps_mm"] == pytest.approx(a["centroid_lps_mm"], abs=1e-3)
+    assert b["long_axis_slice_k"] == k - 1 - a["long_axis_slice_k"]

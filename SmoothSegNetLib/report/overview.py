@@ -3,8 +3,9 @@
 What a radiologist looks at first: one panel per largest lesion (up to three) on the slice of its long axis,
 CT in a liver window, liver and tumor outlines, this lesion's long axis (solid) and short axis (dashed)
 with their lengths; below, the lesion table, the tumor burden, the Milan size check and the model notes
-(synthetic-only demo weights are said in red). Slices are shown as acquired (columns left to right, rows
-top to bottom); for a standard axial series that is the radiological view (patient left on screen right).
+(synthetic-only demo weights are said in red). A slice whose columns run to the patient's right or whose rows
+run anterior is mirrored for display, so that axial slices appear in the radiological view (patient left on
+screen right, anterior up); the screen edges are labelled with the patient directions.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _draw_panel(ax: Axes, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray,
         ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, style, color=colour, linewidth=1.8, label=label)
         ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, "o", color=colour, markersize=3)
     ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
+    _orient(ax, g.direction_array)
     _scale_bar(ax, spacing_xy[0])
     ax.set_title(
         f"Lesion {lesion['id']}: {lesion['volume_ml']:.2f} ml, slice k={k}",
@@ -80,17 +82,50 @@ def _draw_panel(ax: Axes, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray,
     ax.set_yticks([])
 
 
+def _letter(vector_lps: np.ndarray) -> str:
+    """The patient direction a vector points to most (L, R, P, A, S, I)."""
+    axis = int(np.argmax(np.abs(vector_lps)))
+    return ("LPS" if vector_lps[axis] > 0 else "RAI")[axis]
+
+
+def _orient(ax: Axes, direction: np.ndarray) -> None:
+    """Show a near-axial slice in the radiological view (patient left on screen right, anterior up) and
+    label the screen edges with the patient directions."""
+    screen_right, screen_down = direction[:, 0].copy(), direction[:, 1].copy()
+    if _letter(screen_right) == "R":
+        ax.invert_xaxis()
+        screen_right = -screen_right
+    if _letter(screen_down) == "A":
+        ax.invert_yaxis()
+        screen_down = -screen_down
+    style: dict[str, Any] = {"color": "white", "fontsize": 8, "fontweight": "bold", "transform": ax.transAxes}
+    outline = [patheffects.withStroke(linewidth=3, foreground="black")]
+    ax.text(0.01, 0.5, _letter(-screen_right), ha="left", va="center", path_effects=outline, **style)
+    ax.text(0.99, 0.5, _letter(screen_right), ha="right", va="center", path_effects=outline, **style)
+    ax.text(0.5, 0.99, _letter(-screen_down), ha="center", va="top", path_effects=outline, **style)
+
+
 def _scale_bar(ax: Axes, spacing_x_mm: float, length_mm: float = 10.0) -> None:
-    """A 10 mm bar in the lower-left corner (columns are ``spacing_x_mm`` wide)."""
-    _x0, _x1 = ax.get_xlim()
+    """A 10 mm bar in the lower-left corner of the screen (columns are ``spacing_x_mm`` wide)."""
+    # Limits are (screen left, screen right) and (screen bottom, screen top), also for inverted axes.
+    x_left, x_right = ax.get_xlim()
     y_bottom, y_top = ax.get_ylim()
-    height = abs(y_bottom - y_top)
-    x = 0.04 * abs(_x1 - _x0) + min(_x0, _x1)
-    y = max(y_bottom, y_top) - 0.05 * height
+    sign = 1.0 if x_right > x_left else -1.0
+    x = x_left + 0.04 * (x_right - x_left)
+    y = y_bottom + 0.05 * (y_top - y_bottom)
     # A black outline keeps the white bar readable on bright tissue and bone.
     outline = [patheffects.withStroke(linewidth=4, foreground="black")]
-    ax.plot([x, x + length_mm / spacing_x_mm], [y, y], "-", color="white", linewidth=2.5, path_effects=outline)
-    ax.text(x, y - 0.02 * height, f"{length_mm:g} mm", color="white", fontsize=7, va="bottom", path_effects=outline)
+    ax.plot([x, x + sign * length_mm / spacing_x_mm], [y, y], "-", color="white", linewidth=2.5, path_effects=outline)
+    ax.text(
+        x,
+        y + 0.02 * (y_top - y_bottom),
+        f"{length_mm:g} mm",
+        color="white",
+        fontsize=7,
+        va="bottom",
+        ha="left",
+        path_effects=outline,
+    )
 
 
 def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
@@ -100,6 +135,7 @@ def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
     ax.imshow(ct.array[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=g.spacing_mm[1] / g.spacing_mm[0])
     if labels[k].any() and labels[k].min() == 0:
         ax.contour((labels[k] > 0).astype(float), levels=[0.5], colors=[segment_for_label(1).color_float])
+    _orient(ax, g.direction_array)
     ax.set_title(f"No lesion found (slice k={k})", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
