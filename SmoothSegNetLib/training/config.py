@@ -89,7 +89,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs. ``card_template``: ``demo`` or a path to a card JSON to start from."""
+    """Everything one training run needs. ``card_template``: ``demo`` or a path to a card JSON to start from.
+
+    ``val_patches``: 0 validates on whole cases; N > 0 on N fixed patches per validation case (drawn once
+    with the run's seed, half of them centred on the target class) — much cheaper on a CPU.
+    """
 
     stage: str
     card_template: str = "demo"
@@ -103,6 +107,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     val_every: int = 100
+    val_patches: int = 0
     patience: int = 5
     checkpoint_every: int = 50
     max_minutes: float = 0.0
@@ -222,7 +227,14 @@ def check_config(config: TrainConfig, source: str) -> None:
         isinstance(n, int) and 8 <= n <= 512 and n % 8 == 0 for n in config.patch_size_ijk
     ):
         raise _fail(source, "patch_size_ijk", "must be three multiples of 8 in [8, 512]", list(config.patch_size_ijk))
-    for name, low in (("batch_size", 1), ("iterations", 1), ("val_every", 1), ("patience", 1), ("checkpoint_every", 1)):
+    for name, low in (
+        ("batch_size", 1),
+        ("iterations", 1),
+        ("val_every", 1),
+        ("val_patches", 0),
+        ("patience", 1),
+        ("checkpoint_every", 1),
+    ):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _fail(source, name, f"must be an integer >= {low}", value)

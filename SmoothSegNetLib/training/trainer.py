@@ -27,7 +27,7 @@ from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel
 from SmoothSegNetLib.training import distributed
 from SmoothSegNetLib.training.config import ConfigError, TrainConfig, config_to_dict
 from SmoothSegNetLib.training.loss import SmoothSegLoss
-from SmoothSegNetLib.training.patches import PreparedCase, make_batch, whole_case_batch, with_foreground
+from SmoothSegNetLib.training.patches import PreparedCase, make_batch, sample_patch, whole_case_batch, with_foreground
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,18 @@ def validate(network: torch.nn.Module, cases: list[PreparedCase], target_class: 
     ]
     network.train(was_training)
     return float(np.mean(scores)) if scores else math.nan
+
+
+def validation_patches(cases: list[PreparedCase], config: TrainConfig, foreground_class: int) -> list[PreparedCase]:
+    """``config.val_patches`` fixed patches of each case (seeded; half centred on ``foreground_class``)."""
+    rng = np.random.default_rng(config.seed + 777)
+    out = []
+    for case in cases:
+        case = with_foreground(case, foreground_class, seed=config.seed)
+        for n in range(config.val_patches):
+            image, label = sample_patch(case, config.patch_size_ijk, rng, 1.0 if n % 2 == 0 else 0.0)
+            out.append(PreparedCase(f"{case.case_id}#{n}", image, label, case.tlvr_target, case.tlvr_true))
+    return out
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -234,6 +246,8 @@ def train_stage(
     foreground_class = 1 if config.stage == "liver" else 2
     target_class = foreground_class
     train_cases = [with_foreground(c, foreground_class, seed=config.seed + n) for n, c in enumerate(train_cases)]
+    if config.val_patches:
+        val_cases = validation_patches(val_cases, config, foreground_class)
 
     torch.manual_seed(config.seed)
     network = build_network(card).to(torch_device)
@@ -381,10 +395,11 @@ def train_stage(
                 "tlvr_scope": config.loss.tlvr_scope,
             },
             "validation": {
-                "metric": f"mean {('liver' if target_class == 1 else 'tumor')} Dice on the network grid",
+                "metric": f"mean {('liver' if target_class == 1 else 'tumor')} Dice on the network grid"
+                + (f", {config.val_patches} fixed patches per case" if config.val_patches else ", whole cases"),
                 "dice": round(best_dice, 4),
                 "best_iteration": best_iteration,
-                "cases": [c.case_id for c in val_cases],
+                "cases": sorted({c.case_id.split("#")[0] for c in val_cases}),
             },
             "run": {
                 "iterations": iteration,
