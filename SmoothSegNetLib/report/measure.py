@@ -218,7 +218,7 @@ def measure(
     all_warnings = [*ct.warnings, *warnings]
     for m in model_entries:
         if m["synthetic_only"]:
-            all_warnings.append(f"model {m['id']} ({m.get('title') or m['id']}) was {SYNTHETIC_NOTE}")
+            all_warnings.append(f"model {m['id']} was {SYNTHETIC_NOTE}")
     if options.split_touching:
         notes.append("touching lesions were split by a distance-transform watershed (split_touching)")
     if lesions is None and options.min_volume_ml > 0:

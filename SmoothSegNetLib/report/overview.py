@@ -176,7 +176,8 @@ def _summary_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     for m in report["models"]:
         title = m.get("title") or m["id"]
-        lines.append((f"Model: {title} (v{m.get('version', '?')})", "black"))
+        notes = f" — {m['notes']}" if m.get("notes") else ""
+        lines.append((f"Model: {title} (v{m.get('version') or '?'}, {m['id']}){notes}", "black"))
     lines.extend((w, "#c00000") for w in report["warnings"])
     if len(report["lesions"]) > MAX_TABLE_ROWS:
         lines.append((f"... {len(report['lesions']) - MAX_TABLE_ROWS} more lesions in report.csv", "black"))
