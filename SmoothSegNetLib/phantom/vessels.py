@@ -27,13 +27,20 @@ def _turn(rng: np.random.Generator, direction: np.ndarray, angle_deg: float) -> 
     return _unit(direction * np.cos(a) + np.cross(axis, direction) * np.sin(a))
 
 
-def _fit_segment(start: np.ndarray, direction: np.ndarray, length: float, in_liver: LiverTest) -> np.ndarray | None:
-    """The end point of the longest of ``length``, ``length/2``, ... whose end and middle lie in the liver."""
-    for _ in range(4):
-        end = start + direction * length
-        if np.all(in_liver(np.stack([end, (start + end) / 2]))):
-            return end
-        length /= 2
+def _fit_segment(
+    start: np.ndarray, directions: np.ndarray, length: float, in_liver: LiverTest
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The longest segment from ``start`` (lengths ``length``, ``length/2``, ``/4``, ``/8``; earlier directions
+    first on ties) whose end and middle lie in the liver, as ``(end, direction)``; one batched liver query."""
+    scales = length / 2.0 ** np.arange(4)
+    ends = start + directions[:, None, :] * scales[None, :, None]  # (D, 4, 3)
+    mids = (start + ends) / 2
+    inside = np.asarray(in_liver(np.concatenate([ends.reshape(-1, 3), mids.reshape(-1, 3)])), dtype=bool)
+    ok = np.all(inside.reshape(2, len(directions), 4), axis=0)
+    for level in range(4):
+        hits = np.nonzero(ok[:, level])[0]
+        if len(hits):
+            return ends[hits[0], level], directions[hits[0]]
     return None
 
 
@@ -49,17 +56,11 @@ def _branch(
     out: list[Paint],
 ) -> None:
     # Try the preferred direction and a few deviations from it; keep the longest segment that fits the liver.
-    best: np.ndarray | None = None
-    for attempt in range(6):
-        trial = direction if attempt == 0 else _turn(rng, direction, rng.uniform(15.0, 45.0))
-        end = _fit_segment(start, trial, length, in_liver)
-        if end is not None and (best is None or np.linalg.norm(end - start) > np.linalg.norm(best - start)):
-            best, direction = end, trial
-        if best is not None and np.linalg.norm(best - start) >= 0.99 * length:
-            break
-    if best is None:
+    trials = np.stack([direction] + [_turn(rng, direction, rng.uniform(15.0, 45.0)) for _ in range(5)])
+    fitted = _fit_segment(start, trials, length, in_liver)
+    if fitted is None:
         return
-    end = best
+    end, direction = fitted
     r_end = max(radius * 0.85, MIN_RADIUS_MM)
     out.append(Paint(capsule(start, end, radius, r_end, tissue.name.lower()), tissue, frozenset({T.LIVER})))
     if depth == 0 or radius * 0.7 < MIN_RADIUS_MM:
