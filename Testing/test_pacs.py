@@ -131,3 +131,12 @@ def test_bad_host_port(bad: str) -> None:
 
 def test_host_port_parsed() -> None:
     assert parse_host_port("pacs.example.org:11112") == ("pacs.example.org", 11112)
+
+
+def test_dicomweb_wrong_root_is_refused(orthanc: Orthanc, case: tuple[Path, Path]) -> None:  # noqa: F811
+    out, _ = case
+    orthanc.delete_everything()
+    result = run_cli("send", str(out), "--dicomweb", f"{orthanc.base_url}/not-dicom-web")
+    assert result.returncode == 1
+    assert "refused the upload: HTTP 404" in result.stderr
+    assert orthanc.get("/instances") == []
