@@ -23,7 +23,14 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from SmoothSegNetSlicerLib.logic import ENGINE_PARENT_DIR, SmoothSegNetRunner
+from SmoothSegNetSlicerLib.logic import (
+    ENGINE_PARENT_DIR,
+    SmoothSegNetRunner,
+    dicomInstanceUids,
+    isCtCandidate,
+    mostRecentVolume,
+    segmentIdOfLesion,
+)
 from SmoothSegNetSlicerLib.selftest import SmoothSegNetTest
 
 # Importing the logic put the engine (SmoothSegNetLib) on sys.path; these imports need it.
@@ -217,7 +224,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def onNodeAdded(self, caller: Any, event: Any, node: Any) -> None:
         # A CT loaded while the module is open becomes the input if none is chosen yet.
-        if self._parameterNode and not self._parameterNode.inputVolume and _isCtCandidate(node):
+        if self._parameterNode and not self._parameterNode.inputVolume and isCtCandidate(node):
             qt.QTimer.singleShot(0, lambda: self._selectIfStillEmpty(node))
 
     def _selectIfStillEmpty(self, node: Any) -> None:
@@ -227,7 +234,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = mostRecentVolume()
+            self._parameterNode.inputVolume = mostRecentVolume(slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode: SmoothSegNetParameterNode | None) -> None:
         if self._parameterNode:
@@ -259,7 +266,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasResult = segmentation is not None and node is not None and not self._state.busy
         self.ui.recomputeButton.enabled = hasResult
         self.ui.exportReportButton.enabled = hasResult
-        fromDicom = hasResult and bool(_dicomInstanceUids(node))
+        fromDicom = hasResult and bool(dicomInstanceUids(node))
         self.ui.exportDicomButton.enabled = fromDicom
         self.ui.exportDicomButton.toolTip = (
             "Write seg.dcm and sr.dcm referencing the source series"
@@ -387,7 +394,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if centre is not None:
             slicer.modules.markups.logic().JumpSlicesToLocation(*centre, True)
         segmentation = self._parameterNode.outputSegmentation
-        segmentId = _segmentIdOfLesion(segmentation, lesionId)
+        segmentId = segmentIdOfLesion(segmentation, lesionId)
         if segmentId:
             for editorNode in slicer.util.getNodesByClass("vtkMRMLSegmentEditorNode"):
                 editorNode.SetAndObserveSegmentationNode(segmentation)
@@ -413,7 +420,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
             outdir = self._exportDirectory()
             self.logic.exportResults(p.inputVolume, p.outputSegmentation, outdir, picture=True)
-            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in _dicomInstanceUids(p.inputVolume)]
+            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in dicomInstanceUids(p.inputVolume)]
             if not all(files):
                 raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
             with tempfile.TemporaryDirectory(prefix="SmoothSegNet-series-") as folder:
@@ -502,37 +509,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings.setValue(SETTINGS_PREFIX + "PacsPort", self.ui.pacsPortSpinBox.value)
         settings.setValue(SETTINGS_PREFIX + "PacsAet", self.ui.pacsAetLineEdit.text)
         self._updateView()
-
-
-# -- small helpers -------------------------------------------------------------------------------
-def _isCtCandidate(node: Any) -> bool:
-    return node is not None and node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode")
-
-
-def mostRecentVolume() -> Any:
-    """The scalar (non-label) volume added last to the scene, or None."""
-    candidates = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if _isCtCandidate(n)]
-    return candidates[-1] if candidates else None
-
-
-def _dicomInstanceUids(volumeNode: Any) -> list[str]:
-    from SmoothSegNetLib.mrml import dicom_instance_uids
-
-    return dicom_instance_uids(volumeNode)
-
-
-def _segmentIdOfLesion(segmentationNode: Any, lesionId: int) -> str | None:
-    from SmoothSegNetLib.mrml import TAG_LESION_ID
-
-    if segmentationNode is None:
-        return None
-    segmentation = segmentationNode.GetSegmentation()
-    for index in range(segmentation.GetNumberOfSegments()):
-        segment = segmentation.GetNthSegment(index)
-        value = vtk.reference("")
-        if segment.GetTag(TAG_LESION_ID, value) and str(value) == str(lesionId):
-            return str(segmentation.GetNthSegmentID(index))
-    return None
 
 
 __all__ = ["ENGINE_DIR", "SmoothSegNet", "SmoothSegNetLogic", "SmoothSegNetTest", "SmoothSegNetWidget"]

@@ -409,6 +409,12 @@ def _tag(segment: Any, name: str) -> str | None:
     return str(value) if segment.GetTag(name, value) and str(value) else None
 
 
+def lesion_id_of_segment(segment: Any) -> int | None:
+    """The lesion id tagged on a segment by :func:`import_result` / :func:`rename_lesion_segments`, else None."""
+    tag = _tag(segment, TAG_LESION_ID)
+    return int(tag) if tag is not None and tag.isdigit() else None
+
+
 def _lesion_order(item: tuple[str, Any, np.ndarray]) -> tuple[int, int]:
     tag = _tag(item[1], TAG_LESION_ID)
     return (0, int(tag)) if tag is not None and tag.isdigit() else (1, 0)

@@ -269,3 +269,16 @@ def test_deleted_and_hand_added_lesions_are_renumbered(headless: mrml.HeadlessSc
     np.testing.assert_allclose(segmentation.GetSegment("hand").GetColor(), np.array([255, 210, 0]) / 255.0)
     # Renaming is stable: exporting again gives the same numbering.
     assert mrml.labelmap_from_segmentation(node, volume).lesion_ids == {1: "lesion_2", 2: "hand"}
+
+
+def test_import_into_an_existing_node_replaces_its_segments(headless: mrml.HeadlessScene, tmp_path: Path) -> None:
+    geometry = GEOMETRIES["oblique"]
+    volume = add_volume(headless.scene, synthetic_arrays()[0], geometry)
+    folder = write_segment_folder(tmp_path / "out", geometry)
+    node = mrml.import_result(headless.scene, folder, volume)
+    node.GetSegmentation().AddEmptySegment("extra", "Some other segment", [0.0, 1.0, 0.0])
+    again = mrml.import_result(headless.scene, folder, volume, per_lesion=False, segmentation_node=node)
+    assert again is node
+    assert _segment_names(node) == ["Liver", "Tumor"]
+    assert headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+    assert mrml.lesion_id_of_segment(node.GetSegmentation().GetSegment("tumor")) is None

@@ -18,7 +18,13 @@ from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SmoothSegNet"))
-from SmoothSegNetSlicerLib.logic import TABLE_REFERENCE_ROLE, SmoothSegNetRunner
+from SmoothSegNetSlicerLib.logic import (
+    TABLE_REFERENCE_ROLE,
+    SmoothSegNetRunner,
+    isCtCandidate,
+    mostRecentVolume,
+    segmentIdOfLesion,
+)
 
 
 def _ct() -> CTVolume:
@@ -140,3 +146,14 @@ def test_download_without_url_says_what_to_do(run: dict[str, Any]) -> None:
         RuntimeError, match=r"Downloading paper-liver-segresnetvae failed \(bad input\): .*models install"
     ):
         run["runner"].downloadModel("paper-liver-segresnetvae", waitForCompletion=True, timeoutS=120)
+
+
+def test_scene_helpers_of_the_panel(run: dict[str, Any]) -> None:
+    scene, volume, node = run["headless"].scene, run["volume"], run["node"]
+    assert mostRecentVolume(scene) is volume
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "a labelmap added later")
+    assert mostRecentVolume(scene) is volume  # a labelmap is never the default input
+    assert isCtCandidate(volume) and not isCtCandidate(None)
+    assert segmentIdOfLesion(node, 2) == "lesion_2" and segmentIdOfLesion(node, 9) is None
+    assert segmentIdOfLesion(None, 1) is None
+    assert mostRecentVolume(mrml.create_headless_scene().scene) is None

@@ -326,3 +326,33 @@ class SmoothSegNetRunner:
 
 #: Node reference from the segmentation node to its lesion table node.
 TABLE_REFERENCE_ROLE = "SmoothSegNetLesionTable"
+
+
+def isCtCandidate(node: Any) -> bool:
+    """A grey-level scalar volume (labelmaps are scalar volumes too, but never a CT input)."""
+    return node is not None and node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode")
+
+
+def mostRecentVolume(scene: Any) -> Any:
+    """The grey-level volume added last to ``scene`` (the default input), or None."""
+    count = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    candidates = [scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode") for n in range(count)]
+    candidates = [node for node in candidates if isCtCandidate(node)]
+    return candidates[-1] if candidates else None
+
+
+def dicomInstanceUids(volumeNode: Any) -> list[str]:
+    """SOP instance UIDs of the DICOM slices the volume came from ([] if not from DICOM)."""
+    return mrml.dicom_instance_uids(volumeNode)
+
+
+def segmentIdOfLesion(segmentationNode: Any, lesionId: int) -> str | None:
+    """The id of the segment holding lesion ``lesionId`` (by the tag the import wrote), or None."""
+    if segmentationNode is None:
+        return None
+    segmentation = segmentationNode.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentId = segmentation.GetNthSegmentID(index)
+        if mrml.lesion_id_of_segment(segmentation.GetSegment(segmentId)) == lesionId:
+            return str(segmentId)
+    return None
