@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _report_helpers import ellipsoid_mask, grid
+from _report_helpers import OBLIQUE, ellipsoid_mask, grid, rotation
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.report import label_lesions
@@ -85,8 +85,14 @@ def test_two_touching_spheres_merge_unless_split() -> None:
     assert split[ck, cj, ci] == 2
 
 
-def test_split_keeps_one_ellipsoid_whole() -> None:
-    geometry = grid((30, 40, 50), (0.8, 0.8, 1.0))
-    centre = geometry.index_to_lps([25, 20, 15])
-    mask = ellipsoid_mask(geometry, centre, (14.0, 9.0, 8.0), np.eye(3))
+@pytest.mark.parametrize("semi_axes_mm", [(14.0, 9.0, 8.0), (25.0, 6.0, 6.0), (30.0, 10.0, 8.0), (20.0, 20.0, 5.0)])
+def test_split_keeps_one_elongated_or_flat_lesion_whole(semi_axes_mm: tuple[float, float, float]) -> None:
+    """A ridge in the distance map is not a neck (a local-maximum seeding would cut these into 3)."""
+    geometry = grid((40, 80, 100), (0.8, 0.8, 1.0), OBLIQUE)
+    mask = ellipsoid_mask(geometry, geometry.index_to_lps([50, 40, 20]), semi_axes_mm, rotation((1, 0, 1), 20.0))
     assert label_lesions(mask, geometry, split=True).max() == 1
+
+
+def test_bad_neck_depth_is_refused() -> None:
+    with pytest.raises(InputError, match="split_neck_depth_mm must be a finite number > 0"):
+        label_lesions(np.ones((2, 3, 4)), Geometry.create((2, 3, 4)), split=True, split_neck_depth_mm=0.0)

@@ -1,8 +1,8 @@
 """Lesion instances: 26-connected components of the tumor mask, numbered by decreasing volume.
 
-Touching lesions merge into one component. :func:`split_touching` optionally separates them with a
-distance-transform watershed (off by default: it can also split one lobulated lesion in two, so the
-report says when it was used).
+Touching lesions merge into one component. :func:`split_touching` optionally separates them at their necks
+with a distance-transform watershed (off by default: a deeply lobulated lesion can also be split in two, so
+the report says when it was used).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def label_lesions(
     min_volume_ml: float = 0.0,
     *,
     split: bool = False,
-    split_min_distance_mm: float = 5.0,
+    split_neck_depth_mm: float = 2.0,
 ) -> np.ndarray:
     """Lesion instances of a tumor mask.
 
@@ -64,7 +64,8 @@ def label_lesions(
         geometry: the grid (for voxel volumes).
         min_volume_ml: components smaller than this (ml) are dropped (>= 0).
         split: separate touching lesions with a distance-transform watershed (see :func:`split_touching`).
-        split_min_distance_mm: with ``split``, the smallest distance between two lesion centres (mm).
+        split_neck_depth_mm: with ``split``, how much thinner (mm of half-thickness) a neck must be than both
+            parts for the parts to count as two lesions.
 
     Returns:
         uint16 array [k, j, i]: 0 background, lesion ``n`` has value ``n``; 1 is the largest.
@@ -77,7 +78,7 @@ def label_lesions(
         raise InputError(f"min_volume_ml must be a finite number >= 0, got {min_volume_ml!r}")
     mask = _check_mask(tumor_mask_kji, geometry, "tumor_mask_kji")
     if split:
-        labels, count = split_touching(mask, geometry, split_min_distance_mm)
+        labels, count = split_touching(mask, geometry, split_neck_depth_mm)
     else:
         labels, count = ndimage.label(mask, structure=CONNECTIVITY_26)
     if count > np.iinfo(np.uint16).max:
@@ -93,36 +94,31 @@ def label_lesions(
     return renumber_by_volume(labels, count)
 
 
-def split_touching(mask_kji: np.ndarray, geometry: Geometry, min_distance_mm: float = 5.0) -> tuple[np.ndarray, int]:
-    """Split touching lesions: watershed of the (physical) distance transform from its local maxima.
+def split_touching(mask_kji: np.ndarray, geometry: Geometry, neck_depth_mm: float = 2.0) -> tuple[np.ndarray, int]:
+    """Split touching lesions at their necks: a watershed of the physical distance transform.
 
-    Two maxima closer than ``min_distance_mm`` merge (h-maxima of 1 voxel spacing suppress plateaus), so
-    one round lesion stays one lesion while two spheres touching at a neck separate.
+    The seeds are the h-maxima of the distance to the background (h = ``neck_depth_mm``): two parts become
+    two lesions only where the lesion's half-thickness drops by at least ``neck_depth_mm`` between them and
+    both centres. So a sphere, an ellipsoid or an elongated lesion stays whole (its distance map has one ridge;
+    voxel steps are far below 2 mm), while two spheres touching at a neck separate.
 
     Returns:
         (labels [k, j, i] in 0..count, count).
     """
-    from skimage.feature import peak_local_max
+    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    if not np.isfinite(min_distance_mm) or min_distance_mm <= 0:
-        raise InputError(f"split_min_distance_mm must be > 0, got {min_distance_mm!r}")
+    if not np.isfinite(neck_depth_mm) or neck_depth_mm <= 0:
+        raise InputError(f"split_neck_depth_mm must be a finite number > 0, got {neck_depth_mm!r}")
     components, count = ndimage.label(mask_kji, structure=CONNECTIVITY_26)
     if count == 0:
         return components, 0
     spacing_kji = tuple(reversed(geometry.spacing_mm))
     distance = ndimage.distance_transform_edt(mask_kji, sampling=spacing_kji)
-    footprint_vox = [max(1, int(round(min_distance_mm / s))) for s in spacing_kji]
-    footprint = np.ones([2 * f + 1 for f in footprint_vox], dtype=bool)
-    peaks = peak_local_max(distance, footprint=footprint, labels=components, exclude_border=False)
-    markers = np.zeros(mask_kji.shape, dtype=np.int32)
-    for n, (k, j, i) in enumerate(peaks, start=1):
-        markers[k, j, i] = n
-    # Peaks on one plateau (several maxima of the same component closer than the footprint) merge here.
-    markers = ndimage.label(ndimage.binary_dilation(markers > 0, structure=CONNECTIVITY_26), CONNECTIVITY_26)[0]
-    markers[~mask_kji] = 0
+    seeds = h_maxima(distance, neck_depth_mm, footprint=CONNECTIVITY_26).astype(bool) & mask_kji
+    markers, _n = ndimage.label(seeds, structure=CONNECTIVITY_26)
     split = watershed(-distance, markers=markers, mask=mask_kji, connectivity=3)
-    # A component without a marker (should not happen) keeps its own label.
+    # A component too thin to hold an h-maximum keeps its own label.
     missing = (split == 0) & mask_kji
     if missing.any():
         extra, _n_extra = ndimage.label(missing, structure=CONNECTIVITY_26)

@@ -36,12 +36,13 @@ class ReportOptions:
     Attributes:
         min_volume_ml: tumor components smaller than this are not lesions (ml, >= 0).
         split_touching: separate touching lesions by a distance-transform watershed (off by default).
-        split_min_distance_mm: with ``split_touching``, the smallest distance between two lesion centres.
+        split_neck_depth_mm: with ``split_touching``, how much thinner (mm of half-thickness) a neck must be
+            than both parts for them to count as two lesions.
     """
 
     min_volume_ml: float = 0.0
     split_touching: bool = False
-    split_min_distance_mm: float = 5.0
+    split_neck_depth_mm: float = 2.0
 
 
 def _r(value: float) -> float:
@@ -198,7 +199,7 @@ def measure(
             geometry,
             options.min_volume_ml,
             split=options.split_touching,
-            split_min_distance_mm=options.split_min_distance_mm,
+            split_neck_depth_mm=options.split_neck_depth_mm,
         )
     else:
         instances = _check_lesions(lesions, tumor, geometry)
