@@ -373,7 +373,9 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.util.errorDisplay(str(error), "SmoothSegNet", detailedText=details)
 
     def onOutputChanged(self, node: Any) -> None:
-        self._showReport(self.logic.storedReport(node) if node is not None else None)
+        # The latest report is on the lesion table node (recomputed); the network's is on the segmentation.
+        table = self.logic.tableFor(node)
+        self._showReport(self.logic.storedReport(table) or self.logic.storedReport(node))
         self._updateView()
 
     def onRecomputeButton(self) -> None:

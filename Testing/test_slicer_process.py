@@ -26,6 +26,11 @@ WORKER = textwrap.dedent(
     sys.stderr.flush()
     if sys.argv[1] == "wait":
         time.sleep(60)
+    if sys.argv[1] == "stubborn":
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ignoring SIGTERM", flush=True)
+        time.sleep(60)
     """
 )
 
@@ -116,3 +121,18 @@ def test_failure_message_from_the_real_cli(tmp_path: Path) -> None:
     assert finished.returncode == 2
     assert finished.message.startswith("Segmentation failed (bad input): ")
     assert str(missing) in finished.message or missing.name in finished.message
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    child = _worker(tmp_path, "stubborn")
+    deadline = time.monotonic() + 60
+    while "ignoring SIGTERM" not in child.reader.log_lines and time.monotonic() < deadline:
+        child.poll()
+        time.sleep(0.02)
+    started = time.monotonic()
+    child.cancel(grace_s=0.5, wait=False)  # the GUI path: returns at once
+    assert time.monotonic() - started < 0.5
+    assert _alive(child.pid)  # SIGTERM ignored
+    _, finished = child.wait(timeout_s=30)  # polling escalates to SIGKILL after the grace period
+    assert finished.returncode == -9 and finished.message == "cancelled by the user"
+    assert not _alive(child.pid)

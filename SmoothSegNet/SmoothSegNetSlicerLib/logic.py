@@ -182,9 +182,13 @@ class SmoothSegNetRunner:
         return None
 
     def cancel(self) -> None:
-        """Stop the running child and everything it started; no result is imported."""
+        """Stop the running child and everything it started; no result is imported.
+
+        With the GUI timer running this does not block: SIGTERM now, SIGKILL from the next polls if the
+        child is still there after the grace period.
+        """
         if self._child is not None:
-            self._child.cancel()
+            self._child.cancel(wait=self._timer is None)
 
     def _waitAndFinish(self, timeoutS: float | None) -> Any:
         child = self._child

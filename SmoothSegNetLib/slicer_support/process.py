@@ -126,6 +126,7 @@ class ChildProcess:
         self._open_streams = 2
         self._finished: Finished | None = None
         self._exited_at: float | None = None
+        self._kill_at: float | None = None
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         # A new session/process group, so that cancel reaches the workers the engine may start.
         extra: dict[str, object] = {}
@@ -163,6 +164,9 @@ class ChildProcess:
     def poll(self) -> tuple[list[ProgressEvent], Finished | None]:
         """New progress events since the last call, and :class:`Finished` once the child is done."""
         events: list[ProgressEvent] = []
+        if self._kill_at is not None and time.monotonic() > self._kill_at and self._process.poll() is None:
+            self._kill_group(signal.SIGKILL)  # the grace period of a non-waiting cancel is over
+            self._kill_at = None
         while True:
             try:
                 name, line = self._lines.get_nowait()
@@ -216,8 +220,12 @@ class ChildProcess:
                 raise TimeoutError(f"the segment process did not finish within {timeout_s} s; it was killed")
             time.sleep(interval_s)
 
-    def cancel(self, grace_s: float = 3.0) -> None:
-        """Stop the child and everything it started: SIGTERM to the group, SIGKILL after ``grace_s``."""
+    def cancel(self, grace_s: float = 3.0, wait: bool = True) -> None:
+        """Stop the child and everything it started: SIGTERM to the group, SIGKILL after ``grace_s``.
+
+        With ``wait=False`` (the GUI) this returns at once; :meth:`poll` sends the SIGKILL when the
+        grace period is over and the child is still there.
+        """
         self.cancel_requested = True
         if self._process.poll() is not None:
             return
@@ -226,6 +234,9 @@ class ChildProcess:
             return
         # SIGTERM first: the engine stops at its next cancel check and removes its staged outputs.
         self._kill_group(signal.SIGTERM)
+        self._kill_at = time.monotonic() + grace_s
+        if not wait:
+            return
         try:
             self._process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
