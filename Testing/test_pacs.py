@@ -140,3 +140,9 @@ def test_dicomweb_wrong_root_is_refused(orthanc: Orthanc, case: tuple[Path, Path
     assert result.returncode == 1
     assert "refused the upload: HTTP 404" in result.stderr
     assert orthanc.get("/instances") == []
+
+
+def test_bad_ae_title_is_a_usage_error(case: tuple[Path, Path]) -> None:
+    result = run_cli("send", str(case[0]), "--dicom", "127.0.0.1:104", "--aet", "A_TITLE_LONGER_THAN_16")
+    assert result.returncode == 2
+    assert "--aet must be 1 to 16 ASCII characters" in result.stderr
