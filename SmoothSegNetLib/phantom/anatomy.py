@@ -134,7 +134,8 @@ def _spine_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
         Paint(_z_periodic(column, z0, period, 0.0, 0.8), T.BONE_CORTICAL, SOFT),
         Paint(_z_periodic(core, z0, period, 0.0, 0.8), T.BONE_CANCELLOUS, frozenset({T.BONE_CORTICAL})),
         Paint(_z_periodic(column, z0, period, 0.8, 1.0), T.INTERVERTEBRAL_DISC, SOFT),
-        Paint(_z_periodic(arch, z0, period, 0.05, 0.75), T.BONE_CORTICAL, SOFT),
+        # Pedicles and laminae; at disc levels the facet joints keep the canal ringed by bone.
+        Paint(arch, T.BONE_CORTICAL, SOFT),
     ]
     for shift in range(-8, 9):
         zc = z0 + shift * period + 0.4 * period
@@ -143,7 +144,7 @@ def _spine_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
         for side in (-1.0, 1.0):
             transverse = capsule((bx + side * 8.0, canal_y - 4.0, zc), (bx + side * 30.0, canal_y + 4.0, zc), 4.0, 3.0)
             ops.append(Paint(transverse, T.BONE_CORTICAL, SOFT))
-    ops.append(Paint(canal, T.SPINAL_CANAL, frozenset({T.BONE_CORTICAL, T.BONE_CANCELLOUS, T.INTERVERTEBRAL_DISC})))
+    ops.append(Paint(canal, T.SPINAL_CANAL, SOFT | {T.BONE_CORTICAL, T.BONE_CANCELLOUS, T.INTERVERTEBRAL_DISC}))
     return ops
 
 
