@@ -22,7 +22,7 @@ if [ $with_test = 1 ]; then
   "${pip[@]}" install -e "$root[test]"
   need=()
   command -v dciodvfy >/dev/null || need+=(dicom3tools)
-  command -v Orthanc >/dev/null || need+=(orthanc)
+  { command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ]; } || need+=(orthanc)
   [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
   command -v dcmsend >/dev/null || need+=(dcmtk)
   if [ ${#need[@]} -gt 0 ]; then
