@@ -285,3 +285,72 @@ class Dialogs:
             types.SimpleNamespace(markups=types.SimpleNamespace(logic=lambda: markups)),
             raising=False,
         )
+
+
+MODULE_DIR = Path(__file__).resolve().parents[1] / "SmoothSegNet"
+
+
+def open_panel(
+    monkeypatch: Any, tmp_path: Path, ct_kji: Any, geometry: Any, dicom_files: dict[str, Path] | None = None
+) -> dict[str, Any]:
+    """Load SmoothSegNet.py with the stand-ins, a real scene holding the CT, and the panel set up.
+
+    The logic is pointed at tiny threshold models (liver = HU > 50, tumor = HU > 150) and this Python.
+    ``dicom_files`` (SOP instance UID -> file) marks the CT as loaded from DICOM and stands in for
+    Slicer's DICOM database (a CTK/Qt object).
+    """
+    import functools
+    import importlib.util
+    import sys
+
+    import slicer
+    from _model_helpers import write_threshold_model
+    from _mrml_helpers import add_volume
+
+    from SmoothSegNetLib import mrml
+
+    monkeypatch.setitem(sys.modules, "qt", fake_qt())
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", fake_scripted_loadable_module())
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", fake_parameter_node_wrapper())
+    monkeypatch.syspath_prepend(str(MODULE_DIR))
+    headless = mrml.create_headless_scene()
+    monkeypatch.setattr(slicer, "mrmlScene", headless.scene, raising=False)
+    dialogs = Dialogs()
+    dialogs.install(slicer, monkeypatch)
+    if dicom_files is not None:
+        database = types.SimpleNamespace(fileForInstance=lambda uid: str(dicom_files.get(uid, "")))
+        monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
+    FakeModuleWidget.moduleDir = MODULE_DIR
+    spec = importlib.util.spec_from_file_location("SmoothSegNet", MODULE_DIR / "SmoothSegNet.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "SmoothSegNet", module)
+    spec.loader.exec_module(module)
+
+    headless.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "some labels")  # not a CT: never the default
+    older = add_volume(headless.scene, ct_kji, geometry, "older CT")
+    volume = add_volume(headless.scene, ct_kji, geometry, "CT abdomen")
+    if dicom_files is not None:
+        volume.SetAttribute("DICOM.instanceUIDs", " ".join(dicom_files))  # as Slicer's DICOM plugin does
+
+    descriptor = type("Parent", (), {"isEntered": True})()
+    module.SmoothSegNet(descriptor)
+    widget = module.SmoothSegNetWidget(type("Parent", (), {"isEntered": True})())
+    widget.setup()
+    liver = write_threshold_model(tmp_path / "models", "liver", threshold_hu=50, spacing_mm=None)
+    tumor = write_threshold_model(tmp_path / "models", "tumor", threshold_hu=150, spacing_mm=None)
+    widget.logic.process = functools.partial(widget.logic.process, liverModel=str(liver), tumorModel=str(tumor))
+    widget.logic.pythonExecutable = sys.executable
+    return {"module": module, "widget": widget, "volume": volume, "older": older, "descriptor": descriptor,
+            "dialogs": dialogs, "scene": headless.scene, "headless": headless}  # fmt: skip
+
+
+def poll_until_done(widget: Any, timeout_s: float = 300) -> None:
+    """Call the logic's poll as Slicer's QTimer would (every 200 ms) until the child is gone."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while widget.logic.isRunning:
+        assert time.monotonic() < deadline, "the engine did not finish"
+        widget.logic._poll()
+        time.sleep(0.05)

@@ -4,80 +4,29 @@ Only Slicer's GUI classes are mocked, because Slicer's GUI cannot run here."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from _model_helpers import write_threshold_model
-from _mrml_helpers import add_volume
-from _slicer_gui_mock import (
-    Dialogs,
-    FakeModuleWidget,
-    fake_parameter_node_wrapper,
-    fake_qt,
-    fake_scripted_loadable_module,
-)
+from _slicer_gui_mock import open_panel, poll_until_done
 
 from SmoothSegNetLib import mrml
 from SmoothSegNetLib.slicer_support.state import State
 from SmoothSegNetLib.volume import Geometry
 
-MODULE_DIR = Path(__file__).resolve().parents[1] / "SmoothSegNet"
-
 
 @pytest.fixture
 def panel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    import slicer
-
-    monkeypatch.setitem(sys.modules, "qt", fake_qt())
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", fake_scripted_loadable_module())
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", fake_parameter_node_wrapper())
-    monkeypatch.syspath_prepend(str(MODULE_DIR))
-    headless = mrml.create_headless_scene()
-    monkeypatch.setattr(slicer, "mrmlScene", headless.scene, raising=False)
-    dialogs = Dialogs()
-    dialogs.install(slicer, monkeypatch)
-    FakeModuleWidget.moduleDir = MODULE_DIR
-    spec = importlib.util.spec_from_file_location("SmoothSegNet", MODULE_DIR / "SmoothSegNet.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "SmoothSegNet", module)
-    spec.loader.exec_module(module)
-
     a = np.full((12, 16, 18), -500, np.int16)
     a[2:10, 3:13, 3:15] = 100
     a[3:6, 4:8, 4:8] = 200  # lesion 1: 48 voxels
     a[7:9, 9:11, 11:13] = 200  # lesion 2: 8 voxels
     geometry = Geometry.create(a.shape, (0.9, 0.9, 2.0), (10.0, -20.0, 40.0))
-    headless.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "some labels")  # not a CT: never the default
-    older = add_volume(headless.scene, a, geometry, "older CT")
-    volume = add_volume(headless.scene, a, geometry, "CT abdomen")
-
-    descriptor = type("Parent", (), {"isEntered": True})()
-    module.SmoothSegNet(descriptor)
-    widget = module.SmoothSegNetWidget(type("Parent", (), {"isEntered": True})())
-    widget.setup()
-    liver = write_threshold_model(tmp_path / "models", "liver", threshold_hu=50, spacing_mm=None)
-    tumor = write_threshold_model(tmp_path / "models", "tumor", threshold_hu=150, spacing_mm=None)
-    widget.logic.process = functools.partial(widget.logic.process, liverModel=str(liver), tumorModel=str(tumor))
-    widget.logic.pythonExecutable = sys.executable
-    yield {"module": module, "widget": widget, "volume": volume, "older": older, "descriptor": descriptor,
-           "dialogs": dialogs, "scene": headless.scene, "headless": headless}  # fmt: skip
-    widget.cleanup()  # as Slicer does when the module is closed: stops observing the scene
-
-
-def _poll_until_done(widget: Any, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while widget.logic.isRunning:  # what the QTimer does every 200 ms inside Slicer
-        assert time.monotonic() < deadline, "the engine did not finish"
-        widget.logic._poll()
-        time.sleep(0.05)
+    opened = open_panel(monkeypatch, tmp_path, a, geometry)
+    yield opened
+    opened["widget"].cleanup()  # as Slicer does when the module is closed: stops observing the scene
 
 
 def test_guimock_module_description(panel: dict[str, Any]) -> None:
@@ -105,7 +54,7 @@ def test_guimock_segment_table_click_recompute(panel: dict[str, Any]) -> None:
     widget.onApplyButton()
     assert widget._state.state == State.RUNNING
     assert ui.applyButton.text == "Cancel" and ui.progressBar.visible and not ui.inputVolumeSelector.enabled
-    _poll_until_done(widget)
+    poll_until_done(widget)
     assert dialogs.errors == [] and dialogs.questions == []  # all dependencies present: nothing asked
     assert widget._state.state == State.IDLE
     assert ui.progressBar.value == 100 and ui.statusLabel.text.startswith("Done.")
@@ -143,7 +92,7 @@ def test_guimock_cancel(panel: dict[str, Any]) -> None:
     widget.onApplyButton()
     widget.onApplyButton()  # the same button is Cancel now
     assert widget._state.state == State.CANCELLING and not widget.ui.applyButton.enabled
-    _poll_until_done(widget)
+    poll_until_done(widget)
     assert widget._state.state == State.IDLE and widget.ui.statusLabel.text == "Cancelled"
     assert widget._parameterNode.outputSegmentation is None  # nothing imported
     assert panel["dialogs"].errors == []
@@ -165,7 +114,7 @@ def test_guimock_download_failure_is_shown_and_the_panel_recovers(panel: dict[st
     widget.onDownloadModelsButton()
     assert ui.modelProgressBar.visible and not ui.downloadModelsButton.enabled
     assert not ui.applyButton.enabled and ui.applyButton.toolTip == "Wait until the model download has finished"
-    _poll_until_done(widget)
+    poll_until_done(widget)
     # The paper-configuration cards carry no URL (their weights are not public): one clear error, then idle.
     assert (
         len(dialogs.errors) == 1 and "has no weights.url" in dialogs.errors[0] and "models install" in dialogs.errors[0]
