@@ -26,21 +26,18 @@ def run(args: argparse.Namespace) -> int:
 
     from SmoothSegNetLib.cli import CANCEL
     from SmoothSegNetLib.progress import JsonlProgress, TextProgress, no_progress
-    from SmoothSegNetLib.training.config import ConfigError, check_config, load_config
+    from SmoothSegNetLib.training.config import ConfigError, load_config
     from SmoothSegNetLib.training.run import run_training
 
     config = load_config(args.config)
-    overrides = {}
     if args.iterations is not None:
-        overrides["iterations"] = args.iterations
+        if args.iterations < 1:
+            raise ConfigError(f"--iterations must be an integer >= 1, got {args.iterations}")
+        config = dataclasses.replace(config, iterations=args.iterations)
     if args.max_minutes is not None:
-        overrides["max_minutes"] = args.max_minutes
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-        try:
-            check_config(config, "command line")
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("field ", "option --").replace("_", "-")) from exc
+        if not args.max_minutes >= 0:
+            raise ConfigError(f"--max-minutes must be >= 0 (0 = no time budget), got {args.max_minutes}")
+        config = dataclasses.replace(config, max_minutes=args.max_minutes)
     progress = {"text": TextProgress, "jsonl": JsonlProgress}.get(args.progress, lambda: no_progress)()
     result = run_training(config, args.output, resume=args.resume, device=args.device, progress=progress, cancel=CANCEL)
     sys.stdout.write(
