@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     download = sub.add_parser("download", help="download a model's weights from its card's URL")
     download.add_argument("id", metavar="ID", help="card id")
     download.add_argument("--url", help="download from this URL instead of the card's")
-    download.add_argument("--progress", choices=("text", "jsonl", "none"), default="text")
+    download.add_argument("--progress", choices=("text", "jsonl", "none"), default=None)
     _pin_arguments(download)
     verify = sub.add_parser("verify", help="check the sha256 of installed weights")
     verify.add_argument("id", nargs="?", metavar="ID", help="one model (default: all with weights)")

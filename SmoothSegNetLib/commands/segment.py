@@ -48,14 +48,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
     parser.add_argument("--probability-map", action="store_true", help="also write probability_*.nrrd")
-    parser.add_argument("--progress", choices=("text", "jsonl", "none"), default="text", help="progress output")
+    parser.add_argument(
+        "--progress",
+        choices=("text", "jsonl", "none"),
+        default=None,
+        help="progress output (default: text on a terminal, none otherwise)",
+    )
     parser.add_argument("--dicom-seg", action="store_true", help="write seg.dcm (DICOM series input only)")
     parser.add_argument("--dicom-sr", action="store_true", help="write sr.dcm, TID 1500 (DICOM series input only)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
     parser.add_argument("--overwrite", action="store_true", help="redo cases that are already complete")
 
 
-def make_progress(kind: str) -> ProgressCallback:
+def make_progress(kind: str | None) -> ProgressCallback:
+    if kind is None:
+        kind = "text" if sys.stderr.isatty() else "none"
     if kind == "jsonl":
         return JsonlProgress(sys.stdout)
     if kind == "text":
