@@ -273,3 +273,17 @@ def test_mapping_back_only_the_support_box_equals_mapping_everything(tmp_path: P
     np.testing.assert_array_equal(partial.lesions, full.lesions)
     assert partial.confidence == full.confidence
     assert full.probability is not None and full.probability["tumor"].shape == ct.geometry.shape_kji
+
+
+def test_cpu_bfloat16_autocast_is_used_on_request_only(tmp_path: Path) -> None:
+    from SmoothSegNetLib.inference.pipeline import Segmenter
+
+    ct, expected = _box_ct()
+    options = _models(tmp_path, spacing_mm=None)
+    for bf16, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        segmenter = Segmenter(dataclasses.replace(options, cpu_bf16=bf16))
+        dtypes: list[torch.dtype] = []
+        segmenter.liver_net.register_forward_hook(lambda m, args, out, seen=dtypes: seen.append(out.dtype))
+        result = segmenter(ct)
+        assert dtypes == [dtype]
+        np.testing.assert_array_equal(result.labelmap, expected)  # wide margins: bfloat16 decides the same

@@ -47,6 +47,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
+    parser.add_argument("--cpu-bf16", action="store_true", help="bfloat16 on CPU (faster on AMX CPUs, not exact)")
     parser.add_argument("--probability-map", action="store_true", help="also write probability_*.nrrd")
     parser.add_argument(
         "--progress",
@@ -88,6 +89,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_ml=args.min_lesion_ml,
         refine=args.refine,
         probability_map=args.probability_map,
+        cpu_bf16=args.cpu_bf16,
     )
 
 

@@ -60,10 +60,13 @@ def set_threads(threads: int | None) -> None:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
-    """Mixed precision (float16) on CUDA; a no-op on CPU and MPS."""
+def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False) -> Iterator[None]:
+    """Mixed precision: float16 on CUDA (``enabled``), bfloat16 on CPU only when ``cpu_bf16``; else a no-op."""
     if enabled and device.type == "cuda":
         with torch.autocast(device_type="cuda", dtype=torch.float16):
+            yield
+    elif cpu_bf16 and device.type == "cpu":
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
             yield
     else:
         yield

@@ -28,7 +28,9 @@ class SegmentOptions:
         refine: morphological Chan–Vese refinement of tumors (``None`` = as the tumor card says).
         probability_map: also return the decision probabilities on the input grid.
         batch_size: windows per forward pass (``None`` = the card's).
-        amp: mixed precision on GPU.
+        amp: mixed precision (float16) on GPU.
+        cpu_bf16: bfloat16 autocast on CPU (fast on CPUs with AMX / AVX512-BF16; outputs differ slightly from
+            float32, so it is off by default — bench/speed.py measures the agreement).
     """
 
     liver_model: str = DEFAULT_LIVER_MODEL
@@ -41,6 +43,7 @@ class SegmentOptions:
     probability_map: bool = False
     batch_size: int | None = None
     amp: bool = True
+    cpu_bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.min_lesion_ml is not None and not (math.isfinite(self.min_lesion_ml) and self.min_lesion_ml >= 0):

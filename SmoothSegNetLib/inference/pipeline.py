@@ -80,7 +80,7 @@ class Segmenter:
         image_ijk = to_network_layout(image_kji)
 
         def run(device: torch.device, batch_size: int) -> np.ndarray:
-            settings = RunSettings(device, batch_size, self.options.amp)
+            settings = RunSettings(device, batch_size, self.options.amp, self.options.cpu_bf16)
             return predict(network.to(device), image_ijk, card, settings, progress, cancel, stage)
 
         q, used, fallbacks = run_with_oom_fallback(run, self.device, batch)

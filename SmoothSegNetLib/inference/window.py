@@ -31,6 +31,7 @@ class RunSettings:
     device: torch.device
     batch_size: int = 1
     amp: bool = True
+    cpu_bf16: bool = False
 
 
 def decision_probability(logits: torch.Tensor, activation: str, target: int) -> torch.Tensor:
@@ -52,7 +53,7 @@ def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _forward(network: torch.nn.Module, batch: np.ndarray, settings: RunSettings) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(settings.device)
-    with torch.inference_mode(), autocast(settings.device, settings.amp):
+    with torch.inference_mode(), autocast(settings.device, settings.amp, settings.cpu_bf16):
         return forward_logits(network, tensor).float().cpu()
 
 
