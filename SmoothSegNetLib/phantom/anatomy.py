@@ -195,11 +195,14 @@ def _thorax_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
     return [Paint(lung, T.LUNG, FAT), Paint(heart.shape("heart"), T.HEART, frozenset({T.LUNG}))]
 
 
-def _liver(rng: np.random.Generator, body: Body) -> Shape:
+def _liver(rng: np.random.Generator, body: Body, cirrhotic: bool) -> Shape:
+    """The liver; a cirrhotic one has a shrunken right lobe, a large caudate lobe and a nodular surface."""
     bx, by = body.center_xy
     ai, bi = body.inner_half_axes_mm
     zt = body.dome_top_z_mm
     s = rng.uniform(0.88, 1.12)
+    right = rng.uniform(0.8, 0.92) if cirrhotic else 1.0
+    caudate = rng.uniform(1.2, 1.45) if cirrhotic else 1.0
 
     def jitter(v: float, spread: float = 0.08) -> float:
         return v * rng.uniform(1.0 - spread, 1.0 + spread)
@@ -207,36 +210,42 @@ def _liver(rng: np.random.Generator, body: Body) -> Shape:
     lobes = [
         Ellipsoid(
             (bx - jitter(0.45 * ai), by - 0.02 * bi, zt - jitter(70.0)),
-            (s * jitter(0.52 * ai), s * jitter(0.72 * bi), s * jitter(75.0)),
+            (s * right * jitter(0.52 * ai), s * right * jitter(0.72 * bi), s * jitter(75.0)),
             rotation_matrix((0.0, rng.uniform(-10, 10), rng.uniform(-15, 5))),
         ),
         Ellipsoid(
             (bx - jitter(0.55 * ai), by + 0.05 * bi, zt - jitter(145.0)),
-            (s * jitter(0.3 * ai), s * jitter(0.45 * bi), s * jitter(45.0, 0.25)),
+            (s * right * jitter(0.3 * ai), s * right * jitter(0.45 * bi), s * jitter(45.0, 0.25)),
         ),
         Ellipsoid(
             (bx + jitter(0.02 * ai, 0.5), by - jitter(0.45 * bi), zt - jitter(45.0)),
             (s * jitter(0.38 * ai, 0.2), s * jitter(0.26 * bi), s * jitter(36.0)),
             rotation_matrix((0.0, 0.0, rng.uniform(-30.0, -10.0))),
         ),
-        Ellipsoid((bx - 0.1 * ai, by + 0.12 * bi, zt - 65.0), (20.0 * s, 24.0 * s, 38.0 * s)),
+        Ellipsoid((bx - 0.1 * ai, by + 0.12 * bi, zt - 65.0), (20.0 * s * caudate, 24.0 * s * caudate, 38.0 * s)),
     ]
     waves = Waves.random(rng, 6, (50.0, 160.0), rng.uniform(0.04, 0.09))
+    nodules = Waves.random(rng, 8, (15.0, 35.0), rng.uniform(0.012, 0.022)) if cirrhotic else None
 
     def level(x: Array, y: Array, z: Array) -> Array:
-        return smooth_union([lobe.radius(x, y, z) for lobe in lobes], k=0.25) + waves(x, y, z)
+        out = smooth_union([lobe.radius(x, y, z) for lobe in lobes], k=0.25) + waves(x, y, z)
+        return out + nodules(x, y, z) if nodules is not None else out
 
     return Shape(level, union_bbox([lobe.bbox(1.25) for lobe in lobes]), "liver")
 
 
-def build_anatomy(rng: np.random.Generator) -> Anatomy:
-    """Draw a trunk with its organs; the operations are in painting order."""
+def build_anatomy(rng: np.random.Generator, cirrhotic: bool = False) -> Anatomy:
+    """Draw a trunk with its organs; the operations are in painting order.
+
+    ``_draw_body`` must stay the first use of ``rng``: :func:`~SmoothSegNetLib.phantom.generator.phantom_geometry`
+    repeats it to centre the grid on the patient.
+    """
     from SmoothSegNetLib.phantom.organs import abdominal_organ_ops
 
     body = _draw_body(rng)
     ops = _trunk_ops(rng, body)
-    liver = _liver(rng, body)
-    organ_ops, ivc_xy, hilum = abdominal_organ_ops(rng, body, liver, _thorax_ops(rng, body))
+    liver = _liver(rng, body, cirrhotic)
+    organ_ops, ivc_xy, hilum = abdominal_organ_ops(rng, body, liver, _thorax_ops(rng, body), cirrhotic)
     return Anatomy(body, tuple(ops + organ_ops), liver, ivc_xy, hilum)
 
 

@@ -74,7 +74,9 @@ def _bclc(cps: str, ps: int, count: int, largest_cm: float, invasive: bool) -> s
     return "Stage-A"
 
 
-def make_clinical_record(rng: np.random.Generator, seed: int, tlvr: float, lesions: Sequence[Lesion]) -> dict[str, Any]:
+def make_clinical_record(
+    rng: np.random.Generator, seed: int, tlvr: float, lesions: Sequence[Lesion], cirrhosis: bool
+) -> dict[str, Any]:
     """The clinical record of one phantom (``clinical.json`` content).
 
     Args:
@@ -82,12 +84,12 @@ def make_clinical_record(rng: np.random.Generator, seed: int, tlvr: float, lesio
         seed: the phantom seed (gives ``TCIA_ID``).
         tlvr: true tumor / (liver + tumor) volume ratio from the labels.
         lesions: lesion ground truth (count and largest diameter enter the staging).
+        cirrhosis: whether the phantom's liver was drawn cirrhotic (nodular, shrunken right lobe).
     """
     burden = float(np.sqrt(max(tlvr, 0.0)))
     visible = [les for les in lesions if les.volume_ml > 0]
     count = len(visible)
     largest_cm = max((les.diameters_mm[0] for les in visible), default=0.0) / 10.0
-    cirrhosis = rng.random() < 0.7
     liver_function = 0.6 * cirrhosis + 1.5 * burden + rng.normal(0.0, 0.45)
     cps = "A" if liver_function < 0.9 else ("B" if liver_function < 1.7 else "C")
     cps_points = {"A": 0, "B": 1, "C": 2}[cps]

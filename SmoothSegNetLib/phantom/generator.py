@@ -33,6 +33,8 @@ DEFAULT_SPACING_MM = (3.0, 3.0, 3.0)
 MAX_VOXELS = 600_000_000
 SPACING_RANGE_MM = (0.2, 10.0)
 LABEL_TUMOR = 2
+#: Share of phantoms with a cirrhotic liver (most HCC arises in cirrhosis).
+CIRRHOSIS_PROBABILITY = 0.7
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def phantom_geometry(
 ) -> Geometry:
     """The grid ``make_phantom`` uses: centred on the patient's upper abdomen, placed in the scanner by the seed."""
     seed, size, spacing = _check_options(seed, size_ijk, spacing_mm)
-    streams = np.random.SeedSequence(seed).spawn(7)
+    streams = np.random.SeedSequence(seed).spawn(8)
     place = np.random.default_rng(streams[5])
     offset = np.array([place.uniform(-20, 20), place.uniform(-60, 0), place.uniform(-700, -100)])
     angles = place.uniform(8, 20, 3) * place.choice([-1.0, 1.0], 3) * np.array([1.0, 0.5, 1.0])
@@ -162,11 +164,12 @@ def make_phantom(
         forced = None if phase is None else Phase(phase)
     except ValueError as exc:
         raise InputError(f"phase must be one of {[p.value for p in Phase]}, got {phase!r}") from exc
-    streams = np.random.SeedSequence(int(seed)).spawn(7)
+    streams = np.random.SeedSequence(int(seed)).spawn(8)
     place = np.random.default_rng(streams[5])
     offset = np.array([place.uniform(-20, 20), place.uniform(-60, 0), place.uniform(-700, -100)])
 
-    anatomy = build_anatomy(np.random.default_rng(streams[0]))
+    cirrhotic = bool(np.random.default_rng(streams[7]).random() < CIRRHOSIS_PROBABILITY)
+    anatomy = build_anatomy(np.random.default_rng(streams[0]), cirrhotic)
     base_ops = list(anatomy.ops)
 
     painter = PointPainter(base_ops)
@@ -191,8 +194,9 @@ def make_phantom(
 
     lesions = _lesion_truth(specs, tissues, geometry, offset)
     tlvr = _tlvr(labels)
-    clinical = make_clinical_record(np.random.default_rng(streams[4]), seed, tlvr, lesions)
+    clinical = make_clinical_record(np.random.default_rng(streams[4]), seed, tlvr, lesions, cirrhotic)
     info = _info(seed, look, anatomy.body.half_axes_mm)
+    info["cirrhotic"] = cirrhotic
     clinical["ground_truth"]["lesions"] = [lesion.as_dict() for lesion in lesions]
     clinical["ground_truth"]["phantom"] = info
     return Phantom(ct, labels, clinical, lesions, tissues, info)

@@ -135,8 +135,8 @@ def _tube_ops(
     ]
 
 
-def _upper_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
-    """Gallbladder (indents the liver), spleen and pancreas."""
+def _upper_ops(rng: np.random.Generator, body: Body, cirrhotic: bool) -> list[Paint]:
+    """Gallbladder (indents the liver), spleen (enlarged with cirrhosis) and pancreas."""
     bx, by = body.center_xy
     ai, bi = body.inner_half_axes_mm
     zt = body.dome_top_z_mm
@@ -148,9 +148,10 @@ def _upper_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
             rotation_matrix((rng.uniform(20.0, 45.0), 0.0, rng.uniform(-20.0, 20.0))),
         )
         ops.append(Paint(gb.shape("gallbladder"), T.GALLBLADDER, FAT | {T.LIVER}))
+    big = rng.uniform(1.1, 1.35) if cirrhotic else 1.0
     spleen = Ellipsoid(
         (bx + 0.68 * ai, by + 0.3 * bi, zt - rng.uniform(40.0, 60.0)),
-        (rng.uniform(20.0, 30.0), 0.38 * bi * rng.uniform(0.8, 1.2), rng.uniform(40.0, 60.0)),
+        (big * rng.uniform(20.0, 30.0), big * 0.38 * bi * rng.uniform(0.8, 1.2), big * rng.uniform(40.0, 60.0)),
         rotation_matrix((0.0, 0.0, rng.uniform(-55.0, -35.0))),
         Waves.random(rng, 3, (60.0, 120.0), 0.04),
     )
@@ -166,13 +167,13 @@ def _upper_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
 
 
 def abdominal_organ_ops(
-    rng: np.random.Generator, body: Body, liver: Shape, thorax_ops: list[Paint]
+    rng: np.random.Generator, body: Body, liver: Shape, thorax_ops: list[Paint], cirrhotic: bool = False
 ) -> tuple[list[Paint], tuple[float, float], tuple[float, float, float]]:
     """Organ paint operations in priority order, the IVC position and a hint for the portal hilum."""
     vessels, ivc_xy = _vessel_ops(rng, body)
     ops = vessels + thorax_ops + _kidney_ops(rng, body)
     ops.append(Paint(liver, T.LIVER, FAT))
-    ops += _upper_ops(rng, body) + _gut_ops(rng, body)
+    ops += _upper_ops(rng, body, cirrhotic) + _gut_ops(rng, body)
     ai, bi = body.inner_half_axes_mm
     hilum = (ivc_xy[0] - 0.12 * ai, ivc_xy[1] - 0.3 * bi, body.dome_top_z_mm - 105.0)
     return ops, ivc_xy, hilum
