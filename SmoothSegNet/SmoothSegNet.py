@@ -253,7 +253,9 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic is not None and self.logic.isRunning and not self._state.busy
         )
         reason = why_cannot_apply(
-            has_input_volume=node is not None, other_job="the model download" if downloading else ""
+            has_input_volume=node is not None,
+            input_transformed=node is not None and node.GetParentTransformNode() is not None,
+            other_job="the model download" if downloading else "",
         )
         view = self._state.view(reason if not self._state.busy else "")
         self.ui.applyButton.text = view.button_text.replace("&", "&&")  # a single & would be a shortcut mark

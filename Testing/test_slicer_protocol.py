@@ -120,6 +120,7 @@ def test_why_cannot_apply_explains_the_disabled_button() -> None:
     assert why_cannot_apply(has_input_volume=False).startswith("Select an input CT volume")
     assert "labelmap" in why_cannot_apply(has_input_volume=True, input_is_scalar=False)
     assert why_cannot_apply(has_input_volume=True, busy=True) == "A segmentation is running"
+    assert "under a transform" in why_cannot_apply(has_input_volume=True, input_transformed=True)
     assert why_cannot_apply(has_input_volume=True, other_job="the model download") == (
         "Wait until the model download has finished"
     )

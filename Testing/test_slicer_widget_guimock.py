@@ -102,9 +102,14 @@ def test_guimock_bad_input_is_shown_by_the_widget(panel: dict[str, Any]) -> None
     widget, dialogs = panel["widget"], panel["dialogs"]
     transform = panel["scene"].AddNewNodeByClass("vtkMRMLLinearTransformNode", "Registration")
     panel["volume"].SetAndObserveTransformNodeID(transform.GetID())
-    widget.onApplyButton()
+    widget._updateView()  # inside Slicer the transform change reaches the panel through the parameter node
+    assert not widget.ui.applyButton.enabled and "under a transform" in widget.ui.applyButton.toolTip
+    widget.onApplyButton()  # a script may still call it: the logic refuses with a clear message
     assert widget._state.state == State.FAILED
     assert len(dialogs.errors) == 1 and "Harden transform" in dialogs.errors[0]
+    assert not widget.ui.applyButton.enabled  # still under the transform
+    panel["volume"].SetAndObserveTransformNodeID(None)
+    widget._updateView()
     assert widget.ui.applyButton.enabled and widget.ui.applyButton.toolTip.startswith("Last run failed:")
 
 

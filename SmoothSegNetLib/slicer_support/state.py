@@ -105,7 +105,12 @@ class WidgetStateMachine:
 
 
 def why_cannot_apply(
-    *, has_input_volume: bool, input_is_scalar: bool = True, busy: bool = False, other_job: str = ""
+    *,
+    has_input_volume: bool,
+    input_is_scalar: bool = True,
+    input_transformed: bool = False,
+    busy: bool = False,
+    other_job: str = "",
 ) -> str:
     """Why the Segment button is disabled ('' when it can be clicked), shown as its tooltip.
 
@@ -119,4 +124,6 @@ def why_cannot_apply(
         return "Select an input CT volume (load one with Add Data or the DICOM browser)"
     if not input_is_scalar:
         return "The input must be a grey-level CT volume, not a labelmap or a colour image"
+    if input_transformed:
+        return "The input CT is under a transform: harden it or remove it (Data module) first"
     return ""
