@@ -189,12 +189,21 @@ class FakeModuleLogic:
         return self._node
 
 
+class FakeModuleTest(unittest.TestCase):
+    """ScriptedLoadableModuleTest stand-in: ``delayDisplay`` only records its messages."""
+
+    messages: ClassVar[list[str]] = []
+
+    def delayDisplay(self, message: str, msec: int = 1000) -> None:
+        self.messages.append(message)
+
+
 def fake_scripted_loadable_module() -> types.ModuleType:
     module = types.ModuleType("slicer.ScriptedLoadableModule")
     module.ScriptedLoadableModule = _Base  # type: ignore[attr-defined]
     module.ScriptedLoadableModuleWidget = FakeModuleWidget  # type: ignore[attr-defined]
     module.ScriptedLoadableModuleLogic = FakeModuleLogic  # type: ignore[attr-defined]
-    module.ScriptedLoadableModuleTest = unittest.TestCase  # type: ignore[attr-defined]
+    module.ScriptedLoadableModuleTest = FakeModuleTest  # type: ignore[attr-defined]
     return module
 
 

@@ -125,3 +125,10 @@ def test_guimock_download_failure_is_shown_and_the_panel_recovers(panel: dict[st
         len(dialogs.errors) == 1 and "has no weights.url" in dialogs.errors[0] and "models install" in dialogs.errors[0]
     )
     assert ui.downloadModelsButton.enabled and not ui.modelProgressBar.visible and ui.applyButton.enabled
+
+
+def test_guimock_the_slicer_selftest_passes(panel: dict[str, Any]) -> None:
+    """The module's own self-test (meant for Slicer) run here on the stand-ins: its code is at least sound."""
+    test = panel["module"].SmoothSegNetTest()
+    test.runTest()
+    assert test.messages[-1] == "Self-test passed"
