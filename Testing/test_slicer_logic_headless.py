@@ -157,3 +157,19 @@ def test_scene_helpers_of_the_panel(run: dict[str, Any]) -> None:
     assert segmentIdOfLesion(node, 2) == "lesion_2" and segmentIdOfLesion(node, 9) is None
     assert segmentIdOfLesion(None, 1) is None
     assert mostRecentVolume(mrml.create_headless_scene().scene) is None
+
+
+def test_recompute_keeps_one_tumor_segment_and_splits_its_lesions(tmp_path: Path) -> None:
+    from _mrml_helpers import GEOMETRIES, synthetic_arrays, write_segment_folder
+
+    geometry = GEOMETRIES["anisotropic-flipped"]
+    headless = mrml.create_headless_scene()
+    volume = add_volume(headless.scene, synthetic_arrays()[0], geometry)
+    runner = SmoothSegNetRunner(headless.scene, pythonExecutable=sys.executable)
+    node, table, _ = runner.importResult(write_segment_folder(tmp_path / "out", geometry), volume, perLesion=False)
+    assert table.GetTable().GetNumberOfRows() == 2
+    report, table, edited = runner.recomputeReport(volume, node)
+    segmentation = node.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(2)] == ["Liver", "Tumor"]  # not renamed
+    assert [lesion["voxel_count"] for lesion in report["lesions"]] == [27, 8] and edited == ()
+    assert table.GetTable().GetNumberOfRows() == 2

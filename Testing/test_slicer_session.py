@@ -116,3 +116,13 @@ def test_lesion_table_headers_and_cells() -> None:
     assert format_cell(0.756, by_key["confidence"]) == "0.76"
     assert format_cell(float("nan"), by_key["confidence"]) == "—"
     assert format_cell(3, by_key["id"]) == "3"
+
+
+def test_one_tumor_segment_is_split_into_lesions_again() -> None:
+    volume, result, previous = _case()
+    one_segment = EditedResult(result.labelmap, (result.labelmap == 2).astype(np.uint16), {1: "tumor"}, (1,))
+    report = recompute_report(volume, one_segment, previous)
+    # Two separate cubes: two lesions by decreasing volume (27 and 8 voxels), as 'segment' numbers them.
+    assert [lesion["voxel_count"] for lesion in report["lesions"]] == [27, 8]
+    assert all(lesion["confidence"] is None for lesion in report["lesions"])
+    assert "the tumor segment was edited by hand after the network result" in report["warnings"]

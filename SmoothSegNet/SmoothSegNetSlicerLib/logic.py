@@ -281,20 +281,22 @@ class SmoothSegNetRunner:
         """
         import json
 
-        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report
+        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report, with_lesions_split
 
         ct = mrml.volume_from_node(inputVolume)
         arrays = mrml.labelmap_from_segmentation(segmentationNode, inputVolume)
         result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
         report = recompute_report(ct, result, self.storedReport(segmentationNode))
-        mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
+        split = with_lesions_split(ct, result)
+        if split is result:  # one segment per lesion: names follow the (gap-free) numbering
+            mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
         # Keep the original network report for confidences; the current one goes on the table node.
         if self.storedReport(segmentationNode) is None:
             segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
-        table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), arrays.edited_lesion_ids)
+        table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), split.edited_lesion_ids)
         mrml.place_beside(table, inputVolume)
         segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
-        return report, table, arrays.edited_lesion_ids
+        return report, table, split.edited_lesion_ids
 
     def exportResults(
         self, inputVolume: Any, segmentationNode: Any, outputDir: Path, picture: bool = True

@@ -20,6 +20,8 @@ from SmoothSegNetLib.volume import CTVolume, Geometry
 
 #: Segment ids :func:`SmoothSegNetLib.mrml.import_result` gives lesions: ``lesion_<id in the network's report>``.
 LESION_SEGMENT_PREFIX = "lesion_"
+#: Segment id of the single tumor segment (import without one segment per lesion).
+TUMOR_SEGMENT_ID = "tumor"
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,27 @@ def carried_confidence(previous_report: dict[str, Any] | None, result: EditedRes
     return carried
 
 
+def with_lesions_split(ct: CTVolume, result: EditedResult) -> EditedResult:
+    """When the result holds one "Tumor" segment (not one per lesion), split it into lesions again.
+
+    Its connected components become lesions 1..n by decreasing volume (``label_lesions``), as ``segment``
+    numbers them; otherwise the result is returned unchanged.
+    """
+    if TUMOR_SEGMENT_ID not in result.lesion_ids.values():
+        return result
+    from SmoothSegNetLib.report import label_lesions
+
+    lesions = label_lesions(result.labelmap == 2, ct.geometry)
+    count = int(lesions.max()) if lesions.size else 0
+    return EditedResult(result.labelmap, lesions, {n: TUMOR_SEGMENT_ID for n in range(1, count + 1)}, ())
+
+
 def recompute_report(ct: CTVolume, result: EditedResult, previous_report: dict[str, Any] | None) -> dict[str, Any]:
     """The report of the current segments: ``measure`` with carried confidences, models and a note."""
     from SmoothSegNetLib.report import measure
+
+    tumor_segment_edited = TUMOR_SEGMENT_ID in result.lesion_ids.values() and bool(result.edited_lesion_ids)
+    result = with_lesions_split(ct, result)
 
     models = (previous_report or {}).get("models", [])
     report = measure(
@@ -73,6 +93,8 @@ def recompute_report(ct: CTVolume, result: EditedResult, previous_report: dict[s
         confidence=carried_confidence(previous_report, result),
         models=[m for m in models if isinstance(m, dict)],
     )
+    if tumor_segment_edited:
+        report["warnings"].append("the tumor segment was edited by hand after the network result")
     if result.edited_lesion_ids:
         ids = ", ".join(str(i) for i in result.edited_lesion_ids)
         report["warnings"].append(f"lesion(s) {ids} were edited by hand after the network result")
@@ -89,6 +111,8 @@ def write_export(
     from SmoothSegNetLib.io.writers import write_labelmap
     from SmoothSegNetLib.outputs import StagedOutputDir
     from SmoothSegNetLib.report import write_case_outputs
+
+    result = with_lesions_split(ct, result)
 
     with StagedOutputDir(outdir) as stage:
         write_labelmap(stage.path("segmentation.nrrd"), result.labelmap, ct.geometry)
