@@ -33,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CONFIGS = ("default", "paper")
+CONFIGS = ("default", "default-bf16", "paper")
 
 
 def _peak_matmul_gflops(device: str, threads: int) -> float:
@@ -78,7 +78,7 @@ def _models_for(config: str, folder: Path) -> tuple[str, str, bool]:
     from SmoothSegNetLib.models import Registry, demo_card_template
 
     models = REPO / "Resources" / "Models"
-    if config == "paper":
+    if config.startswith("paper"):
         return (
             str(_random_model(models / "paper-liver-segresnetvae.json", folder)),
             str(_random_model(models / "paper-tumor-segresnetvae.json", folder)),
@@ -115,8 +115,9 @@ def _count_gflop(network: Any, shapes: Counter[tuple[int, ...]], device: str) ->
     return total / 1e9
 
 
-def child(config: str, ct_path: Path, device: str, threads: int) -> dict[str, Any]:
+def child(config: str, ct_path: Path, device: str, threads: int, save: Path) -> dict[str, Any]:
     """Run one configuration in this process and return its measurements."""
+    import numpy as np
     import torch
 
     from SmoothSegNetLib.inference import SegmentOptions
@@ -127,7 +128,10 @@ def child(config: str, ct_path: Path, device: str, threads: int) -> dict[str, An
         liver, tumor, random_weights = _models_for(config, Path(tmp))
         ct = read_volume(ct_path)
         t0 = time.perf_counter()
-        segmenter = Segmenter(SegmentOptions(liver_model=liver, tumor_model=tumor, device=device, threads=threads))
+        options = SegmentOptions(
+            liver_model=liver, tumor_model=tumor, device=device, threads=threads, cpu_bf16=config.endswith("bf16")
+        )
+        segmenter = Segmenter(options)
         load_s = time.perf_counter() - t0
         shapes: dict[str, Counter[tuple[int, ...]]] = {"liver": Counter(), "tumor": Counter()}
         for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net)):
@@ -141,6 +145,7 @@ def child(config: str, ct_path: Path, device: str, threads: int) -> dict[str, An
             torch.cuda.synchronize()
         wall_s = time.perf_counter() - t1
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        np.save(save, result.labelmap)
         gflop = sum(
             _count_gflop(net, shapes[name], device)
             for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net))
@@ -162,21 +167,46 @@ def child(config: str, ct_path: Path, device: str, threads: int) -> dict[str, An
     }
 
 
+def _dice(a: Any, b: Any) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 1.0
+
+
+def _add_dice(row: dict[str, Any], labels: Any, truth: Any, fp32_path: Path) -> None:
+    """Dice against the phantom's truth (liver = labels 1 and 2, tumor = 2) and, for bf16, against float32."""
+    row["dice_liver"] = round(_dice(labels > 0, (truth == 1) | (truth == 2)), 4)
+    row["dice_tumor"] = round(_dice(labels == 2, truth == 2), 4)
+    if row["config"].endswith("bf16") and fp32_path.is_file():
+        import numpy as np
+
+        reference = np.load(fp32_path)
+        row["agreement_vs_fp32"] = {
+            "liver": round(_dice(labels > 0, reference > 0), 4),
+            "tumor": round(_dice(labels == 2, reference == 2), 4),
+        }
+
+
 def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
     paper = next((r for r in rows if r["config"] == "paper"), None)
     lines = [
         "| configuration | device, threads | weights | time per CT (s) | speed-up vs paper | peak RSS (GB) "
-        "| GFLOP per CT | achieved GFLOP/s | floor at peak (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| GFLOP per CT | achieved GFLOP/s | floor at peak (s) | Dice liver / tumor vs truth |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         speedup = f"{paper['wall_s'] / r['wall_s']:.1f}x" if paper else "-"
         lines.append(
             f"| {r['config']} | {r['device']}, {r['threads']} | {'random' if r['random_weights'] else 'demo'} "
             f"| {r['wall_s']:.2f} | {speedup} | {r['peak_rss_gb']:.2f} | {r['gflop']:.0f} "
-            f"| {r['gflop'] / r['wall_s']:.0f} | {r['gflop'] / peak_gflops:.2f} |"
+            f"| {r['gflop'] / r['wall_s']:.0f} | {r['gflop'] / peak_gflops:.2f} | {_dice_cell(r)} |"
         )
     return "\n".join(lines)
+
+
+def _dice_cell(row: dict[str, Any]) -> str:
+    if row["random_weights"]:
+        return "- (random weights)"
+    return f"{row['dice_liver']:.3f} / {row['dice_tumor']:.3f}"
 
 
 def main() -> int:
@@ -185,32 +215,43 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--seed", type=int, default=7, help="phantom seed")
+    parser.add_argument("--size-ijk", type=int, nargs=3, default=[512, 512, 120], help="phantom size (smoke runs)")
+    parser.add_argument("--spacing-mm", type=float, nargs=3, default=[0.75, 0.75, 2.5], help="phantom spacing")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--ct", help=argparse.SUPPRESS)
+    parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        sys.stdout.write(json.dumps(child(args.child, Path(args.ct), args.device, args.threads)) + "\n")
+        row = child(args.child, Path(args.ct), args.device, args.threads, Path(args.save))
+        sys.stdout.write(json.dumps(row) + "\n")
         return 0
+    import numpy as np
+
     from SmoothSegNetLib.io.writers import write_volume
     from SmoothSegNetLib.phantom import make_phantom
 
     with tempfile.TemporaryDirectory() as tmp:
-        phantom = make_phantom(args.seed, size_ijk=(512, 512, 120), spacing_mm=(0.75, 0.75, 2.5))
+        phantom = make_phantom(args.seed, size_ijk=tuple(args.size_ijk), spacing_mm=tuple(args.spacing_mm))
         ct_path = write_volume(Path(tmp) / "bench_ct.nrrd", phantom.ct)
+        truth = phantom.labels
         del phantom
         rows = []
         for config in args.configs:
+            save = Path(tmp) / f"{config}.npy"
             command = [sys.executable, __file__, "--child", config, "--ct", str(ct_path), "--device", args.device,
-                       "--threads", str(args.threads)]  # fmt: skip
+                       "--threads", str(args.threads), "--save", str(save)]  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 sys.stderr.write(done.stderr)
                 return 1
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            _add_dice(rows[-1], np.load(save), truth, Path(tmp) / "default.npy")
             sys.stderr.write(f"{config}: {rows[-1]}\n")
     peak = _peak_matmul_gflops(args.device, args.threads)
-    sys.stdout.write(f"CT 512x512x120 (0.75 x 0.75 x 2.5 mm), phantom seed {args.seed}\n")
+    size = "x".join(str(n) for n in args.size_ijk)
+    spacing = " x ".join(f"{v:g}" for v in args.spacing_mm)
+    sys.stdout.write(f"CT {size} ({spacing} mm), phantom seed {args.seed}\n")
     sys.stdout.write(f"peak matmul: {peak:.0f} GFLOP/s ({args.device}, {args.threads} threads)\n\n")
     sys.stdout.write(_table(rows, peak) + "\n")
     if args.json:
