@@ -187,15 +187,22 @@ def _mask_digest(mask: np.ndarray) -> str:
 
 
 def _oriented_image(mask: np.ndarray, geometry: Geometry) -> Any:
-    """A vtkOrientedImageData (uint8, 0/1) holding ``mask`` ([k, j, i]) on ``geometry``."""
+    """A vtkOrientedImageData (uint8, 0/1) holding ``mask`` ([k, j, i]) on ``geometry``.
+
+    Only the bounding box of the mask is stored (its VTK extent places it on the grid), so small
+    lesions in a large CT stay cheap; an empty mask gives a one-voxel image of 0.
+    """
     import vtk
     from vtk.util import numpy_support
 
     slicer = _slicer()
+    found = np.argwhere(mask)
+    low, high = (found.min(axis=0), found.max(axis=0)) if found.size else (np.zeros(3, int), np.zeros(3, int))
+    box = mask[low[0] : high[0] + 1, low[1] : high[1] + 1, low[2] : high[2] + 1]
     image = slicer.vtkOrientedImageData()
-    image.SetDimensions(*geometry.size_ijk)
+    image.SetExtent(int(low[2]), int(high[2]), int(low[1]), int(high[1]), int(low[0]), int(high[0]))
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = mask.astype(np.uint8).ravel()
+    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = box.astype(np.uint8).ravel()
     image.SetImageToWorldMatrix(_numpy_to_matrix(geometry.ijk_to_ras()))
     return image
 
