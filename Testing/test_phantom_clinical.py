@@ -38,6 +38,8 @@ def test_variables_named_and_valued_as_in_the_table(records: list[dict]) -> None
         assert record["TCIA_ID"].startswith("PHANTOM_")
         assert 0.0 <= record["ground_truth"]["tlvr"] < 1.0
         assert "tlvr" not in record["variables"]
+        assert record["ground_truth"]["phantom"]["cirrhotic"] == (record["variables"]["Evidence_of_cirh"] == "Yes")
+    assert {r["variables"]["Evidence_of_cirh"] for r in records} == {"Yes", "No"}
 
 
 def test_reference_category_maps() -> None:

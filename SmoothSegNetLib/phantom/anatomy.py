@@ -19,6 +19,7 @@ from SmoothSegNetLib.phantom.shapes import (
     Ellipsoid,
     Shape,
     Waves,
+    add_near_one,
     capsule,
     elliptic_cylinder,
     rotation_matrix,
@@ -228,8 +229,7 @@ def _liver(rng: np.random.Generator, body: Body, cirrhotic: bool) -> Shape:
     nodules = Waves.random(rng, 8, (15.0, 35.0), rng.uniform(0.012, 0.022)) if cirrhotic else None
 
     def level(x: Array, y: Array, z: Array) -> Array:
-        out = smooth_union([lobe.radius(x, y, z) for lobe in lobes], k=0.25) + waves(x, y, z)
-        return out + nodules(x, y, z) if nodules is not None else out
+        return add_near_one(smooth_union([lobe.radius(x, y, z) for lobe in lobes], k=0.25), [waves, nodules], x, y, z)
 
     return Shape(level, union_bbox([lobe.bbox(1.25) for lobe in lobes]), "liver")
 

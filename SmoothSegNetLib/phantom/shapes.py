@@ -57,6 +57,11 @@ class Waves:
         amps = np.full(count, amplitude * np.sqrt(2.0 / count))
         return cls(k, rng.uniform(0, 2 * np.pi, size=count), amps)
 
+    @property
+    def max_abs(self) -> float:
+        """An upper bound of ``|waves(p)|``."""
+        return float(np.sum(np.abs(self.amplitudes)))
+
     def __call__(self, x: Array, y: Array, z: Array) -> Array:
         out: Array | float = 0.0
         for k, phi, a in zip(self.wavevectors, self.phases, self.amplitudes):
@@ -152,13 +157,17 @@ def elliptic_cylinder(
     def level(x: Array, y: Array, z: Array) -> Array:
         u = np.abs(x - np.float32(cx)) / np.float32(ax)
         v = (y - np.float32(cy)) / np.float32(ay)
-        if posterior_power != 2.0:
-            p = np.where(v > 0, np.float32(posterior_power), np.float32(2.0))
-            rad = (u**p + np.abs(v) ** p) ** (1.0 / p)
-        else:
-            rad = np.sqrt(u * u + v * v)
-        if waves is not None:
-            rad = rad + waves(x, y, z)
+        rad = np.sqrt(u * u + v * v)
+        if posterior_power == 3.0:
+            # Squarer behind (v > 0): the 3-norm there; cube and cube root are much cheaper than a general power.
+            av = np.abs(v)
+            rad = np.where(v > 0, np.cbrt(u * u * u + av * av * av), rad)
+        elif posterior_power != 2.0:
+            p = np.float32(posterior_power)
+            rad = np.where(v > 0, (u**p + np.abs(v) ** p) ** (1.0 / p), rad)
+        rad = add_near_one(rad, [waves], x, y, z)
+        if np.min(z) >= z0 and np.max(z) <= z1:
+            return np.asarray(rad, dtype=np.float32)
         outside_z = (z < np.float32(z0)) | (z > np.float32(z1))
         return np.asarray(np.where(outside_z, np.float32(2.0), rad), dtype=np.float32)
 
@@ -166,6 +175,27 @@ def elliptic_cylinder(
     lo = (cx - ax * margin, cy - ay * margin, z0)
     hi = (cx + ax * margin, cy + ay * margin, z1)
     return Shape(level, (lo, hi), name)
+
+
+def add_near_one(base: Array, perturbations: Sequence[Waves | None], x: Array, y: Array, z: Array) -> Array:
+    """``base + sum(perturbations)`` where that sum can move the level across 1; elsewhere ``base``.
+
+    The result is on the same side of 1 as the full sum everywhere (so ``< 1`` gives the same inside), while
+    the cosines are evaluated only in the thin band around the surface. Use it only where the level serves
+    for inside/outside, not where its value matters.
+    """
+    waves = [w for w in perturbations if w is not None]
+    if not waves:
+        return base
+    bound = np.float32(sum(w.max_abs for w in waves))
+    shape = np.broadcast_shapes(np.shape(base), np.shape(x), np.shape(y), np.shape(z))
+    out = np.array(np.broadcast_to(base, shape), dtype=np.float32)
+    near = np.abs(out - np.float32(1.0)) < bound
+    if not near.any():
+        return out
+    xs, ys, zs = (np.broadcast_to(c, shape)[near] for c in (x, y, z))
+    out[near] += sum((w(xs, ys, zs) for w in waves), np.zeros(len(xs), dtype=np.float32))
+    return out
 
 
 def smooth_union(levels: Sequence[Array], k: float = 0.15) -> Array:
