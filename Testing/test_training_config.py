@@ -22,6 +22,15 @@ def test_demo_configs_load() -> None:
         assert config.out_channels == (2 if stage == "liver" else 3)
 
 
+def test_every_bundled_config_is_valid() -> None:
+    paths = sorted((REPO / "Resources" / "Training").glob("*.json"))
+    assert len(paths) >= 5
+    for path in paths:
+        config = load_config(path)
+        if config.card_template != "demo":
+            assert (Path(config.base_dir) / config.card_template).is_file(), path
+
+
 def test_nested_values_and_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(
