@@ -8,7 +8,6 @@ clipped by the abdominal wall, the diaphragm, the kidney, the gallbladder and th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +71,8 @@ class Anatomy:
     hilum_hint: tuple[float, float, float]
 
 
-def _draw_body(rng: np.random.Generator) -> Body:
+def draw_body(rng: np.random.Generator) -> Body:
+    """Trunk size, fat and muscle thickness, spine position and diaphragm height (the first draws of a seed)."""
     a = rng.uniform(135.0, 180.0)
     b = a * rng.uniform(0.70, 0.85)
     fat = rng.uniform(8.0, min(40.0, 0.22 * b))
@@ -237,16 +237,13 @@ def _liver(rng: np.random.Generator, body: Body, cirrhotic: bool) -> Shape:
 def build_anatomy(rng: np.random.Generator, cirrhotic: bool = False) -> Anatomy:
     """Draw a trunk with its organs; the operations are in painting order.
 
-    ``_draw_body`` must stay the first use of ``rng``: :func:`~SmoothSegNetLib.phantom.generator.phantom_geometry`
+    ``draw_body`` must stay the first use of ``rng``: :func:`~SmoothSegNetLib.phantom.generator.phantom_geometry`
     repeats it to centre the grid on the patient.
     """
     from SmoothSegNetLib.phantom.organs import abdominal_organ_ops
 
-    body = _draw_body(rng)
+    body = draw_body(rng)
     ops = _trunk_ops(rng, body)
     liver = _liver(rng, body, cirrhotic)
     organ_ops, ivc_xy, hilum = abdominal_organ_ops(rng, body, liver, _thorax_ops(rng, body), cirrhotic)
     return Anatomy(body, tuple(ops + organ_ops), liver, ivc_xy, hilum)
-
-
-LiverTest = Callable[[Array], Array]

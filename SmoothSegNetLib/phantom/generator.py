@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.phantom.anatomy import build_anatomy
+from SmoothSegNetLib.phantom.anatomy import build_anatomy, draw_body
 from SmoothSegNetLib.phantom.appearance import Appearance, blur_and_noise, draw_appearance, render_hu
 from SmoothSegNetLib.phantom.clinical import make_clinical_record
 from SmoothSegNetLib.phantom.lesions import LesionSpec, draw_lesions, lesion_ops
@@ -112,20 +112,29 @@ def _check_options(
     return int(seed), tuple(int(n) for n in size), tuple(float(s) for s in spacing)
 
 
+def _streams(seed: int) -> list[np.random.SeedSequence]:
+    """Independent random streams of a seed: 0 anatomy, 1 lesions, 2 look, 3 noise, 4 clinical record,
+    5 placement in the scanner, 6 vessels, 7 cirrhosis."""
+    return np.random.SeedSequence(seed).spawn(8)
+
+
+def _scanner_offset(place: np.random.Generator) -> np.ndarray:
+    """Where the anatomy frame's origin lies in scanner LPS coordinates (the first draws of stream 5)."""
+    return np.array([place.uniform(-20, 20), place.uniform(-60, 0), place.uniform(-700, -100)])
+
+
 def phantom_geometry(
     seed: int, size_ijk: Sequence[int], spacing_mm: Sequence[float], oblique: bool = False
 ) -> Geometry:
     """The grid ``make_phantom`` uses: centred on the patient's upper abdomen, placed in the scanner by the seed."""
     seed, size, spacing = _check_options(seed, size_ijk, spacing_mm)
-    streams = np.random.SeedSequence(seed).spawn(8)
+    streams = _streams(seed)
     place = np.random.default_rng(streams[5])
-    offset = np.array([place.uniform(-20, 20), place.uniform(-60, 0), place.uniform(-700, -100)])
+    offset = _scanner_offset(place)
     angles = place.uniform(8, 20, 3) * place.choice([-1.0, 1.0], 3) * np.array([1.0, 0.5, 1.0])
     direction = rotation_matrix(angles) if oblique else np.eye(3)
     anatomy_rng = np.random.default_rng(streams[0])
-    from SmoothSegNetLib.phantom.anatomy import _draw_body
-
-    body = _draw_body(anatomy_rng)  # the same first draws as build_anatomy: the grid follows the patient
+    body = draw_body(anatomy_rng)  # the same first draws as build_anatomy: the grid follows the patient
     center = offset + np.array([0.0, 0.0, body.dome_top_z_mm - 100.0])
     half = direction @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2.0)
     return Geometry.create(size[::-1], spacing, center - half, direction)
@@ -164,9 +173,8 @@ def make_phantom(
         forced = None if phase is None else Phase(phase)
     except ValueError as exc:
         raise InputError(f"phase must be one of {[p.value for p in Phase]}, got {phase!r}") from exc
-    streams = np.random.SeedSequence(int(seed)).spawn(8)
-    place = np.random.default_rng(streams[5])
-    offset = np.array([place.uniform(-20, 20), place.uniform(-60, 0), place.uniform(-700, -100)])
+    streams = _streams(int(seed))
+    offset = _scanner_offset(np.random.default_rng(streams[5]))
 
     cirrhotic = bool(np.random.default_rng(streams[7]).random() < CIRRHOSIS_PROBABILITY)
     anatomy = build_anatomy(np.random.default_rng(streams[0]), cirrhotic)
