@@ -19,7 +19,19 @@ from SmoothSegNetLib.errors import Cancelled, InputError, PacsError
 from SmoothSegNetLib.progress import CancelFlag
 
 #: Sub-command modules under ``SmoothSegNetLib.commands``, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info", "inspect", "segment", "demo", "models", "report", "export", "send", "phantom", "train")
+COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "inspect",
+    "segment",
+    "demo",
+    "models",
+    "report",
+    "export",
+    "send",
+    "phantom",
+    "train",
+    "evaluate",
+)
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
