@@ -216,7 +216,6 @@ def split_cases(cases: Sequence[DiskCase], config: TrainConfig) -> tuple[list[Di
         unknown = sorted(train_patients - {c.patient_id for c in cases})
         if unknown:
             log.warning("split file %s names patients not in the dataset: %s", path, ", ".join(unknown[:5]))
-        held = set()
     else:
         held = set(patient_folds([c.patient_id for c in cases], data.folds, config.seed)[data.fold])
         train_patients = {c.patient_id for c in cases} - held

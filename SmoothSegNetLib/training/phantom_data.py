@@ -95,17 +95,3 @@ def phantom_cases(
         records.append({"seed": seed, "variables": phantom.clinical["variables"], "tlvr": case.tlvr_true})
         progress("data", (n + 1) / len(seeds), f"phantom {seed}: {spec.size_ijk} at {spec.spacing_mm} mm")
     return cases, records
-
-
-def clinical_records(seeds: Sequence[int], data: DataConfig, spacing_mm: float = 4.0) -> list[dict[str, Any]]:
-    """Clinical variables and the true TLVR of ``seeds`` from a quick coarse render (for the regression)."""
-    from SmoothSegNetLib.phantom import make_phantom
-
-    out = []
-    size = tuple(int(math.ceil(f / spacing_mm)) for f in data.phantom_size_mm)
-    for seed in seeds:
-        phantom = make_phantom(seed, size, (spacing_mm,) * 3)
-        out.append(
-            {"seed": seed, "variables": phantom.clinical["variables"], "tlvr": phantom.clinical["ground_truth"]["tlvr"]}
-        )
-    return out
