@@ -76,3 +76,20 @@ def test_importing_the_engine_loads_no_slicer() -> None:
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["count"] > 20
     assert answer["loaded"] == []
+
+
+def test_what_the_slicer_module_imports_at_startup_needs_no_heavy_packages() -> None:
+    # Slicer loads the module before the dependencies are installed (they are installed on first use), so the
+    # engine modules it imports at start-up must not pull torch, MONAI, SciPy, scikit-image or highdicom.
+    code = (
+        "import json, sys\n"
+        "import SmoothSegNetLib.mrml, SmoothSegNetLib.slicer_support.process, SmoothSegNetLib.slicer_support.state\n"
+        "import SmoothSegNetLib.slicer_support.lesion_table, SmoothSegNetLib.slicer_support.protocol\n"
+        "heavy = ('torch', 'monai', 'scipy', 'skimage', 'highdicom', 'pydicom', 'SimpleITK', 'matplotlib')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
