@@ -19,7 +19,7 @@ from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.phantom.anatomy import build_anatomy, draw_body
 from SmoothSegNetLib.phantom.appearance import Appearance, blur_and_noise, draw_appearance, render_hu
 from SmoothSegNetLib.phantom.clinical import make_clinical_record
-from SmoothSegNetLib.phantom.lesions import LesionSpec, draw_lesions, lesion_ops
+from SmoothSegNetLib.phantom.lesions import LesionSpec, cyst_ops, draw_cysts, draw_lesions, lesion_ops
 from SmoothSegNetLib.phantom.raster import GridCoords, PointPainter, paint_grid
 from SmoothSegNetLib.phantom.shapes import rotation_matrix
 from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, LesionKind, Phase, T, tissue_labels
@@ -114,8 +114,8 @@ def _check_options(
 
 def _streams(seed: int) -> list[np.random.SeedSequence]:
     """Independent random streams of a seed: 0 anatomy, 1 lesions, 2 look, 3 noise, 4 clinical record,
-    5 placement in the scanner, 6 vessels, 7 cirrhosis."""
-    return np.random.SeedSequence(seed).spawn(8)
+    5 placement in the scanner, 6 vessels, 7 cirrhosis, 8 cysts."""
+    return np.random.SeedSequence(seed).spawn(9)
 
 
 def _scanner_offset(place: np.random.Generator) -> np.ndarray:
@@ -192,9 +192,10 @@ def make_phantom(
     vessels += hepatic_vein_ops(vessel_rng, anatomy.ivc_xy, z_entry, in_liver)
     look = draw_appearance(np.random.default_rng(streams[2]), forced)
     specs = draw_lesions(np.random.default_rng(streams[1]), look.phase, anatomy.liver.bbox, in_liver)
+    cysts = draw_cysts(np.random.default_rng(streams[8]), anatomy.liver.bbox, in_liver, specs)
 
     coords = GridCoords(geometry, offset)
-    tissues = paint_grid(base_ops + vessels + lesion_ops(specs), coords)
+    tissues = paint_grid(base_ops + vessels + cyst_ops(cysts) + lesion_ops(specs), coords)
     labels = _labels_from_tissues(tissues)
     hu = render_hu(tissues, coords, look, specs)
     ct_array = blur_and_noise(hu, geometry.spacing_mm, look, np.random.default_rng(streams[3]))
@@ -205,6 +206,7 @@ def make_phantom(
     clinical = make_clinical_record(np.random.default_rng(streams[4]), seed, tlvr, lesions, cirrhotic)
     info = _info(seed, look, anatomy.body.half_axes_mm)
     info["cirrhotic"] = cirrhotic
+    info["cysts"] = len(cysts)
     clinical["ground_truth"]["lesions"] = [lesion.as_dict() for lesion in lesions]
     clinical["ground_truth"]["phantom"] = info
     return Phantom(ct, labels, clinical, lesions, tissues, info)

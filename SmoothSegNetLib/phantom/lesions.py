@@ -138,3 +138,43 @@ def lesion_ops(lesions: list[LesionSpec]) -> list[Paint]:
         )
         over.add(LESION_TISSUE_BASE + n)
     return ops
+
+
+#: Share of phantoms with simple hepatic cysts (water density, sharp margin; part of the liver label).
+CYST_PROBABILITY = 0.25
+
+
+def draw_cysts(
+    rng: np.random.Generator, liver_bbox: tuple, in_liver: LiverTest, lesions: list[LesionSpec]
+) -> list[Ellipsoid]:
+    """0-3 simple cysts of 5-25 mm inside the liver, apart from the lesions.
+
+    Cysts are hypodense but not tumor: they keep the liver label, so a network cannot equate "dark spot in
+    the liver" with tumor.
+    """
+    if rng.random() >= CYST_PROBABILITY:
+        return []
+    candidates = _liver_points(rng, liver_bbox, in_liver)
+    cysts: list[Ellipsoid] = []
+    for _ in range(int(rng.integers(1, 4))):
+        d = float(np.exp(rng.uniform(np.log(MIN_DIAMETER_MM), np.log(25.0))))
+        for _attempt in range(30):
+            if len(candidates) == 0:
+                return cysts
+            center = candidates[int(rng.integers(len(candidates)))]
+            others = [(np.asarray(o.ellipsoid.center), o.diameters_mm[0]) for o in lesions]
+            others += [(np.asarray(c.center), 2 * max(c.semi_axes_mm)) for c in cysts]
+            if all(np.linalg.norm(center - c) > 1.15 * (d + od) / 2 + 3.0 for c, od in others) and _fits(
+                center, d / 2, in_liver, 1.0
+            ):
+                semi = d / 2 * np.array([1.0, rng.uniform(0.85, 1.0), rng.uniform(0.85, 1.0)])
+                rotation = rotation_matrix(rng.uniform(-180, 180, 3))
+                cysts.append(Ellipsoid(tuple(center.tolist()), tuple(semi.tolist()), rotation))  # type: ignore[arg-type]
+                break
+    return cysts
+
+
+def cyst_ops(cysts: list[Ellipsoid]) -> list[Paint]:
+    """Paint operations of the cysts (tissue ``hepatic_cyst``, only over liver tissue)."""
+    over = frozenset({T.LIVER, T.HEPATIC_VEIN, T.PORTAL_VEIN})
+    return [Paint(c.shape(f"cyst {n + 1}"), T.HEPATIC_CYST, over) for n, c in enumerate(cysts)]

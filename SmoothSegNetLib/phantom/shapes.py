@@ -215,7 +215,7 @@ def union_bbox(
     return (tuple(lo.tolist()), tuple(hi.tolist()))  # type: ignore[return-value]
 
 
-def rotation_matrix(angles_deg: Sequence[float]) -> Array:
+def rotation_matrix(angles_deg: npt.ArrayLike) -> Array:
     """Rotation about x, then y, then z (degrees), as a 3x3 matrix whose columns are the rotated axes."""
     ax, ay, az = np.radians(np.asarray(angles_deg, dtype=float))
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])

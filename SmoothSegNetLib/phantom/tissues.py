@@ -61,6 +61,7 @@ class T(enum.IntEnum):
     LUNG = 23
     HEART = 24
     STOOL = 25
+    HEPATIC_CYST = 26
 
 
 @functools.lru_cache(maxsize=1)
