@@ -220,3 +220,11 @@ def test_lesion_count_and_size_ranges() -> None:
 def test_bad_options_raise_input_error(kwargs: dict, word: str) -> None:
     with pytest.raises(InputError, match=word):
         make_phantom(**kwargs)
+
+
+def test_cysts_are_dark_but_keep_the_liver_label() -> None:
+    p = make_phantom(1, (160, 140, 100), (2.5, 2.5, 2.5), phase="portal_venous")
+    cyst = p.tissues == T.HEPATIC_CYST
+    assert p.info["cysts"] == 2 and cyst.sum() > 20
+    assert np.all(p.labels[cyst] == 1)
+    assert float(p.ct.array[cyst].mean()) < p.info["liver_hu"] - 30.0
