@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.phantom.anatomy import build_anatomy, draw_body
+from SmoothSegNetLib.phantom.anatomy import Anatomy, build_anatomy, draw_body
 from SmoothSegNetLib.phantom.appearance import Appearance, blur_and_noise, draw_appearance, render_hu
 from SmoothSegNetLib.phantom.clinical import make_clinical_record
 from SmoothSegNetLib.phantom.lesions import LesionSpec, cyst_ops, draw_cysts, draw_lesions, lesion_ops
-from SmoothSegNetLib.phantom.raster import GridCoords, PointPainter, paint_grid
-from SmoothSegNetLib.phantom.shapes import rotation_matrix
+from SmoothSegNetLib.phantom.raster import GridCoords, Paint, PointPainter, paint_grid
+from SmoothSegNetLib.phantom.shapes import Ellipsoid, rotation_matrix
 from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, LesionKind, Phase, T, tissue_labels
 from SmoothSegNetLib.phantom.vessels import hepatic_vein_ops, portal_vein_ops
 from SmoothSegNetLib.volume import CTVolume, Geometry
@@ -173,14 +173,47 @@ def make_phantom(
         forced = None if phase is None else Phase(phase)
     except ValueError as exc:
         raise InputError(f"phase must be one of {[p.value for p in Phase]}, got {phase!r}") from exc
-    streams = _streams(int(seed))
-    offset = _scanner_offset(np.random.default_rng(streams[5]))
+    patient = _draw_patient(int(seed), forced)
+    coords = GridCoords(geometry, patient.offset)
+    ops = [*patient.anatomy.ops, *patient.vessels, *cyst_ops(patient.cysts), *lesion_ops(patient.lesions)]
+    tissues = paint_grid(ops, coords)
+    labels = _labels_from_tissues(tissues)
+    hu = render_hu(tissues, coords, patient.look, patient.lesions)
+    noise_rng = np.random.default_rng(_streams(int(seed))[3])
+    ct = CTVolume(
+        blur_and_noise(hu, geometry.spacing_mm, patient.look, noise_rng), geometry, source=f"phantom seed {seed}"
+    )
 
+    lesions = _lesion_truth(patient.lesions, tissues, geometry, patient.offset)
+    clinical_rng = np.random.default_rng(_streams(int(seed))[4])
+    clinical = make_clinical_record(clinical_rng, seed, _tlvr(labels), lesions, patient.cirrhotic)
+    info = _info(seed, patient.look, patient.anatomy.body.half_axes_mm)
+    info["cirrhotic"] = patient.cirrhotic
+    info["cysts"] = len(patient.cysts)
+    clinical["ground_truth"]["lesions"] = [lesion.as_dict() for lesion in lesions]
+    clinical["ground_truth"]["phantom"] = info
+    return Phantom(ct, labels, clinical, lesions, tissues, info)
+
+
+@dataclass(frozen=True)
+class _Patient:
+    """Everything drawn from a seed before any grid is involved (anatomy frame, millimetres)."""
+
+    offset: np.ndarray
+    cirrhotic: bool
+    anatomy: Anatomy
+    vessels: list[Paint]
+    look: Appearance
+    lesions: list[LesionSpec]
+    cysts: list[Ellipsoid]
+
+
+def _draw_patient(seed: int, phase: Phase | None) -> _Patient:
+    streams = _streams(seed)
+    offset = _scanner_offset(np.random.default_rng(streams[5]))
     cirrhotic = bool(np.random.default_rng(streams[7]).random() < CIRRHOSIS_PROBABILITY)
     anatomy = build_anatomy(np.random.default_rng(streams[0]), cirrhotic)
-    base_ops = list(anatomy.ops)
-
-    painter = PointPainter(base_ops)
+    painter = PointPainter(anatomy.ops)
 
     def in_liver(points: np.ndarray) -> np.ndarray:
         return np.asarray(painter(points) == T.LIVER)
@@ -190,26 +223,10 @@ def make_phantom(
     z_entry = float(anatomy.body.dome_z(np.full(1, ivc_x, np.float32), np.full(1, ivc_y, np.float32))[0]) - 15.0
     vessels = portal_vein_ops(vessel_rng, anatomy.hilum_hint, in_liver)
     vessels += hepatic_vein_ops(vessel_rng, anatomy.ivc_xy, z_entry, in_liver)
-    look = draw_appearance(np.random.default_rng(streams[2]), forced)
-    specs = draw_lesions(np.random.default_rng(streams[1]), look.phase, anatomy.liver.bbox, in_liver)
-    cysts = draw_cysts(np.random.default_rng(streams[8]), anatomy.liver.bbox, in_liver, specs)
-
-    coords = GridCoords(geometry, offset)
-    tissues = paint_grid(base_ops + vessels + cyst_ops(cysts) + lesion_ops(specs), coords)
-    labels = _labels_from_tissues(tissues)
-    hu = render_hu(tissues, coords, look, specs)
-    ct_array = blur_and_noise(hu, geometry.spacing_mm, look, np.random.default_rng(streams[3]))
-    ct = CTVolume(ct_array, geometry, source=f"phantom seed {seed}")
-
-    lesions = _lesion_truth(specs, tissues, geometry, offset)
-    tlvr = _tlvr(labels)
-    clinical = make_clinical_record(np.random.default_rng(streams[4]), seed, tlvr, lesions, cirrhotic)
-    info = _info(seed, look, anatomy.body.half_axes_mm)
-    info["cirrhotic"] = cirrhotic
-    info["cysts"] = len(cysts)
-    clinical["ground_truth"]["lesions"] = [lesion.as_dict() for lesion in lesions]
-    clinical["ground_truth"]["phantom"] = info
-    return Phantom(ct, labels, clinical, lesions, tissues, info)
+    look = draw_appearance(np.random.default_rng(streams[2]), phase)
+    lesions = draw_lesions(np.random.default_rng(streams[1]), look.phase, anatomy.liver.bbox, in_liver)
+    cysts = draw_cysts(np.random.default_rng(streams[8]), anatomy.liver.bbox, in_liver, lesions)
+    return _Patient(offset, cirrhotic, anatomy, vessels, look, lesions, cysts)
 
 
 def _labels_from_tissues(tissues: np.ndarray) -> np.ndarray:
