@@ -97,3 +97,11 @@ def test_output_that_is_a_file_exits_2_and_keeps_the_file(tmp_path: Path) -> Non
     result = run_cli("phantom", "-o", str(target), "--seed", "1", "--size", "16,16,8", "--spacing", "10,10,10")
     assert result.returncode == 2 and result.stderr.startswith("error:")
     assert target.read_text() == "keep me"
+
+
+def test_preview_picture(tmp_path: Path) -> None:
+    out = tmp_path / "pv"
+    result = run_cli("phantom", "-o", str(out), "--seed", "4", "--size", "64,64,40", "--spacing", "6,6,6", "--preview")
+    assert result.returncode == 0, result.stderr
+    png = (out / "preview.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000

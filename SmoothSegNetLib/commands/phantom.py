@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--phase", choices=[p.value for p in Phase], default=None, help="contrast phase (default: drawn)"
     )
     parser.add_argument("--dicom", action="store_true", help="also write the CT as a DICOM series in DIR/dicom/")
+    parser.add_argument(
+        "--preview", action="store_true", help="also write DIR/preview.png (axial and coronal slices, label contours)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         with stage.path("clinical.json").open("w", encoding="utf-8") as handle:
             json.dump(phantom.clinical, handle, indent=2)
             handle.write("\n")
+        if args.preview:
+            from SmoothSegNetLib.phantom.preview import save_preview
+
+            save_preview(phantom, stage.path("preview.png"))
         if args.dicom:
             from SmoothSegNetLib.io import write_ct_series
 

@@ -215,8 +215,8 @@ def _liver(rng: np.random.Generator, body: Body, cirrhotic: bool) -> Shape:
             rotation_matrix((0.0, rng.uniform(-10, 10), rng.uniform(-15, 5))),
         ),
         Ellipsoid(
-            (bx - jitter(0.55 * ai), by + 0.05 * bi, zt - jitter(145.0)),
-            (s * right * jitter(0.3 * ai), s * right * jitter(0.45 * bi), s * jitter(45.0, 0.25)),
+            (bx - jitter(0.55 * ai), by - 0.12 * bi, zt - jitter(145.0)),
+            (s * right * jitter(0.3 * ai), s * right * jitter(0.42 * bi), s * jitter(45.0, 0.25)),
         ),
         Ellipsoid(
             (bx + jitter(0.02 * ai, 0.5), by - jitter(0.45 * bi), zt - jitter(45.0)),

@@ -50,10 +50,14 @@ def _kidney_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
         # The renal sinus opens towards the hilum: medial and anterior.
         sinus_c = center + rot @ np.array([-side * semi[0] * 0.45, -semi[1] * 0.2, 0.0])
         sinus = Ellipsoid(tuple(sinus_c.tolist()), tuple((semi * [0.35, 0.35, 0.55]).tolist()), rot)  # type: ignore[arg-type]
+        # Perirenal fat, mostly behind and beside the kidney: retroperitoneal, so the liver never wraps behind it.
+        fat_c = center + np.array([side * 0.3 * semi[0], 0.3 * semi[1], 0.0])
+        perirenal = Ellipsoid(tuple(fat_c.tolist()), tuple((semi * [1.3, 1.3, 1.12]).tolist()), rot)  # type: ignore[arg-type]
         ops += [
             Paint(cortex.shape("kidney"), T.KIDNEY_CORTEX, FAT | {T.MUSCLE}),
             Paint(medulla.shape("medulla"), T.KIDNEY_MEDULLA, frozenset({T.KIDNEY_CORTEX})),
             Paint(sinus.shape("sinus"), T.RENAL_SINUS_FAT, frozenset({T.KIDNEY_CORTEX, T.KIDNEY_MEDULLA})),
+            Paint(perirenal.shape("perirenal fat"), T.FAT_RETROPERITONEAL, FAT),
         ]
     return ops
 

@@ -62,6 +62,7 @@ class T(enum.IntEnum):
     HEART = 24
     STOOL = 25
     HEPATIC_CYST = 26
+    FAT_RETROPERITONEAL = 27
 
 
 @functools.lru_cache(maxsize=1)
