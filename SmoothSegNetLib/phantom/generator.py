@@ -68,7 +68,7 @@ class Lesion:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Phantom:
     """A synthetic CT with its ground truth.
 
