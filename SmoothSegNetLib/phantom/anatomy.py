@@ -104,6 +104,7 @@ def _trunk_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
         Paint(elliptic_cylinder((bx, by), (a, b), z, posterior_power=3.0, waves=skin_waves), T.FAT_SUBCUTANEOUS),
         Paint(elliptic_cylinder((bx, by), (a - f, b - f), z, posterior_power=3.0, waves=skin_waves), T.MUSCLE, SOFT),
         Paint(elliptic_cylinder((bx, by), (a - f - m, b - f - m), z, posterior_power=3.0), T.FAT_VISCERAL, SOFT),
+        Paint(_table(body), T.TABLE, frozenset({T.AIR})),
     ]
     rx, ry = body.vertebra_half_axes_mm
     ys = body.spine_y_mm
@@ -116,6 +117,20 @@ def _trunk_ops(rng: np.random.Generator, body: Body) -> list[Paint]:
     ops += _spine_ops(rng, body)
     ops.append(Paint(_ribs(rng, body), T.RIB, SOFT))
     return ops
+
+
+def _table(body: Body) -> Shape:
+    """The scanner table under the patient: a 7 mm shell, flat under the back and curving up at the sides."""
+    bx, by = body.center_xy
+    top = by + body.half_axes_mm[1] + 4.0
+
+    def level(x: Array, y: Array, z: Array) -> Array:
+        surface = np.float32(top) - np.float32(0.0008) * (x - np.float32(bx)) ** 2
+        depth = y - surface
+        inside = (depth >= 0) & (depth <= 7.0) & (np.abs(x - np.float32(bx)) < 230.0)
+        return np.where(inside, np.float32(0.0), np.float32(2.0))
+
+    return Shape(level, ((bx - 230.0, top - 70.0, -Z_EXTENT_MM), (bx + 230.0, top + 8.0, Z_EXTENT_MM)), "table")
 
 
 def _spine_ops(rng: np.random.Generator, body: Body) -> list[Paint]:

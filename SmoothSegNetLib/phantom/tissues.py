@@ -63,6 +63,7 @@ class T(enum.IntEnum):
     STOOL = 25
     HEPATIC_CYST = 26
     FAT_RETROPERITONEAL = 27
+    TABLE = 28
 
 
 @functools.lru_cache(maxsize=1)
