@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,16 @@ def test_atomic_path_keeps_double_suffix_and_renames(tmp_path: Path) -> None:
         assert not final.exists()
     assert final.read_text() == "x"
     assert [p.name for p in tmp_path.iterdir()] == ["a.seg.nrrd"]
+
+
+def test_atomic_path_gives_ordinary_file_permissions(tmp_path: Path) -> None:
+    old_mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "seg.nrrd") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE((tmp_path / "seg.nrrd").stat().st_mode) == 0o644
 
 
 def test_atomic_path_failure_leaves_old_file(tmp_path: Path) -> None:
