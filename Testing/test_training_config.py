@@ -71,6 +71,7 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         ({"stage": "tumor", "loss": {"tlvr_scope": "slab"}}, "field loss.tlvr_scope must be patch or whole"),
         ({"stage": "tumor", "patch_size_ijk": [30, 32, 32]}, "field patch_size_ijk must be three multiples of 8"),
         ({"stage": "tumor", "batch_size": 0}, "field batch_size must be an integer >= 1, got 0"),
+        ({"stage": "tumor", "select_weights": "first"}, "field select_weights must be best or last, got 'first'"),
         ({"stage": "tumor", "augment": {"flip_axes": [3]}}, "field augment.flip_axes must list network axes"),
         ({"stage": "tumor", "learning_rate": "fast"}, "field learning_rate must be a number"),
         ({"schema": "other/1", "stage": "tumor"}, "field schema must be 'smoothsegnet.train_config/1'"),

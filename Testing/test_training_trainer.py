@@ -129,3 +129,12 @@ def test_whole_scope_trains_on_whole_cases(tmp_path: Path) -> None:
     card = json.loads(Path(result.card_path).read_text())  # type: ignore[attr-defined]
     assert card["training"]["label_smoothing"]["tlvr_scope"] == "whole"
     assert dataclasses.is_dataclass(result)
+
+
+def test_select_last_keeps_the_last_iteration(tmp_path: Path) -> None:
+    result = _train(tmp_path / "run", config=_config(select_weights="last"))
+    last = torch.load(str(tmp_path / "run" / "checkpoint.pt"), weights_only=True)["model"]
+    kept = load_file(str(result.weights_path))  # type: ignore[attr-defined]
+    assert all(torch.equal(kept[k], last[k]) for k in kept)
+    card = json.loads(Path(result.card_path).read_text())  # type: ignore[attr-defined]
+    assert card["training"]["validation"]["weights_kept"] == "last iteration"

@@ -91,6 +91,8 @@ class DataConfig:
 class TrainConfig:
     """Everything one training run needs. ``card_template``: ``demo`` or a path to a card JSON to start from.
 
+    ``select_weights``: ``best`` keeps the weights of the best validation, ``last`` those of the last
+    iteration (the end of the learning-rate decay; steadier when the validation figure is noisy).
     ``val_patches``: 0 validates on whole cases; N > 0 on N fixed patches per validation case (drawn once
     with the run's seed, half of them centred on the target class) — much cheaper on a CPU.
     """
@@ -108,6 +110,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     val_every: int = 100
     val_patches: int = 0
+    select_weights: str = "best"
     patience: int = 5
     checkpoint_every: int = 50
     max_minutes: float = 0.0
@@ -212,6 +215,8 @@ def check_config(config: TrainConfig, source: str) -> None:
             "clinical needs the 3-class tumor stage; use none or conventional for the liver stage",
             lo.smoothing,
         )
+    if config.select_weights not in ("best", "last"):
+        raise _fail(source, "select_weights", "must be best or last", config.select_weights)
     if lo.tlvr_scope not in ("patch", "whole"):
         raise _fail(source, "loss.tlvr_scope", "must be patch or whole", lo.tlvr_scope)
     for name in ("lambda_tlvr", "lambda_dice", "lambda_focal", "gamma"):

@@ -287,6 +287,7 @@ def train_stage(
     metrics = _Metrics(outdir / METRICS_NAME, info.is_main, config.tensorboard, start_iteration if resume else None)
     t0 = time.monotonic() - elapsed_before
     iteration, stopped_early, running = start_iteration, False, []
+    last_val: float | None = None
     network.train()
     try:
         while iteration < config.iterations:
@@ -330,6 +331,7 @@ def train_stage(
             if iteration % config.val_every == 0 or iteration == config.iterations or out_of_time:
                 score = validate(network, val_cases, target_class, torch_device) if info.is_main else 0.0
                 val_dice = distributed.broadcast_float(score, info)
+                last_val = val_dice
                 if val_dice > best_dice:
                     best_dice, best_iteration, bad_validations = val_dice, iteration, 0
                     if info.is_main:
@@ -383,8 +385,8 @@ def train_stage(
     if info.is_main:
         from safetensors.torch import load_file
 
-        best_state = load_file(str(outdir / BEST_NAME))
-        network.load_state_dict(best_state)
+        if config.select_weights == "best":
+            network.load_state_dict(load_file(str(outdir / BEST_NAME)))
         save_weights(network, weights_path)
         record = {
             **copy.deepcopy(training_record),
@@ -399,6 +401,8 @@ def train_stage(
                 + (f", {config.val_patches} fixed patches per case" if config.val_patches else ", whole cases"),
                 "dice": round(best_dice, 4),
                 "best_iteration": best_iteration,
+                "last_dice": None if last_val is None else round(last_val, 4),
+                "weights_kept": "best validation" if config.select_weights == "best" else "last iteration",
                 "cases": sorted({c.case_id.split("#")[0] for c in val_cases}),
             },
             "run": {
