@@ -157,6 +157,23 @@ def markdown_report(cases: Sequence[HeldOutCase], liver_model: str, tumor_model:
     )
 
 
+def record_in_cards(cases: Sequence[HeldOutCase], card_paths: Sequence[Path], document: str) -> None:
+    """Add the held-out figures to the ``training`` field of model card files (the weights are unchanged)."""
+    import json
+
+    from SmoothSegNetLib.evaluation.summary import summary_dict
+    from SmoothSegNetLib.models.card import write_card_file
+
+    summary = summary_dict([c.result for c in cases])
+    summary["seeds"] = f"{min(c.seed for c in cases)}..{max(c.seed for c in cases)}"
+    summary["pipeline"] = "SmoothSegNetLib.inference.segment on realistic grids, CPU"
+    summary["report"] = document
+    for path in card_paths:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+        card["training"]["held_out_evaluation"] = summary
+        write_card_file(path, card)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="3000:3020", help="half-open range A:B of held-out phantom seeds")
@@ -166,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="phantoms evaluated in parallel processes")
     parser.add_argument("--markdown", type=Path, help="write the evaluation document here")
     parser.add_argument("--csv", type=Path, help="write the per-case figures here")
+    parser.add_argument(
+        "--record-in-cards", action="store_true", help="add the figures to the two card files given as models"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
@@ -192,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.markdown.write_text(document, encoding="utf-8")
     if args.csv:
         write_csv(args.csv, cases)
+    if args.record_in_cards:
+        name = args.markdown.name if args.markdown else "not written"
+        record_in_cards(cases, [Path(args.liver_model), Path(args.tumor_model)], name)
     sys.stdout.write(format_table(summary_rows([c.result for c in cases])) + "\n")
     return 0
 
