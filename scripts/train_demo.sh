@@ -46,5 +46,5 @@ echo "bundled Resources/Models/smoothsegnet-demo-{liver,tumor}.{json,safetensors
 "$PYTHON" -m SmoothSegNetLib.evaluation.phantoms --seeds "$SEEDS" --jobs "$JOBS" --threads 1 \
     --liver-model Resources/Models/smoothsegnet-demo-liver.json \
     --tumor-model Resources/Models/smoothsegnet-demo-tumor.json \
-    --markdown Resources/Models/demo-evaluation.md --csv Resources/Models/demo-evaluation.csv
+    --markdown Resources/Models/demo-evaluation.md --csv Resources/Models/demo-evaluation.csv --record-in-cards
 echo "wrote Resources/Models/demo-evaluation.md and demo-evaluation.csv"
