@@ -73,8 +73,10 @@ def _random_model(card_path: Path, folder: Path) -> Path:
     return write_trained_card(data, weights, folder / f"{card.id}-random.json", {"data": "RANDOM weights (bench)"})
 
 
-def _models_for(config: str, folder: Path) -> tuple[str, str, bool]:
+def _models_for(config: str, folder: Path, cards: tuple[str, str] | None = None) -> tuple[str, str, bool]:
     """Liver and tumor card paths for a configuration, and whether their weights are random."""
+    if cards is not None and not config.startswith("paper"):
+        return cards[0], cards[1], False
     from SmoothSegNetLib.models import Registry, demo_card_template
 
     models = REPO / "Resources" / "Models"
@@ -115,7 +117,9 @@ def _count_gflop(network: Any, shapes: Counter[tuple[int, ...]], device: str) ->
     return total / 1e9
 
 
-def child(config: str, ct_path: Path, device: str, threads: int, save: Path) -> dict[str, Any]:
+def child(
+    config: str, ct_path: Path, device: str, threads: int, save: Path, cards: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """Run one configuration in this process and return its measurements."""
     import numpy as np
     import torch
@@ -125,7 +129,7 @@ def child(config: str, ct_path: Path, device: str, threads: int, save: Path) -> 
     from SmoothSegNetLib.io import read_volume
 
     with tempfile.TemporaryDirectory() as tmp:
-        liver, tumor, random_weights = _models_for(config, Path(tmp))
+        liver, tumor, random_weights = _models_for(config, Path(tmp), cards)
         ct = read_volume(ct_path)
         t0 = time.perf_counter()
         options = SegmentOptions(
@@ -218,12 +222,16 @@ def main() -> int:
     parser.add_argument("--size-ijk", type=int, nargs=3, default=[512, 512, 120], help="phantom size (smoke runs)")
     parser.add_argument("--spacing-mm", type=float, nargs=3, default=[0.75, 0.75, 2.5], help="phantom spacing")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument(
+        "--cards", nargs=2, metavar=("LIVER", "TUMOR"), help="card files for the default rows (default: the demo cards)"
+    )
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--ct", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        row = child(args.child, Path(args.ct), args.device, args.threads, Path(args.save))
+        cards = (args.cards[0], args.cards[1]) if args.cards else None
+        row = child(args.child, Path(args.ct), args.device, args.threads, Path(args.save), cards)
         sys.stdout.write(json.dumps(row) + "\n")
         return 0
     import numpy as np
@@ -241,6 +249,8 @@ def main() -> int:
             save = Path(tmp) / f"{config}.npy"
             command = [sys.executable, __file__, "--child", config, "--ct", str(ct_path), "--device", args.device,
                        "--threads", str(args.threads), "--save", str(save)]  # fmt: skip
+            if args.cards:
+                command += ["--cards", *args.cards]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 sys.stderr.write(done.stderr)
