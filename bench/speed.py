@@ -138,9 +138,10 @@ def child(
         segmenter = Segmenter(options)
         load_s = time.perf_counter() - t0
         shapes: dict[str, Counter[tuple[int, ...]]] = {"liver": Counter(), "tumor": Counter()}
+        hooks = []
         for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net)):
             assert net is not None
-            net.register_forward_pre_hook(lambda m, args, n=name: shapes[n].update([tuple(args[0].shape)]))
+            hooks.append(net.register_forward_pre_hook(lambda m, a, n=name: shapes[n].update([tuple(a[0].shape)])))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -150,6 +151,8 @@ def child(
         wall_s = time.perf_counter() - t1
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         np.save(save, result.labelmap)
+        for hook in hooks:
+            hook.remove()
         gflop = sum(
             _count_gflop(net, shapes[name], device)
             for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net))
