@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train the two DEMO networks on synthetic phantoms (CPU), bundle them, and evaluate them on held-out phantoms.
 #
-#   bash scripts/train_demo.sh            # about 1 hour on 2 CPU cores
+#   bash scripts/train_demo.sh            # about 65 min on 2 CPU cores (training 60 min + data + evaluation)
 #
 # Steps: both stages train in parallel (Resources/Training/demo-{liver,tumor}.json: phantom seeds 1000-1059
-# for training, 2000-2003 for validation, 55 min budget each); their weights and filled cards are copied to
+# for training, 2000-2003 for validation, 60 min budget each); their weights and filled cards are copied to
 # Resources/Models/; then held-out phantoms 3000-3019 are segmented by the real pipeline and scored, writing
 # Resources/Models/demo-evaluation.md and demo-evaluation.csv.
 #
