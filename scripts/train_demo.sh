@@ -41,6 +41,15 @@ fi
 for stage in liver tumor; do
     cp "$WORK/$stage/smoothsegnet-demo-$stage.safetensors" "$WORK/$stage/smoothsegnet-demo-$stage.json" Resources/Models/
 done
+# Keep tumor lesions >= 0.5 ml (chosen on the validation phantoms 2000-2003; see the README demo-weights section).
+"$PYTHON" - <<'PY'
+import json
+from SmoothSegNetLib.models.card import write_card_file
+path = "Resources/Models/smoothsegnet-demo-tumor.json"
+card = json.load(open(path, encoding="utf-8"))
+card.setdefault("postprocessing", {})["min_lesion_ml"] = 0.5
+write_card_file(path, card)
+PY
 echo "bundled Resources/Models/smoothsegnet-demo-{liver,tumor}.{json,safetensors}"
 
 "$PYTHON" -m SmoothSegNetLib.evaluation.phantoms --seeds "$SEEDS" --jobs "$JOBS" --threads 1 \
