@@ -23,6 +23,7 @@ from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.lesions import Detection, LesionRecord, detect_lesions, diameter_group, volume_group
 from SmoothSegNetLib.evaluation.metrics import MaskMetrics, mask_metrics
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress
+from SmoothSegNetLib.report.inputs import read_labelmap
 from SmoothSegNetLib.volume import Geometry
 
 log = logging.getLogger(__name__)
@@ -101,27 +102,6 @@ def pair_cases(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
     return [(case, pred[case], truth[case]) for case in sorted(truth)]
 
 
-def read_labelmap(path: Path) -> tuple[np.ndarray, Geometry]:
-    """A labelmap ``[k, j, i]`` and its geometry (``.seg.nrrd`` through the Slicer segmentation reader)."""
-    if path.name.lower().endswith(".seg.nrrd"):
-        from SmoothSegNetLib.io.writers import read_seg_nrrd
-
-        labels, geometry, _segments = read_seg_nrrd(path)
-        return np.asarray(labels), geometry
-    import SimpleITK as sitk
-
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise EvaluationError(f"labelmap {path} cannot be read: {' '.join(str(exc).split())[:200]}") from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise EvaluationError(f"labelmap {path} must be a 3D single-component image, got {image.GetDimension()}D")
-    array = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise EvaluationError(f"labelmap {path} must hold integer labels, got {array.dtype}")
-    return array, Geometry.from_sitk(image)
-
-
 def evaluate_case(case_id: str, pred: np.ndarray, truth: np.ndarray, geometry: Geometry) -> CaseResult:
     """The figures of one case from two labelmaps on ``geometry``."""
     pred_tumor, truth_tumor = pred == 2, truth == 2
@@ -154,8 +134,8 @@ def evaluate_folders(
     for n, (case, pred_path, truth_path) in enumerate(pairs):
         check_cancel(cancel)
         progress("evaluate", n / len(pairs), case)
-        truth, geometry = read_labelmap(truth_path)
-        pred, pred_geometry = read_labelmap(pred_path)
+        truth, geometry = read_labelmap(truth_path, "reference labelmap")
+        pred, pred_geometry = read_labelmap(pred_path, "predicted labelmap")
         if not pred_geometry.same_grid(geometry, atol=1e-3):
             raise EvaluationError(
                 f"case {case}: prediction {pred_path} is not on the reference grid of {truth_path} "
