@@ -34,6 +34,8 @@ def _threshold_template(
     card["input"]["spacing_mm"] = spacing_mm
     card["input"]["orientation"] = orientation
     card["input"]["hu_window"] = hu_window
+    if task == "tumor":
+        card["input"]["liver_mask_dilation_mm"] = 0.0
     card["inference"] = {"mode": mode, "roi_size_ijk": [8, 8, 8], "overlap": 0.25, "size_divisible_by": 1}
     if task == "tumor":
         card["postprocessing"] = {"fill_holes": False, "chan_vese_iterations": 0, "min_lesion_ml": 0.0}
@@ -102,3 +104,35 @@ def write_random_model(folder: Path, task: str, seed: int = 0, **changes: Any) -
 
 def read_json(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def write_channel_model(
+    folder: Path,
+    task: str,
+    channels: dict[str, tuple[float, float]],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """A 1x1x1 conv test model on the native grid whose logit of class ``id`` is ``gain * (x - x0)``.
+
+    ``channels`` maps class ids to ``(threshold_hu, gain)`` (``x0`` the windowed value of ``threshold_hu``, a
+    negative gain makes the class win below the threshold); classes not named have logit 0.
+    """
+    window = [-150.0, 250.0] if task == "liver" else [-200.0, 250.0]
+    template = _threshold_template(task, spacing_mm=None, orientation="LPS", hu_window=window, mode="whole")
+    for key, value in (extra or {}).items():
+        template[key] = {**template.get(key, {}), **value}
+    card = card_from_dict({**template, "weights": {**template["weights"], "sha256": "0" * 64}})
+    network = build_network(card)
+    low, high = card.input.hu_window
+    with torch.no_grad():
+        network.weight.zero_()  # type: ignore[operator]
+        network.bias.zero_()  # type: ignore[union-attr, operator]
+        for class_id, (threshold_hu, gain) in channels.items():
+            channel = card.channel_of(class_id)
+            network.weight[channel, 0, 0, 0, 0] = gain  # type: ignore[index]
+            network.bias[channel] = -gain * (threshold_hu - low) / (high - low)  # type: ignore[index]
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"test-{task}.safetensors"
+    save_weights(network, weights)
+    return write_trained_card(template, weights, folder / f"test-{task}.json", {"data": "none (set weights)"})

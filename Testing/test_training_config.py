@@ -75,6 +75,12 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         ({"stage": "tumor", "augment": {"flip_axes": [3]}}, "field augment.flip_axes must list network axes"),
         ({"stage": "tumor", "learning_rate": "fast"}, "field learning_rate must be a number"),
         ({"schema": "other/1", "stage": "tumor"}, "field schema must be 'smoothsegnet.train_config/1'"),
+        (
+            {"stage": "tumor", "data": {"liver_mask_dilation_mm": [5, 2]}},
+            "field data.liver_mask_dilation_mm must be [low, high] millimetres with 0 <= low <= high <= 50",
+        ),
+        ({"stage": "tumor", "data": {"liver_mask_dilation_mm": [-1, 2]}}, "field data.liver_mask_dilation_mm"),
+        ({"stage": "tumor", "data": {"liver_mask_dilation_mm": 3}}, "field data.liver_mask_dilation_mm"),
     ],
 )
 def test_bad_values_name_the_field(data: dict[str, object], message: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,13 @@ from scipy import ndimage
 from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference.device import run_with_oom_fallback, select_device, set_threads
 from SmoothSegNetLib.inference.options import SegmentationResult, SegmentOptions
-from SmoothSegNetLib.inference.postprocess import bounding_box, chan_vese_refine, fill_holes, largest_component
+from SmoothSegNetLib.inference.postprocess import (
+    bounding_box,
+    chan_vese_refine,
+    fill_holes,
+    largest_component,
+    liver_context,
+)
 from SmoothSegNetLib.inference.preprocess import (
     from_network_layout,
     network_grid,
@@ -74,14 +81,16 @@ class Segmenter:
         cancel: CancelCheck | None,
         stage: str,
         warnings: list[str],
+        foreground: bool = False,
     ) -> np.ndarray:
-        """Decision probability ``[k, j, i]`` on the image's grid, with GPU out-of-memory fallback."""
+        """Decision probability ``[k, j, i]`` on the image's grid (``[2, k, j, i]`` with the foreground map),
+        with GPU out-of-memory fallback."""
         batch = self.options.batch_size or card.inference.batch_size
         image_ijk = to_network_layout(image_kji)
 
         def run(device: torch.device, batch_size: int) -> np.ndarray:
             settings = RunSettings(device, batch_size, self.options.amp, self.options.cpu_bf16)
-            return predict(network.to(device), image_ijk, card, settings, progress, cancel, stage)
+            return predict(network.to(device), image_ijk, card, settings, progress, cancel, stage, foreground)
 
         q, used, fallbacks = run_with_oom_fallback(run, self.device, batch)
         if used != self.device:
@@ -115,9 +124,13 @@ class Segmenter:
             warnings.append("no liver found in the field of view: the labelmap is empty (is this an abdominal CT?)")
         elif self.tumor_card is not None and self.tumor_net is not None:
             t1 = time.perf_counter()
-            box, tumor_lesions, q_tumor, confidence = self._tumor_stage(
+            box, tumor_lesions, q_tumor, confidence, refined = self._tumor_stage(
                 ct, liver, sub_progress(progress, 0.5, 0.98), cancel, warnings
             )
+            if refined is not None:
+                labelmap[box] = refined.mask
+                if probability is not None:
+                    probability["liver"][box] = refined.q.astype(np.float16)
             labelmap[box][tumor_lesions > 0] = 2
             lesions[box] = tumor_lesions
             if probability is not None:
@@ -171,7 +184,8 @@ class Segmenter:
         progress: ProgressCallback,
         cancel: CancelCheck | None,
         warnings: list[str],
-    ) -> tuple[Slices, np.ndarray, np.ndarray, dict[int, float]]:
+    ) -> tuple[Slices, np.ndarray, np.ndarray, dict[int, float], _RefinedLiver | None]:
+        """Lesions in the liver box; with ``liver_from_tumor_stage`` also the liver the tumor network sees."""
         from SmoothSegNetLib.report import label_lesions
 
         card = self.tumor_card
@@ -179,27 +193,37 @@ class Segmenter:
         box = _tumor_box(liver, ct.geometry, card)
         crop_geom = crop_geometry(ct.geometry, box)
         ct_crop = ct.array[box]
-        liver_crop = liver[box]
+        context = liver_context(liver[box], _spacing_kji(crop_geom), card.input.liver_mask_dilation_mm)
         grid = network_grid(crop_geom, card)
         image = window_hu(resample_ct(ct_crop, crop_geom, grid), card.input.hu_window)
         if card.input.mask_outside_liver:
-            liver_grid = resample(liver_crop.astype(np.uint8), crop_geom, grid, Interpolation.LINEAR, 0)
+            liver_grid = resample(context.astype(np.uint8), crop_geom, grid, Interpolation.LINEAR, 0)
             image[liver_grid == 0] = 0.0
             del liver_grid
         check_cancel(cancel)
-        q = self._predict(self.tumor_net, image, card, progress, cancel, "tumor", warnings)
+        with_liver = card.post.liver_from_tumor_stage
+        maps = self._predict(self.tumor_net, image, card, progress, cancel, "tumor", warnings, with_liver)
         del image
-        q_crop = np.zeros(crop_geom.shape_kji, dtype=np.float32)
-        sub = _whole(q_crop.shape) if self.options.probability_map else _support_box(q, grid, crop_geom)
-        if sub is not None:
-            q_crop[sub] = resample(q, grid, crop_geometry(crop_geom, sub), Interpolation.LINEAR, 0.0)
-        tumor = (q_crop >= 0.5) & liver_crop
+        q = maps[0] if with_liver else maps
+        q_crop = _map_back(q, grid, crop_geom, self.options.probability_map)
+        tumor = (q_crop >= 0.5) & context
         if card.post.fill_holes:
-            tumor = fill_holes(tumor) & liver_crop
+            tumor = fill_holes(tumor) & context
         iterations = self._refine_iterations(card)
         if iterations:
             check_cancel(cancel)
-            tumor = chan_vese_refine(window_hu(ct_crop, card.input.hu_window), tumor, liver_crop, iterations)
+            tumor = chan_vese_refine(window_hu(ct_crop, card.input.hu_window), tumor, context, iterations)
+        refined = None
+        if with_liver:
+            q_fg = _map_back(maps[1], grid, crop_geom, True) * context
+            organ = largest_component((q_fg >= 0.5) | tumor)
+            if organ.any():
+                tumor &= organ
+                refined = _RefinedLiver(organ.astype(np.uint8), q_fg)
+            else:
+                warnings.append(
+                    "the tumor network found no liver in the liver stage's mask: the liver stage's mask is kept"
+                )
         min_ml = self.options.min_lesion_ml if self.options.min_lesion_ml is not None else card.post.min_lesion_ml
         lesions = label_lesions(tumor, crop_geom, min_volume_ml=min_ml)
         count = int(lesions.max()) if lesions.size else 0
@@ -207,7 +231,7 @@ class Segmenter:
         if count:
             means = ndimage.mean(q_crop, labels=lesions, index=np.arange(1, count + 1))
             confidence = {n + 1: round(float(v), 4) for n, v in enumerate(np.atleast_1d(means))}
-        return box, lesions, q_crop, confidence
+        return box, lesions, q_crop, confidence, refined
 
     def _refine_iterations(self, card: ModelCard) -> int:
         if self.options.refine is None:
@@ -215,6 +239,28 @@ class Segmenter:
         if not self.options.refine:
             return 0
         return card.post.chan_vese_iterations or DEFAULT_REFINE_ITERATIONS
+
+
+@dataclass(frozen=True)
+class _RefinedLiver:
+    """The liver in the tumor box as the tumor network sees it: the mask and its decision probability."""
+
+    mask: np.ndarray
+    q: np.ndarray
+
+
+def _spacing_kji(geometry: Geometry) -> tuple[float, float, float]:
+    i, j, k = geometry.spacing_mm
+    return (k, j, i)
+
+
+def _map_back(q: np.ndarray, grid: Geometry, target: Geometry, everywhere: bool) -> np.ndarray:
+    """``q`` (on the network ``grid``) interpolated onto ``target``; only its >= 0.5 support unless ``everywhere``."""
+    out = np.zeros(target.shape_kji, dtype=np.float32)
+    sub = _whole(out.shape) if everywhere else _support_box(q, grid, target)
+    if sub is not None:
+        out[sub] = resample(q, grid, crop_geometry(target, sub), Interpolation.LINEAR, 0.0)
+    return out
 
 
 def _margin_kji(geometry: Geometry, margin_mm: float) -> tuple[int, int, int]:

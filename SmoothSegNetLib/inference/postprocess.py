@@ -47,6 +47,29 @@ def fill_holes(mask_kji: np.ndarray) -> np.ndarray:
     return out
 
 
+def liver_context(liver_kji: np.ndarray, spacing_kji: tuple[float, float, float], dilation_mm: float) -> np.ndarray:
+    """The region the tumor stage sees: the liver with its cavities filled, grown by ``dilation_mm``.
+
+    With ``dilation_mm`` 0 this is the liver mask itself (unchanged). Otherwise the cavities (vessels) are
+    filled and every voxel whose centre lies within ``dilation_mm`` (Euclidean, in millimetres, so anisotropic
+    grids grow by the same distance along every axis) of the filled liver is added. Training draws the
+    dilation per case (``data.liver_mask_dilation_mm``) so the network learns the liver's surroundings; the
+    pipeline uses the card's ``input.liver_mask_dilation_mm``.
+    """
+    liver = np.asarray(liver_kji, dtype=bool)
+    if dilation_mm <= 0 or not liver.any():
+        return liver.copy()
+    spacing = tuple(float(s) for s in spacing_kji)
+    margin = tuple(int(np.ceil(dilation_mm / s)) + 1 for s in spacing)
+    box = bounding_box(liver, (margin[0], margin[1], margin[2]))
+    assert box is not None
+    filled = ndimage.binary_fill_holes(liver[box])
+    distance = ndimage.distance_transform_edt(~filled, sampling=spacing)
+    out = np.zeros(liver.shape, dtype=bool)
+    out[box] = distance <= dilation_mm + 1e-6
+    return out
+
+
 def chan_vese_refine(
     image_kji: np.ndarray, tumor_kji: np.ndarray, region_kji: np.ndarray, iterations: int
 ) -> np.ndarray:

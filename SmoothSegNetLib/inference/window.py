@@ -4,6 +4,10 @@ Arrays here are in network layout ``[i, j, k]`` (see :mod:`SmoothSegNetLib.infer
 result is the *decision probability* of the card's target class, ``q = p_t / (p_t + max_{c != t} p_c)``:
 ``q > 0.5`` exactly where the target class wins the argmax, for softmax and sigmoid outputs alike, and
 ``q = p_t`` for a two-class softmax. It is what gets interpolated back onto the input grid and thresholded.
+
+With ``foreground=True`` (a softmax card with a ``background`` class) a second map is returned,
+``q_fg = 1 - p_background``: above 0.5 where the other classes together outweigh the background (the tumor
+stage's liver-or-tumor decision, used when the card refines the liver).
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ def decision_probability(logits: torch.Tensor, activation: str, target: int) -> 
     return p_t / torch.clamp(p_t + p_o, min=1e-12)
 
 
+def decision_maps(logits: torch.Tensor, card: ModelCard, foreground: bool) -> torch.Tensor:
+    """``[q]`` or ``[q, q_fg]`` (stacked on a new first axis) from logits ``[C, ...]``."""
+    q = decision_probability(logits, card.activation, card.channel_of(card.task))
+    if not foreground:
+        return q[None]
+    if card.activation != "softmax":
+        raise ValueError(f"model card {card.id!r}: a foreground map needs a softmax output")
+    p_background = torch.softmax(logits.float(), dim=0)[card.channel_of("background")]
+    return torch.stack([q, 1.0 - p_background])
+
+
 def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     pad = [(0, max(0, s - n)) for n, s in zip(image.shape, shape)]
     return np.pad(image, pad) if any(p[1] for p in pad) else image
@@ -58,16 +73,26 @@ def _forward(network: torch.nn.Module, batch: np.ndarray, settings: RunSettings)
 
 
 def predict_whole(
-    network: torch.nn.Module, image_ijk: np.ndarray, card: ModelCard, settings: RunSettings
+    network: torch.nn.Module,
+    image_ijk: np.ndarray,
+    card: ModelCard,
+    settings: RunSettings,
+    foreground: bool = False,
 ) -> np.ndarray:
-    """One forward pass over the image padded to a multiple of ``size_divisible_by``; float32 ``q`` ``[i, j, k]``."""
+    """One forward pass over the image padded to a multiple of ``size_divisible_by``; float32 ``q`` ``[i, j, k]``
+    (``[2, i, j, k]``: ``q`` and ``q_fg`` with ``foreground``)."""
     d = card.inference.size_divisible_by
     shape = tuple(int(np.ceil(n / d) * d) for n in image_ijk.shape)
     padded = _pad_to(image_ijk, shape)
     logits = _forward(network, padded[None, None], settings)[0]
     i, j, k = image_ijk.shape
-    q = decision_probability(logits[:, :i, :j, :k], card.activation, card.channel_of(card.task))
-    return q.numpy().astype(np.float32, copy=False)
+    q = decision_maps(logits[:, :i, :j, :k], card, foreground)
+    return _maps_out(q, foreground)
+
+
+def _maps_out(maps: torch.Tensor, foreground: bool) -> np.ndarray:
+    out = maps.numpy().astype(np.float32, copy=False)
+    return out if foreground else out[0]
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
@@ -105,8 +130,10 @@ def predict_sliding(
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
     stage: str = "",
+    foreground: bool = False,
 ) -> np.ndarray:
-    """Windows of ``roi_size_ijk`` with ``overlap``, logits blended with a Gaussian weight; float32 ``q``."""
+    """Windows of ``roi_size_ijk`` with ``overlap``, logits blended with a Gaussian weight; float32 ``q``
+    (``[2, ...]`` with ``foreground``, as :func:`predict_whole`)."""
     roi = card.inference.roi_size_ijk
     if roi is None:
         raise ValueError(f"model card {card.id!r} has no inference.roi_size_ijk for sliding windows")
@@ -131,8 +158,8 @@ def predict_sliding(
     acc /= norm
     del norm
     i, j, k = original
-    q = decision_probability(torch.from_numpy(acc[:, :i, :j, :k]), card.activation, card.channel_of(card.task))
-    return q.numpy().astype(np.float32, copy=False)
+    q = decision_maps(torch.from_numpy(acc[:, :i, :j, :k]), card, foreground)
+    return _maps_out(q, foreground)
 
 
 def predict(
@@ -143,14 +170,15 @@ def predict(
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
     stage: str = "",
+    foreground: bool = False,
 ) -> np.ndarray:
     """Whole-volume or sliding-window prediction as the card says (whole switches to windows above
-    ``max_voxels``)."""
+    ``max_voxels``); ``[2, i, j, k]`` maps with ``foreground`` (see the module docstring)."""
     check_cancel(cancel)
     spec = card.inference
     too_big = spec.max_voxels is not None and int(np.prod(image_ijk.shape)) > spec.max_voxels
     if spec.mode == "whole" and not (too_big and spec.roi_size_ijk is not None):
-        q = predict_whole(network, image_ijk, card, settings)
+        q = predict_whole(network, image_ijk, card, settings, foreground)
         progress(stage, 1.0, "whole volume")
         return q
-    return predict_sliding(network, image_ijk, card, settings, progress, cancel, stage)
+    return predict_sliding(network, image_ijk, card, settings, progress, cancel, stage, foreground)

@@ -37,6 +37,9 @@ class InputSpec:
         crop_to_body_hu: liver stage: run on the box of voxels above this HU (+ margin) instead of the whole
             field of view (air around the body costs time and holds no liver); ``None`` = whole field of view.
         mask_outside_liver: tumor stage: voxels outside the liver are set to the window's low value.
+        liver_mask_dilation_mm: tumor stage: the liver is filled and grown by this many millimetres before it
+            masks the image and bounds the tumors (0 = the liver stage's mask as it is), so the network sees
+            the liver's border and corrects the liver stage there.
     """
 
     spacing_mm: tuple[float, float, float] | None
@@ -46,6 +49,7 @@ class InputSpec:
     mask_outside_liver: bool = True
     crop_to_liver: bool = True
     crop_to_body_hu: float | None = None
+    liver_mask_dilation_mm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class PostSpec:
     fill_holes: bool = True
     chan_vese_iterations: int = 0
     min_lesion_ml: float = 0.1
+    liver_from_tumor_stage: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,24 @@ def _check_semantics(data: dict[str, Any], source: str) -> None:
             f"model card {source}: field input.orientation {orientation!r} must name each anatomical axis once "
             "(one of L/R, one of P/A, one of I/S)"
         )
+    dilation = float(data["input"].get("liver_mask_dilation_mm", 0.0))
+    margin = float(data["input"].get("crop_margin_mm", 10.0))
+    if dilation > margin:
+        raise ModelError(
+            f"model card {source}: field input.liver_mask_dilation_mm {dilation:g} must not exceed "
+            f"input.crop_margin_mm {margin:g} (the grown liver would be cut by the crop)"
+        )
+    if data.get("postprocessing", {}).get("liver_from_tumor_stage", False):
+        class_ids = {c["id"] for c in data["output"]["classes"]}
+        if (
+            data["task"] != "tumor"
+            or data["output"]["activation"] != "softmax"
+            or not {"background", "liver"} <= class_ids
+        ):
+            raise ModelError(
+                f"model card {source}: field postprocessing.liver_from_tumor_stage needs a tumor model with a "
+                "softmax output and background and liver classes"
+            )
     inference = data["inference"]
     if inference["mode"] == "sliding" and "roi_size_ijk" not in inference:
         raise ModelError(
@@ -236,6 +259,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             mask_outside_liver=bool(inp.get("mask_outside_liver", True)),
             crop_to_liver=bool(inp.get("crop_to_liver", True)),
             crop_to_body_hu=None if inp.get("crop_to_body_hu") is None else float(inp["crop_to_body_hu"]),
+            liver_mask_dilation_mm=float(inp.get("liver_mask_dilation_mm", 0.0)),
         ),
         inference=InferenceSpec(
             mode=inf["mode"],
@@ -262,6 +286,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             fill_holes=bool(post.get("fill_holes", True)),
             chan_vese_iterations=int(post.get("chan_vese_iterations", 0)),
             min_lesion_ml=float(post.get("min_lesion_ml", 0.1)),
+            liver_from_tumor_stage=bool(post.get("liver_from_tumor_stage", False)),
         ),
         weights=WeightsSpec(
             file=w["file"],

@@ -70,7 +70,10 @@ class DataConfig:
     ``fold``: patient-level k-fold split (validation = fold ``fold``); ``split_file``: a reference
     ``train.txt`` whose complement is held out. ``clinical_table``: the clinical spreadsheet (xlsx/csv) that
     feeds the TLVR regression. ``portal_vein_as_liver``: label 3 counts as liver (the reference code's choice)
-    instead of background.
+    instead of background. ``liver_mask_dilation_mm``: tumor stage, ``[low, high]``: each case's reference
+    liver is filled and grown by a distance drawn uniformly from this range (fixed per case) before it masks
+    the image, so the network sees the liver's border and learns to tell the liver from its surroundings, as
+    the pipeline does with a card's ``input.liver_mask_dilation_mm``; ``[0, 0]`` masks with the liver itself.
     """
 
     kind: str = "phantom"
@@ -85,6 +88,7 @@ class DataConfig:
     split_file: str | None = None
     clinical_table: str | None = None
     portal_vein_as_liver: bool = True
+    liver_mask_dilation_mm: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,19 @@ def check_config(config: TrainConfig, source: str) -> None:
         )
     _check_number(source, "data.spacing_jitter", d.spacing_jitter, 0.0, 0.5)
     _check_number(source, "data.oblique_fraction", d.oblique_fraction, 0.0, 1.0)
+    dilation = d.liver_mask_dilation_mm
+    if (
+        not isinstance(dilation, (list, tuple))
+        or len(dilation) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in dilation)
+        or not 0.0 <= dilation[0] <= dilation[1] <= 50.0
+    ):
+        raise _fail(
+            source,
+            "data.liver_mask_dilation_mm",
+            "must be [low, high] millimetres with 0 <= low <= high <= 50",
+            list(dilation) if isinstance(dilation, (list, tuple)) else dilation,
+        )
     if not isinstance(d.folds, int) or d.folds < 2 or not isinstance(d.fold, int) or not 0 <= d.fold < d.folds:
         raise _fail(
             source, "data.fold", f"must be an integer in [0, data.folds) with data.folds >= 2 (folds={d.folds})", d.fold

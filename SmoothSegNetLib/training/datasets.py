@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,7 @@ def dataset_cases(
 ) -> tuple[list[PreparedCase], list[dict[str, Any]], list[PreparedCase], list[dict[str, Any]], dict[str, Any]]:
     """Prepared training and validation cases, their clinical records, and the data record for the card."""
     from SmoothSegNetLib.training.clinical import read_clinical_table
+    from SmoothSegNetLib.training.phantom_data import mask_dilation_for
     from SmoothSegNetLib.training.prepare import prepare_case
 
     cases = discover(config)
@@ -274,7 +276,14 @@ def dataset_cases(
             check_cancel(cancel)
             ct, labels = load_case(case)
             prepared = prepare_case(
-                ct, labels, card, case.case_id, portal_vein_as_liver=config.data.portal_vein_as_liver
+                ct,
+                labels,
+                card,
+                case.case_id,
+                portal_vein_as_liver=config.data.portal_vein_as_liver,
+                mask_dilation_mm=mask_dilation_for(
+                    zlib.crc32(case.case_id.encode()), config.data.liver_mask_dilation_mm
+                ),
             )
             out.append(prepared)
             records.append({"case": case.case_id, "variables": table.get(case.patient_id), "tlvr": prepared.tlvr_true})

@@ -56,6 +56,14 @@ def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
     return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique)
 
 
+def mask_dilation_for(key: int, bounds: Sequence[float]) -> float:
+    """The tumor-stage liver-mask dilation (mm) of one case: uniform in ``bounds``, fixed by ``key``."""
+    low, high = float(bounds[0]), float(bounds[1])
+    if high <= low:
+        return low
+    return float(np.random.default_rng([int(key), 37]).uniform(low, high))
+
+
 def render_phantom(spec: RenderSpec) -> Any:
     """The phantom of ``spec`` (a :class:`SmoothSegNetLib.phantom.Phantom`)."""
     from SmoothSegNetLib.phantom import make_phantom
@@ -90,6 +98,7 @@ def phantom_cases(
             f"phantom-{seed}",
             tlvr_target=target,
             portal_vein_as_liver=data.portal_vein_as_liver,
+            mask_dilation_mm=mask_dilation_for(seed, data.liver_mask_dilation_mm),
         )
         cases.append(case)
         records.append({"seed": seed, "variables": phantom.clinical["variables"], "tlvr": case.tlvr_true})

@@ -17,7 +17,9 @@ import math
 
 import numpy as np
 
+from SmoothSegNetLib.inference.pipeline import _spacing_kji
 from SmoothSegNetLib.inference.pipeline import _tumor_box as tumor_box
+from SmoothSegNetLib.inference.postprocess import liver_context
 from SmoothSegNetLib.inference.preprocess import (
     network_grid,
     resample_ct,
@@ -66,8 +68,12 @@ def prepare_case(
     *,
     tlvr_target: float = math.nan,
     portal_vein_as_liver: bool = True,
+    mask_dilation_mm: float = 0.0,
 ) -> PreparedCase:
     """The training case of ``card``'s stage from a CT and its source labels (on the CT's grid).
+
+    Tumor stage: the image is masked outside the reference liver grown by ``mask_dilation_mm``
+    (:func:`~SmoothSegNetLib.inference.postprocess.liver_context`, as the pipeline grows its liver mask).
 
     Raises:
         ValueError: labels not on the CT grid, or (tumor stage) no liver in the labels.
@@ -90,7 +96,8 @@ def prepare_case(
         grid = network_grid(crop, card)
         image = window_hu(resample_ct(ct.array[box], crop, grid), card.input.hu_window)
         if card.input.mask_outside_liver:
-            liver_grid = resample(liver[box].astype(np.uint8), crop, grid, Interpolation.LINEAR, 0)
+            context = liver_context(liver[box], _spacing_kji(crop), mask_dilation_mm)
+            liver_grid = resample(context.astype(np.uint8), crop, grid, Interpolation.LINEAR, 0)
             image[liver_grid == 0] = 0.0
         label = resample_labels(classes[box], crop, grid)
     return PreparedCase(
