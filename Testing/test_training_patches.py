@@ -79,3 +79,40 @@ def test_batch_layout_and_targets() -> None:
 def test_mismatched_case_is_refused() -> None:
     with pytest.raises(ValueError, match="must be equal 3D shapes"):
         PreparedCase("x", np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 5), np.uint8))
+
+
+def _two_lesion_case() -> PreparedCase:
+    """A 1000-voxel lesion and a 1-voxel lesion far apart in a 40^3 case."""
+    image = np.zeros((40, 40, 40), np.float32)
+    label = np.zeros((40, 40, 40), np.uint8)
+    label[2:12, 2:12, 2:12] = 2
+    label[35, 35, 35] = 2
+    return PreparedCase("two", image, label)
+
+
+def _centred_on_small(case: PreparedCase, draws: int) -> int:
+    rng = np.random.default_rng(4)
+    hits = 0
+    for _ in range(draws):
+        _, label = sample_patch(case, (8, 8, 8), rng, 1.0)
+        # An 8^3 patch holding the single voxel was centred (within its quarter-patch jitter) on it.
+        hits += int(label.sum() == 2)
+    return hits
+
+
+def test_lesion_sampling_draws_small_lesions_as_often_as_large_ones() -> None:
+    by_voxel = with_foreground(_two_lesion_case(), 2)
+    by_lesion = with_foreground(_two_lesion_case(), 2, by_lesion=True)
+    assert len(by_voxel.foreground_lesion) == 0
+    assert sorted(np.unique(by_lesion.foreground_lesion).tolist()) == [1, 2]
+    # Voxel sampling: 1 chance in 1001 per patch; lesion sampling: 1 in 2.
+    assert _centred_on_small(by_voxel, 400) <= 3
+    assert 160 <= _centred_on_small(by_lesion, 400) <= 240
+
+
+def test_foreground_sampling_is_checked() -> None:
+    from SmoothSegNetLib.training.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="field foreground_sampling must be voxel or lesion, got 'pixel'"):
+        config_from_dict({"stage": "tumor", "foreground_sampling": "pixel"}, source="t.json")
+    assert config_from_dict({"stage": "tumor", "foreground_sampling": "lesion"}).foreground_sampling == "lesion"

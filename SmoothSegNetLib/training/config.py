@@ -99,6 +99,8 @@ class TrainConfig:
     iteration (the end of the learning-rate decay; steadier when the validation figure is noisy).
     ``val_patches``: 0 validates on whole cases; N > 0 on N fixed patches per validation case (drawn once
     with the run's seed, half of them centred on the target class) — much cheaper on a CPU.
+    ``foreground_sampling``: how foreground-centred training patches pick their centre: ``voxel`` (any
+    voxel of the target class, so large lesions dominate) or ``lesion`` (a lesion drawn uniformly first).
     """
 
     stage: str
@@ -109,6 +111,7 @@ class TrainConfig:
     patch_size_ijk: tuple[int, int, int] = (64, 64, 48)
     batch_size: int = 2
     foreground_patch_fraction: float = 0.6
+    foreground_sampling: str = "voxel"
     iterations: int = 1000
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
@@ -261,6 +264,8 @@ def check_config(config: TrainConfig, source: str) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise _fail(source, name, f"must be an integer >= {low}", value)
     _check_number(source, "foreground_patch_fraction", config.foreground_patch_fraction, 0.0, 1.0)
+    if config.foreground_sampling not in ("voxel", "lesion"):
+        raise _fail(source, "foreground_sampling", "must be voxel or lesion", config.foreground_sampling)
     _check_number(source, "learning_rate", config.learning_rate, 1e-8, 1.0)
     _check_number(source, "weight_decay", config.weight_decay, 0.0, 1.0)
     _check_number(source, "max_minutes", config.max_minutes, 0.0, 1e6)

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from SmoothSegNetLib.training.config import AugmentConfig
 
@@ -32,6 +33,7 @@ class PreparedCase:
     tlvr_target: float = math.nan
     tlvr_true: float = math.nan
     foreground: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int32), repr=False)
+    foreground_lesion: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32), repr=False)
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape != self.label.shape:
@@ -40,13 +42,25 @@ class PreparedCase:
             )
 
 
-def with_foreground(case: PreparedCase, foreground_class: int, max_points: int = 20000, seed: int = 0) -> PreparedCase:
-    """A copy of ``case`` remembering (a random subset of) the ``[i, j, k]`` indices of ``foreground_class``."""
-    points = np.argwhere(case.label == foreground_class).astype(np.int32)
+def with_foreground(
+    case: PreparedCase, foreground_class: int, max_points: int = 20000, seed: int = 0, by_lesion: bool = False
+) -> PreparedCase:
+    """A copy of ``case`` remembering (a random subset of) the ``[i, j, k]`` indices of ``foreground_class``.
+
+    With ``by_lesion`` each point also remembers its 26-connected component (lesion), and
+    :func:`sample_patch` then picks a lesion uniformly before a voxel in it, so a 1 ml lesion is centred as
+    often as a 500 ml one (by voxel, small lesions are almost never drawn).
+    """
+    mask = case.label == foreground_class
+    points = np.argwhere(mask).astype(np.int32)
     if len(points) > max_points:
         rng = np.random.default_rng(seed)
         points = points[rng.choice(len(points), size=max_points, replace=False)]
-    return PreparedCase(case.case_id, case.image, case.label, case.tlvr_target, case.tlvr_true, points)
+    lesion = np.zeros(0, dtype=np.int32)
+    if by_lesion and len(points):
+        components, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+        lesion = components[points[:, 0], points[:, 1], points[:, 2]].astype(np.int32)
+    return PreparedCase(case.case_id, case.image, case.label, case.tlvr_target, case.tlvr_true, points, lesion)
 
 
 def _crop_start(size: int, patch: int, centre: int | None, rng: np.random.Generator) -> int:
@@ -67,14 +81,21 @@ def sample_patch(
     """A random ``patch_size_ijk`` crop of ``case`` (zero-padded where the case is smaller).
 
     With probability ``foreground_fraction`` (and if the case has foreground points) the patch is centred,
-    with a jitter of a quarter patch, on a random foreground voxel; otherwise its position is uniform.
+    with a jitter of a quarter patch, on a random foreground voxel (of a uniformly drawn lesion when the case
+    remembers lesions, see :func:`with_foreground`); otherwise its position is uniform.
 
     Returns:
         ``(image, label)`` of shape ``patch_size_ijk``.
     """
     centre: np.ndarray | None = None
     if len(case.foreground) and rng.random() < foreground_fraction:
-        centre = case.foreground[int(rng.integers(0, len(case.foreground)))]
+        if len(case.foreground_lesion):
+            lesions = np.unique(case.foreground_lesion)
+            chosen = lesions[int(rng.integers(0, len(lesions)))]
+            candidates = np.flatnonzero(case.foreground_lesion == chosen)
+            centre = case.foreground[int(candidates[int(rng.integers(0, len(candidates)))])]
+        else:
+            centre = case.foreground[int(rng.integers(0, len(case.foreground)))]
     starts = [
         _crop_start(case.image.shape[a], patch_size_ijk[a], None if centre is None else int(centre[a]), rng)
         for a in range(3)

@@ -377,7 +377,10 @@ def train_stage(
         card_template["weights"]["file"] = f"{config.card_id}.safetensors"
     session = _Session(config, card_template, outdir, torch_device, info)
     foreground = session.target_class
-    train_cases = [with_foreground(c, foreground, seed=config.seed + n) for n, c in enumerate(train_cases)]
+    by_lesion = config.foreground_sampling == "lesion"
+    train_cases = [
+        with_foreground(c, foreground, seed=config.seed + n, by_lesion=by_lesion) for n, c in enumerate(train_cases)
+    ]
     if config.val_patches:
         val_cases = validation_patches(val_cases, config, foreground)
     if resume:
