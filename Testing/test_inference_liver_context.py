@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -56,12 +57,12 @@ def test_cavities_are_filled_before_growing() -> None:
     assert int(out.sum()) == 125 + 6 * 25
 
 
-def _ct() -> CTVolume:
+def _ct(slab: tuple[slice, slice, slice] = SLAB, fat: tuple[slice, slice, slice] = FAT) -> CTVolume:
     a = np.full((20, 30, 45), -500, np.int16)
     a[BLOCK] = 100
     a[TUMOR] = 200
-    a[SLAB] = 30
-    a[FAT] = -100
+    a[slab] = 30
+    a[fat] = -100
     return CTVolume(a, Geometry.create(a.shape, (1.0, 1.0, 1.0), (3.0, 4.0, 5.0)))
 
 
@@ -175,3 +176,46 @@ def test_cards_refuse_a_dilation_beyond_the_crop_and_refinement_without_a_liver_
     del old["postprocessing"]["liver_from_tumor_stage"]
     parsed = card_from_dict(old, source="x.json")
     assert parsed.input.liver_mask_dilation_mm == 0.0 and not parsed.post.liver_from_tumor_stage
+
+
+@pytest.mark.parametrize(
+    ("spacing", "radius"),
+    [((3.0, 1.0, 1.0), 3.0), ((2.5, 0.7, 0.9), 6.0), ((2.0, 2.0, 2.0), 6.0), ((1.0, 1.0, 1.0), 1.0)],
+)
+def test_ball_dilation_equals_the_distance_transform(spacing: tuple[float, float, float], radius: float) -> None:
+    from scipy import ndimage
+
+    from SmoothSegNetLib.inference.postprocess import dilate_ball
+
+    mask = np.random.default_rng(0).random((20, 30, 25)) > 0.995
+    mask[0, 0, 0] = mask[-1, -1, -1] = True  # corners: the ball is cut at the array's edges
+    expected = ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius + 1e-6
+    np.testing.assert_array_equal(dilate_ball(mask, spacing, radius), expected)
+
+
+def test_refinement_on_a_coarser_network_grid_is_exact_away_from_edges(tmp_path: Path) -> None:
+    # A 4 mm slab of missed liver, both networks on a 2 mm grid: labels may differ only near a label edge.
+    slab = (slice(4, 16), slice(5, 25), slice(35, 39))
+    ct = _ct(slab, (slice(4, 16), slice(5, 25), slice(39, 41)))
+    options = _options(tmp_path, refine=True, dilation=6.0)
+    for card_path in (options.liver_model, options.tumor_model):
+        card = json.loads(Path(card_path).read_text())
+        card["input"]["spacing_mm"] = [2.0, 2.0, 2.0]
+        Path(card_path).write_text(json.dumps(card))
+    result = segment(ct, options)
+    expected = np.zeros(ct.array.shape, np.uint8)
+    expected[BLOCK] = 1
+    expected[slab] = 1
+    expected[TUMOR] = 2
+    uniform = np.ones(expected.shape, bool)
+    for value in (0, 1, 2):
+        region = expected == value
+        uniform &= ~(ndimage_dilate(region, 2) & ndimage_dilate(~region, 2))
+    assert uniform.sum() > 0.5 * uniform.size and uniform[4:16, 5:25, 35:37].any()
+    np.testing.assert_array_equal(result.labelmap[uniform], expected[uniform])
+
+
+def ndimage_dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=voxels)

@@ -193,13 +193,22 @@ class Segmenter:
         box = _tumor_box(liver, ct.geometry, card)
         crop_geom = crop_geometry(ct.geometry, box)
         ct_crop = ct.array[box]
-        context = liver_context(liver[box], _spacing_kji(crop_geom), card.input.liver_mask_dilation_mm)
+        liver_crop = liver[box]
         grid = network_grid(crop_geom, card)
         image = window_hu(resample_ct(ct_crop, crop_geom, grid), card.input.hu_window)
-        if card.input.mask_outside_liver:
-            liver_grid = resample(context.astype(np.uint8), crop_geom, grid, Interpolation.LINEAR, 0)
-            image[liver_grid == 0] = 0.0
+        dilation = card.input.liver_mask_dilation_mm
+        context = liver_crop
+        if card.input.mask_outside_liver or dilation > 0:
+            # Grown on the network grid (coarser than the input, so fast); mapped back to confine the tumors.
+            liver_grid = resample(liver_crop.astype(np.uint8), crop_geom, grid, Interpolation.LINEAR, 0) != 0
+            context_grid = liver_context(liver_grid, _spacing_kji(grid), dilation)
             del liver_grid
+            if card.input.mask_outside_liver:
+                image[~context_grid] = 0.0
+            if dilation > 0:
+                back = resample(context_grid.astype(np.uint8), grid, crop_geom, Interpolation.NEAREST, 0)
+                context = liver_crop | (back != 0)
+            del context_grid
         check_cancel(cancel)
         with_liver = card.post.liver_from_tumor_stage
         maps = self._predict(self.tumor_net, image, card, progress, cancel, "tumor", warnings, with_liver)
