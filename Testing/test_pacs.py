@@ -146,3 +146,40 @@ def test_bad_ae_title_is_a_usage_error(case: tuple[Path, Path]) -> None:
     result = run_cli("send", str(case[0]), "--dicom", "127.0.0.1:104", "--aet", "A_TITLE_LONGER_THAN_16")
     assert result.returncode == 2
     assert "--aet must be 1 to 16 ASCII characters" in result.stderr
+
+
+def test_cstore_failure_status_after_an_accepted_association(case: tuple[Path, Path]) -> None:
+    """A real pynetdicom storage SCP on loopback that accepts the association but answers SEG stores with
+    0xA700 (out of resources): send fails with that status named, exit 1, files kept; SR stores would pass."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Comprehensive3DSRStorage, SegmentationStorage
+
+    out, _ = case
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        if event.dataset.SOPClassUID == SegmentationStorage:
+            return 0xA700
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    scp = AE(ae_title="FULLPACS")
+    scp.add_supported_context(SegmentationStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    scp.add_supported_context(Comprehensive3DSRStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(PacsError, match=r"refused .*seg\.dcm: C-STORE status 0xA700"):
+            send_dimse([out / "seg.dcm", out / "sr.dcm"], DimseTarget("127.0.0.1", port, "FULLPACS"))
+        assert received == []  # the SR after the refused SEG is not sent
+        result = run_cli("send", str(out), "--dicom", f"127.0.0.1:{port}", "--aet", "FULLPACS", "--timeout", "5")
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: the PACS at 127.0.0.1:") and "C-STORE status 0xA700" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in out.iterdir()) == before
+        # The same server stores the SR alone: the failure was the SEG's status, not the association.
+        sent = send_dimse([out / "sr.dcm"], DimseTarget("127.0.0.1", port, "FULLPACS"))
+        assert sent.sent_sop_instance_uids == received and len(received) == 1
+    finally:
+        server.shutdown()
