@@ -114,6 +114,7 @@ def test_bad_inputs_exit_2_and_leave_no_output(
         (["--liver-model", str(bad_card)], "bad.json"),
         (["--threads", "0"], "--threads"),
         (["--min-lesion-ml", "-2"], "--min-lesion-ml"),
+        (["--min-lesion-confidence", "1.5"], "--min-lesion-confidence"),
         (["--device", "tpu"], "--device"),
     ]
     for extra, expected in cases:

@@ -130,6 +130,31 @@ def test_min_lesion_volume_drops_small_lesions_back_to_liver(tmp_path: Path) -> 
     assert int((result.labelmap == 2).sum()) == 96
 
 
+def test_min_lesion_confidence_gives_unsure_lesions_back_to_the_liver(tmp_path: Path) -> None:
+    ct, _ = _box_ct()
+    ct.array[6:8, 18:20, 26:28] = 160  # the small lesion at 160 HU: q = e^z / (e^z + 1), z = 50 * 10 / 450
+    z_small, z_big = 50 * 10 / 450, 50 * 50 / 450
+    q_small, q_big = np.exp(z_small) / (np.exp(z_small) + 1), np.exp(z_big) / (np.exp(z_big) + 1)
+    assert 0.75 < q_small < 0.76 and q_big > 0.99
+    base = _models(tmp_path, spacing_mm=None)
+    kept = segment(ct, dataclasses.replace(base, min_lesion_confidence=0.75))
+    assert kept.confidence[1] == pytest.approx(q_big, abs=1e-4) and kept.confidence[2] == pytest.approx(
+        q_small, abs=1e-4
+    )
+    dropped = segment(ct, dataclasses.replace(base, min_lesion_confidence=0.76))
+    assert list(dropped.confidence) == [1] and dropped.lesions.max() == 1
+    assert dropped.labelmap[6, 18, 26] == 1 and int((dropped.labelmap == 2).sum()) == 96
+    # The same from the card; the option overrides the card.
+    card = json.loads(Path(base.tumor_model).read_text())
+    card["postprocessing"]["min_lesion_confidence"] = 0.76
+    Path(base.tumor_model).write_text(json.dumps(card))
+    assert list(segment(ct, base).confidence) == [1]
+    assert list(segment(ct, dataclasses.replace(base, min_lesion_confidence=0.0)).confidence) == [1, 2]
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(InputError, match="--min-lesion-confidence must be a number in"):
+            dataclasses.replace(base, min_lesion_confidence=bad)
+
+
 def test_liver_only_and_probability_map(tmp_path: Path) -> None:
     ct, expected = _box_ct()
     base = _models(tmp_path, spacing_mm=None)

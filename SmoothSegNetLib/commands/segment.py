@@ -45,6 +45,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the networks")
     parser.add_argument("--min-lesion-ml", type=float, metavar="ML", help="drop lesions smaller than this")
     parser.add_argument(
+        "--min-lesion-confidence",
+        type=float,
+        metavar="P",
+        help="drop lesions whose mean tumor probability is below P (0..1; default: the tumor card's)",
+    )
+    parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
     parser.add_argument("--cpu-bf16", action="store_true", help="bfloat16 on CPU (faster on AMX CPUs, not exact)")
@@ -87,6 +93,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         device=_device(args.device),
         threads=args.threads,
         min_lesion_ml=args.min_lesion_ml,
+        min_lesion_confidence=args.min_lesion_confidence,
         refine=args.refine,
         probability_map=args.probability_map,
         cpu_bf16=args.cpu_bf16,

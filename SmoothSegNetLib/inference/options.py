@@ -25,6 +25,8 @@ class SegmentOptions:
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
         threads: CPU threads for torch (``None`` = torch's default).
         min_lesion_ml: lesions smaller than this are dropped (``None`` = the tumor card's value).
+        min_lesion_confidence: lesions whose mean tumor decision probability is below this are dropped (given
+            back to the liver); ``None`` = the tumor card's value (0 = keep all).
         refine: morphological Chan–Vese refinement of tumors (``None`` = as the tumor card says).
         probability_map: also return the decision probabilities on the input grid.
         batch_size: windows per forward pass (``None`` = the card's).
@@ -39,6 +41,7 @@ class SegmentOptions:
     device: str = "auto"
     threads: int | None = None
     min_lesion_ml: float | None = None
+    min_lesion_confidence: float | None = None
     refine: bool | None = None
     probability_map: bool = False
     batch_size: int | None = None
@@ -48,6 +51,9 @@ class SegmentOptions:
     def __post_init__(self) -> None:
         if self.min_lesion_ml is not None and not (math.isfinite(self.min_lesion_ml) and self.min_lesion_ml >= 0):
             raise InputError(f"--min-lesion-ml must be a number >= 0 (ml), got {self.min_lesion_ml!r}")
+        conf = self.min_lesion_confidence
+        if conf is not None and not (math.isfinite(conf) and 0 <= conf < 1):
+            raise InputError(f"--min-lesion-confidence must be a number in [0, 1), got {conf!r}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads must be >= 1, got {self.threads!r}")
         if self.batch_size is not None and self.batch_size < 1:

@@ -235,11 +235,14 @@ class Segmenter:
                 )
         min_ml = self.options.min_lesion_ml if self.options.min_lesion_ml is not None else card.post.min_lesion_ml
         lesions = label_lesions(tumor, crop_geom, min_volume_ml=min_ml)
-        count = int(lesions.max()) if lesions.size else 0
-        confidence: dict[int, float] = {}
-        if count:
-            means = ndimage.mean(q_crop, labels=lesions, index=np.arange(1, count + 1))
-            confidence = {n + 1: round(float(v), 4) for n, v in enumerate(np.atleast_1d(means))}
+        confidence = _lesion_confidence(q_crop, lesions)
+        min_conf = self.options.min_lesion_confidence
+        min_conf = card.post.min_lesion_confidence if min_conf is None else min_conf
+        if min_conf > 0 and any(v < min_conf for v in confidence.values()):
+            # Unsure lesions go back to liver; the rest are numbered again by decreasing volume.
+            kept = [n for n, v in confidence.items() if v >= min_conf]
+            lesions = label_lesions(np.isin(lesions, kept), crop_geom)
+            confidence = _lesion_confidence(q_crop, lesions)
         return box, lesions, q_crop, confidence, refined
 
     def _refine_iterations(self, card: ModelCard) -> int:
@@ -256,6 +259,15 @@ class _RefinedLiver:
 
     mask: np.ndarray
     q: np.ndarray
+
+
+def _lesion_confidence(q: np.ndarray, lesions: np.ndarray) -> dict[int, float]:
+    """Lesion id -> mean decision probability inside it."""
+    count = int(lesions.max()) if lesions.size else 0
+    if not count:
+        return {}
+    means = ndimage.mean(q, labels=lesions, index=np.arange(1, count + 1))
+    return {n + 1: round(float(v), 4) for n, v in enumerate(np.atleast_1d(means))}
 
 
 def _spacing_kji(geometry: Geometry) -> tuple[float, float, float]:

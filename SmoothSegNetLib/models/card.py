@@ -85,6 +85,7 @@ class PostSpec:
     chan_vese_iterations: int = 0
     min_lesion_ml: float = 0.1
     liver_from_tumor_stage: bool = False
+    min_lesion_confidence: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             chan_vese_iterations=int(post.get("chan_vese_iterations", 0)),
             min_lesion_ml=float(post.get("min_lesion_ml", 0.1)),
             liver_from_tumor_stage=bool(post.get("liver_from_tumor_stage", False)),
+            min_lesion_confidence=float(post.get("min_lesion_confidence", 0.0)),
         ),
         weights=WeightsSpec(
             file=w["file"],
