@@ -126,7 +126,6 @@ def demo_card_template(task: str) -> dict[str, Any]:
                 "hu_window": [-200, 250],
                 "crop_margin_mm": 10.0,
                 "mask_outside_liver": True,
-                "liver_mask_dilation_mm": 6.0,
             },
             "inference": {
                 "mode": "whole",
@@ -135,12 +134,7 @@ def demo_card_template(task: str) -> dict[str, Any]:
                 "roi_size_ijk": [128, 128, 128],
             },
             "output": {"activation": "softmax", "classes": [_BACKGROUND, _LIVER, _TUMOR]},
-            "postprocessing": {
-                "fill_holes": True,
-                "chan_vese_iterations": 2,
-                "min_lesion_ml": 0.1,
-                "liver_from_tumor_stage": True,
-            },
+            "postprocessing": {"fill_holes": True, "chan_vese_iterations": 2, "min_lesion_ml": 0.1},
         }
     else:
         raise ValueError(f"task must be 'liver' or 'tumor', got {task!r}")
