@@ -66,10 +66,19 @@ def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(image, pad) if any(p[1] for p in pad) else image
 
 
-def _forward(network: torch.nn.Module, batch: np.ndarray, settings: RunSettings) -> torch.Tensor:
+def _forward(
+    network: torch.nn.Module, batch: np.ndarray, settings: RunSettings, mirror_axes: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """Logits ``[B, C, i, j, k]``; with ``mirror_axes`` the mean over every combination of flips along those
+    network axes (each flipped output flipped back), as nnU-Net's test-time mirroring."""
     tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(settings.device)
     with torch.inference_mode(), autocast(settings.device, settings.amp, settings.cpu_bf16):
-        return forward_logits(network, tensor).float().cpu()
+        total = forward_logits(network, tensor).float()
+        combos = [c for n in range(1, len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, n)]
+        for combo in combos:
+            dims = [2 + a for a in combo]
+            total += torch.flip(forward_logits(network, torch.flip(tensor, dims)).float(), dims)
+        return (total / (1 + len(combos))).cpu()
 
 
 def predict_whole(
@@ -84,7 +93,7 @@ def predict_whole(
     d = card.inference.size_divisible_by
     shape = tuple(int(np.ceil(n / d) * d) for n in image_ijk.shape)
     padded = _pad_to(image_ijk, shape)
-    logits = _forward(network, padded[None, None], settings)[0]
+    logits = _forward(network, padded[None, None], settings, card.inference.mirror_axes)[0]
     i, j, k = image_ijk.shape
     q = decision_maps(logits[:, :i, :j, :k], card, foreground)
     return _maps_out(q, foreground)
@@ -149,7 +158,7 @@ def predict_sliding(
     for batch in _batches(positions, settings.batch_size):
         check_cancel(cancel)
         windows = np.stack([image[i : i + roi[0], j : j + roi[1], k : k + roi[2]] for i, j, k in batch])
-        logits = _forward(network, windows[:, None], settings).numpy()
+        logits = _forward(network, windows[:, None], settings, card.inference.mirror_axes).numpy()
         for (i, j, k), out in zip(batch, logits):
             acc[:, i : i + roi[0], j : j + roi[1], k : k + roi[2]] += out * weight
             norm[i : i + roi[0], j : j + roi[1], k : k + roi[2]] += weight

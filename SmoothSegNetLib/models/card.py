@@ -62,6 +62,7 @@ class InferenceSpec:
     batch_size: int = 1
     size_divisible_by: int = 16
     max_voxels: int | None = None
+    mirror_axes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             batch_size=int(inf.get("batch_size", 1)),
             size_divisible_by=int(inf.get("size_divisible_by", 16)),
             max_voxels=inf.get("max_voxels"),
+            mirror_axes=tuple(int(a) for a in inf.get("mirror_axes", [])),
         ),
         classes=tuple(
             OutputClass(
