@@ -9,8 +9,7 @@ from SmoothSegNetLib.inference.pipeline import _tumor_box
 from SmoothSegNetLib.inference.postprocess import liver_context
 from SmoothSegNetLib.models import demo_card_template
 from SmoothSegNetLib.models.card import card_from_dict
-from SmoothSegNetLib.training.phantom_data import mask_dilation_for
-from SmoothSegNetLib.training.prepare import prepare_case
+from SmoothSegNetLib.training.prepare import mask_dilation_for, prepare_case
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 

@@ -200,9 +200,7 @@ class Segmenter:
         context = liver_crop
         if card.input.mask_outside_liver or dilation > 0:
             # Grown on the network grid (coarser than the input, so fast); mapped back to confine the tumors.
-            liver_grid = resample(liver_crop.astype(np.uint8), crop_geom, grid, Interpolation.LINEAR, 0) != 0
-            context_grid = liver_context(liver_grid, _spacing_kji(grid), dilation)
-            del liver_grid
+            context_grid = tumor_stage_mask(liver_crop, crop_geom, grid, dilation)
             if card.input.mask_outside_liver:
                 image[~context_grid] = 0.0
             if dilation > 0:
@@ -259,6 +257,14 @@ class _RefinedLiver:
 
     mask: np.ndarray
     q: np.ndarray
+
+
+def tumor_stage_mask(liver_kji: np.ndarray, crop: Geometry, grid: Geometry, dilation_mm: float) -> np.ndarray:
+    """The tumor network's view of the liver on its ``grid``: the liver of the ``crop`` (any voxel it reaches
+    by linear interpolation) grown by ``dilation_mm`` (:func:`liver_context`). Training masks with the same
+    function, from the reference liver."""
+    liver_grid = resample(liver_kji.astype(np.uint8), crop, grid, Interpolation.LINEAR, 0) != 0
+    return liver_context(liver_grid, _spacing_kji(grid), dilation_mm)
 
 
 def _lesion_confidence(q: np.ndarray, lesions: np.ndarray) -> dict[int, float]:

@@ -257,8 +257,7 @@ def dataset_cases(
 ) -> tuple[list[PreparedCase], list[dict[str, Any]], list[PreparedCase], list[dict[str, Any]], dict[str, Any]]:
     """Prepared training and validation cases, their clinical records, and the data record for the card."""
     from SmoothSegNetLib.training.clinical import read_clinical_table
-    from SmoothSegNetLib.training.phantom_data import mask_dilation_for
-    from SmoothSegNetLib.training.prepare import prepare_case
+    from SmoothSegNetLib.training.prepare import mask_dilation_for, prepare_case
 
     cases = discover(config)
     train, val = split_cases(cases, config)

@@ -22,7 +22,7 @@ from SmoothSegNetLib.models.card import ModelCard
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress
 from SmoothSegNetLib.training.config import DataConfig
 from SmoothSegNetLib.training.patches import PreparedCase
-from SmoothSegNetLib.training.prepare import prepare_case
+from SmoothSegNetLib.training.prepare import mask_dilation_for, prepare_case
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,6 @@ def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
     size = tuple(int(max(16, math.ceil(f / s))) for f, s in zip(fov, spacing))
     oblique = bool(rng.random() < data.oblique_fraction)
     return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique)
-
-
-def mask_dilation_for(key: int, bounds: Sequence[float]) -> float:
-    """The tumor-stage liver-mask dilation (mm) of one case: uniform in ``bounds``, fixed by ``key``."""
-    low, high = float(bounds[0]), float(bounds[1])
-    if high <= low:
-        return low
-    return float(np.random.default_rng([int(key), 37]).uniform(low, high))
 
 
 def render_phantom(spec: RenderSpec) -> Any:

@@ -14,12 +14,12 @@ choice for HCC-TACE-Seg), else as background; the aorta is background.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from SmoothSegNetLib.inference.pipeline import _spacing_kji
 from SmoothSegNetLib.inference.pipeline import _tumor_box as tumor_box
-from SmoothSegNetLib.inference.postprocess import liver_context
+from SmoothSegNetLib.inference.pipeline import tumor_stage_mask
 from SmoothSegNetLib.inference.preprocess import (
     network_grid,
     resample_ct,
@@ -28,7 +28,7 @@ from SmoothSegNetLib.inference.preprocess import (
     window_hu,
 )
 from SmoothSegNetLib.models.card import ModelCard
-from SmoothSegNetLib.resample import Interpolation, crop_geometry, resample
+from SmoothSegNetLib.resample import crop_geometry
 from SmoothSegNetLib.training.patches import PreparedCase
 from SmoothSegNetLib.volume import CTVolume
 
@@ -72,8 +72,8 @@ def prepare_case(
 ) -> PreparedCase:
     """The training case of ``card``'s stage from a CT and its source labels (on the CT's grid).
 
-    Tumor stage: the image is masked outside the reference liver grown by ``mask_dilation_mm``
-    (:func:`~SmoothSegNetLib.inference.postprocess.liver_context`, as the pipeline grows its liver mask).
+    Tumor stage: the image is masked outside the reference liver grown by ``mask_dilation_mm`` on the network
+    grid (:func:`~SmoothSegNetLib.inference.pipeline.tumor_stage_mask`, the pipeline's own mask).
 
     Raises:
         ValueError: labels not on the CT grid, or (tumor stage) no liver in the labels.
@@ -96,9 +96,7 @@ def prepare_case(
         grid = network_grid(crop, card)
         image = window_hu(resample_ct(ct.array[box], crop, grid), card.input.hu_window)
         if card.input.mask_outside_liver:
-            context = liver_context(liver[box], _spacing_kji(crop), mask_dilation_mm)
-            liver_grid = resample(context.astype(np.uint8), crop, grid, Interpolation.LINEAR, 0)
-            image[liver_grid == 0] = 0.0
+            image[~tumor_stage_mask(liver[box], crop, grid, mask_dilation_mm)] = 0.0
         label = resample_labels(classes[box], crop, grid)
     return PreparedCase(
         case_id=case_id,
@@ -107,3 +105,11 @@ def prepare_case(
         tlvr_target=float(tlvr_target),
         tlvr_true=tlvr,
     )
+
+
+def mask_dilation_for(key: int, bounds: Sequence[float]) -> float:
+    """The tumor-stage liver-mask dilation (mm) of one case: uniform in ``bounds``, fixed by ``key``."""
+    low, high = float(bounds[0]), float(bounds[1])
+    if high <= low:
+        return low
+    return float(np.random.default_rng([int(key), 37]).uniform(low, high))
