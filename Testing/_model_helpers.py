@@ -44,20 +44,33 @@ def _threshold_template(
     return card
 
 
-def threshold_network(card_dict: dict[str, Any], threshold_hu: float, gain: float, above: bool) -> torch.nn.Module:
-    """A 1x1x1 conv: target channel logit = ±gain * (x - x0), x0 the windowed value of ``threshold_hu``."""
+def channel_network(card_dict: dict[str, Any], channels: dict[str, tuple[float, float]]) -> torch.nn.Module:
+    """A 1x1x1 conv whose logit of class ``id`` is ``gain * (x - x0)`` for each ``id: (threshold_hu, gain)``
+    (``x0`` the windowed value of ``threshold_hu``); classes not named have logit 0."""
     card = card_from_dict({**card_dict, "weights": {**card_dict["weights"], "sha256": "0" * 64}})
     network = build_network(card)
     low, high = card.input.hu_window
-    x0 = (threshold_hu - low) / (high - low)
-    sign = 1.0 if above else -1.0
-    target = card.channel_of(card.task)
     with torch.no_grad():
         network.weight.zero_()  # type: ignore[operator]
         network.bias.zero_()  # type: ignore[union-attr, operator]
-        network.weight[target, 0, 0, 0, 0] = sign * gain  # type: ignore[index]
-        network.bias[target] = -sign * gain * x0  # type: ignore[index]
+        for class_id, (threshold_hu, gain) in channels.items():
+            channel = card.channel_of(class_id)
+            network.weight[channel, 0, 0, 0, 0] = gain  # type: ignore[index]
+            network.bias[channel] = -gain * (threshold_hu - low) / (high - low)  # type: ignore[index]
     return network
+
+
+def threshold_network(card_dict: dict[str, Any], threshold_hu: float, gain: float, above: bool) -> torch.nn.Module:
+    """A 1x1x1 conv: target channel logit = ±gain * (x - x0), x0 the windowed value of ``threshold_hu``."""
+    return channel_network(card_dict, {card_dict["task"]: (threshold_hu, gain if above else -gain)})
+
+
+def _save_model(folder: Path, template: dict[str, Any], network: torch.nn.Module) -> Path:
+    """Weights + filled card of a set-weights test model in ``folder``; returns the card path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{template['id']}.safetensors"
+    save_weights(network, weights)
+    return write_trained_card(template, weights, folder / f"{template['id']}.json", {"data": "none (set weights)"})
 
 
 def write_threshold_model(
@@ -78,11 +91,7 @@ def write_threshold_model(
     template = _threshold_template(task, spacing_mm=spacing_mm, orientation=orientation, hu_window=window, mode=mode)
     for key, value in (extra or {}).items():
         template[key] = {**template.get(key, {}), **value}
-    network = threshold_network(template, threshold_hu, gain, above)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"test-{task}.safetensors"
-    save_weights(network, weights)
-    return write_trained_card(template, weights, folder / f"test-{task}.json", {"data": "none (set weights)"})
+    return _save_model(folder, template, threshold_network(template, threshold_hu, gain, above))
 
 
 def write_random_model(folder: Path, task: str, seed: int = 0, **changes: Any) -> Path:
@@ -122,17 +131,4 @@ def write_channel_model(
     template = _threshold_template(task, spacing_mm=None, orientation="LPS", hu_window=window, mode="whole")
     for key, value in (extra or {}).items():
         template[key] = {**template.get(key, {}), **value}
-    card = card_from_dict({**template, "weights": {**template["weights"], "sha256": "0" * 64}})
-    network = build_network(card)
-    low, high = card.input.hu_window
-    with torch.no_grad():
-        network.weight.zero_()  # type: ignore[operator]
-        network.bias.zero_()  # type: ignore[union-attr, operator]
-        for class_id, (threshold_hu, gain) in channels.items():
-            channel = card.channel_of(class_id)
-            network.weight[channel, 0, 0, 0, 0] = gain  # type: ignore[index]
-            network.bias[channel] = -gain * (threshold_hu - low) / (high - low)  # type: ignore[index]
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"test-{task}.safetensors"
-    save_weights(network, weights)
-    return write_trained_card(template, weights, folder / f"test-{task}.json", {"data": "none (set weights)"})
+    return _save_model(folder, template, channel_network(template, channels))
