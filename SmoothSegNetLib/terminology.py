@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.resources import RESOURCES_DIR
 
 #: Where the label table is, relative to the repository / installed package root.
-TERMINOLOGY_PATH = Path(__file__).resolve().parents[1] / "Resources" / "Terminology" / "segments.json"
+TERMINOLOGY_PATH = RESOURCES_DIR / "Terminology" / "segments.json"
 TERMINOLOGY_SCHEMA_ID = "smoothsegnet.terminology/1"
 #: Labels written to segmentation outputs (liver, tumor); others exist only in phantoms and training data.
 OUTPUT_LABELS = (1, 2)

@@ -10,11 +10,12 @@ from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference import DEFAULT_LIVER_MODEL, DEFAULT_TUMOR_MODEL
 from SmoothSegNetLib.inference.cases import Case
 from SmoothSegNetLib.models import Registry
+from SmoothSegNetLib.resources import RESOURCES_DIR
 
 NAME = "demo"
 HELP = "segment the bundled sample CT with the bundled demo weights (synthetic data; not for clinical use)"
 
-SAMPLE_CT = Path(__file__).resolve().parents[2] / "Resources" / "Sample" / "sample_ct.nrrd"
+SAMPLE_CT = RESOURCES_DIR / "Sample" / "sample_ct.nrrd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

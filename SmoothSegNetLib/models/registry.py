@@ -22,8 +22,9 @@ from SmoothSegNetLib.errors import ModelError
 from SmoothSegNetLib.models.card import ModelCard, load_card
 from SmoothSegNetLib.models.weights import sha256_file
 from SmoothSegNetLib.progress import ProgressCallback, no_progress
+from SmoothSegNetLib.resources import RESOURCES_DIR
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+BUNDLED_DIR = RESOURCES_DIR / "Models"
 _DOWNLOAD_CHUNK_BYTES = 1 << 16
 
 

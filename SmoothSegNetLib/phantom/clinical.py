@@ -12,15 +12,16 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from SmoothSegNetLib.resources import RESOURCES_DIR
+
 if TYPE_CHECKING:
     from SmoothSegNetLib.phantom.generator import Lesion
 
-VARIABLES_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Clinical" / "hcc_tace_variables.json"
+VARIABLES_PATH = RESOURCES_DIR / "Clinical" / "hcc_tace_variables.json"
 SCHEMA = "smoothsegnet.phantom-clinical/1"
 TNM_STAGES = ("Stage-I", "Stage-II", "Stage-IIIA", "Stage-IIIB", "Stage-IIIC", "Stage-IVA", "Stage-IVB")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any
 
+from SmoothSegNetLib.resources import RESOURCES_DIR
+
 #: The table of quantity codes, units and size thresholds (one source for JSON, CSV and DICOM SR).
-MEASUREMENTS_JSON = Path(__file__).resolve().parents[2] / "Resources" / "Report" / "measurements.json"
+MEASUREMENTS_JSON = RESOURCES_DIR / "Report" / "measurements.json"
 
 
 @functools.lru_cache(maxsize=1)

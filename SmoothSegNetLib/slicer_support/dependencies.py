@@ -15,7 +15,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from SmoothSegNetLib.slicer_support.lesion_table import RESOURCES_DIR
+from SmoothSegNetLib.resources import RESOURCES_DIR
 
 REQUIREMENTS_FILE = RESOURCES_DIR / "requirements.txt"
 #: The torch requirement checked separately (installed through the PyTorch extension).

@@ -9,8 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-#: ``Resources/`` beside the engine package (in a source checkout and in the installed extension alike).
-RESOURCES_DIR = Path(__file__).resolve().parents[2] / "Resources"
+from SmoothSegNetLib.resources import RESOURCES_DIR
+
 TABLE_FILE = RESOURCES_DIR / "Slicer" / "lesion_table.json"
 KINDS = ("integer", "number", "text")
 

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.resources import RESOURCES_DIR
 
-VARIABLES_PATH = Path(__file__).resolve().parents[2] / "Resources" / "Clinical" / "hcc_tace_variables.json"
+VARIABLES_PATH = RESOURCES_DIR / "Clinical" / "hcc_tace_variables.json"
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 
 
