@@ -38,12 +38,13 @@ def _config(**overrides: object) -> object:
 
 def _train(outdir: Path, **kwargs: object) -> object:
     config = kwargs.pop("config", None) or _config()
+    template = kwargs.pop("card_template", None) or tiny_card_template("tumor")
     return train_stage(
         config,  # type: ignore[arg-type]
         TRAIN,
         VAL,
         outdir,
-        card_template=tiny_card_template("tumor"),
+        card_template=template,  # type: ignore[arg-type]
         training_record={"data": "balls"},
         device="cpu",
         **kwargs,  # type: ignore[arg-type]
@@ -101,6 +102,31 @@ def test_an_existing_run_needs_resume_and_resume_needs_a_run(tmp_path: Path) -> 
         _train(tmp_path / "run")
     with pytest.raises(ConfigError, match=r"--resume: .* does not exist"):
         _train(tmp_path / "empty", resume=True)
+
+
+def test_resume_may_change_the_patch_size_and_schedule(tmp_path: Path) -> None:
+    # scripts/train_demo.sh's last phase resumes with 64x64x48 instead of 48x48x32 patches and a longer schedule.
+    _train(tmp_path / "run", config=_config(iterations=4, val_every=2))
+    before = torch.load(str(tmp_path / "run" / "checkpoint.pt"), weights_only=True)
+    assert int(before["iteration"]) == 4
+    result = _train(
+        tmp_path / "run", config=_config(iterations=8, val_every=2, patch_size_ijk=[24, 24, 16]), resume=True
+    )
+    after = torch.load(str(tmp_path / "run" / "checkpoint.pt"), weights_only=True)
+    assert int(after["iteration"]) == 8 and result.iterations_run == 8  # type: ignore[attr-defined]
+    assert any(not torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    card = load_card(result.card_path)  # type: ignore[attr-defined]
+    assert card.training["config"]["patch_size_ijk"] == [24, 24, 16]
+
+
+def test_resume_with_another_network_is_a_clear_error(tmp_path: Path) -> None:
+    _train(tmp_path / "run", config=_config(iterations=2, val_every=2))
+    saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    wider = tiny_card_template("tumor")
+    wider["architecture"]["args"]["init_filters"] = 8
+    with pytest.raises(ConfigError, match=r"--resume: .*checkpoint\.pt was saved by a different network"):
+        _train(tmp_path / "run", config=_config(iterations=4, val_every=2), resume=True, card_template=wider)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved  # the run is left as it was
 
 
 def test_no_cases_is_refused(tmp_path: Path) -> None:

@@ -163,8 +163,16 @@ class _Session:
 
     def restore(self, path: Path) -> None:
         saved = torch.load(str(path), map_location="cpu", weights_only=True)
-        self.network.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        try:
+            self.network.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"--resume: {path} was saved by a different network than this config's card template builds "
+                "(stage, architecture and channels must stay the same; patch size, schedule and threads may change): "
+                f"{first}"
+            ) from exc
         self.scaler.load_state_dict(saved["scaler"])
         self.iteration = int(saved["iteration"])
         self.best_dice, self.best_iteration = float(saved["best_dice"]), int(saved["best_iteration"])
