@@ -6,8 +6,8 @@
 # Three phases, each running both stages in parallel, one CPU thread each:
 #   1. Resources/Training/demo-{liver,tumor}.json: phantom seeds 1000-1059 for training, 2000-2003 for validation,
 #      48x48x32 patches, 60 min budget;
-#   2. the same configs resumed for 37 more minutes (--resume --iterations 20000 --max-minutes 97: the time-aware
-#      cosine schedule restarts at a lower learning rate and decays again);
+#   2. Resources/Training/demo-{liver,tumor}-resume.json (iterations 20000, max_minutes 97): resumed for 37 more
+#      minutes (the time-aware cosine schedule restarts at a lower learning rate and decays again);
 #   3. Resources/Training/demo-{liver,tumor}-finetune.json: resumed with 64x64x48 patches (more context) until
 #      122 min in all.
 # Their weights and filled cards are copied to Resources/Models/, the tumor card gets the post-processing chosen on
@@ -15,13 +15,17 @@
 # 3000-3019 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
 #
 # Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3020),
-# JOBS (parallel evaluation processes, default 2).
+# JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the six demo-*.json configs, default
+# Resources/Training), MODELS (where the weights, cards and evaluation go, default Resources/Models). The last two
+# let Testing/test_train_demo_script.py run this very script on tiny configs without touching the bundled weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${WORK:-build/demo-train}
 SEEDS=${SEEDS:-3000:3020}
 JOBS=${JOBS:-2}
+CONFIGS=${CONFIGS:-Resources/Training}
+MODELS=${MODELS:-Resources/Models}
 export OMP_NUM_THREADS=1
 
 if [ -e "$WORK/liver/checkpoint.pt" ] || [ -e "$WORK/tumor/checkpoint.pt" ]; then
@@ -30,14 +34,14 @@ if [ -e "$WORK/liver/checkpoint.pt" ] || [ -e "$WORK/tumor/checkpoint.pt" ]; the
 fi
 mkdir -p "$WORK"
 
-# phase LABEL CONFIG_SUFFIX ARGS...: both stages in parallel with Resources/Training/demo-STAGE{CONFIG_SUFFIX}.json.
+# phase LABEL CONFIG_SUFFIX ARGS...: both stages in parallel with $CONFIGS/demo-STAGE{CONFIG_SUFFIX}.json.
 phase() {
     local label=$1 suffix=$2
     shift 2
     echo "$label: both stages in parallel; logs in $WORK/{liver,tumor}.$label.log"
     local pids=() stage pid status=0
     for stage in liver tumor; do
-        "$PYTHON" -m SmoothSegNetLib -v train --config "Resources/Training/demo-$stage$suffix.json" -o "$WORK/$stage" \
+        "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-$stage$suffix.json" -o "$WORK/$stage" \
             --progress none "$@" >"$WORK/$stage.$label.log" 2>&1 &
         pids+=($!)
     done
@@ -51,28 +55,29 @@ phase() {
 }
 
 phase train ""
-phase resume "" --resume --iterations 20000 --max-minutes 97
+phase resume "-resume" --resume
 phase finetune "-finetune" --resume
 
 for stage in liver tumor; do
-    cp "$WORK/$stage/smoothsegnet-demo-$stage.safetensors" "$WORK/$stage/smoothsegnet-demo-$stage.json" Resources/Models/
+    cp "$WORK/$stage/smoothsegnet-demo-$stage.safetensors" "$WORK/$stage/smoothsegnet-demo-$stage.json" "$MODELS/"
 done
 # Tumor lesions >= 1 ml, no confidence floor, test-time mirroring along all three axes: chosen on the tuning
 # phantoms 2004-2023 (never the held-out ones); see the README demo-weights section.
-"$PYTHON" - <<'PY'
+"$PYTHON" - "$MODELS/smoothsegnet-demo-tumor.json" <<'PY'
 import json
+import sys
 from SmoothSegNetLib.models.card import write_card_file
-path = "Resources/Models/smoothsegnet-demo-tumor.json"
+path = sys.argv[1]
 card = json.load(open(path, encoding="utf-8"))
 card.setdefault("postprocessing", {})["min_lesion_ml"] = 1.0
 card["postprocessing"].pop("min_lesion_confidence", None)
 card["inference"]["mirror_axes"] = [0, 1, 2]
 write_card_file(path, card)
 PY
-echo "bundled Resources/Models/smoothsegnet-demo-{liver,tumor}.{json,safetensors}"
+echo "bundled $MODELS/smoothsegnet-demo-{liver,tumor}.{json,safetensors}"
 
 "$PYTHON" -m SmoothSegNetLib.evaluation.phantoms --seeds "$SEEDS" --jobs "$JOBS" --threads 1 \
-    --liver-model Resources/Models/smoothsegnet-demo-liver.json \
-    --tumor-model Resources/Models/smoothsegnet-demo-tumor.json \
-    --markdown Resources/Models/demo-evaluation.md --csv Resources/Models/demo-evaluation.csv --record-in-cards
-echo "wrote Resources/Models/demo-evaluation.md and demo-evaluation.csv"
+    --liver-model "$MODELS/smoothsegnet-demo-liver.json" \
+    --tumor-model "$MODELS/smoothsegnet-demo-tumor.json" \
+    --markdown "$MODELS/demo-evaluation.md" --csv "$MODELS/demo-evaluation.csv" --record-in-cards
+echo "wrote $MODELS/demo-evaluation.md and demo-evaluation.csv"

@@ -1,0 +1,101 @@
+"""``scripts/train_demo.sh`` end to end, on tiny versions of its six configs: the three training phases of both
+stages, the bundled files, the tumor card's post-processing and the held-out evaluation. The real configs take
+about two hours; here every phase runs a few iterations on two training phantoms. The bundled weights in
+``Resources/Models`` are not touched (``MODELS`` points elsewhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+from SmoothSegNetLib.models import load_card, sha256_file
+
+SCRIPT = REPO_ROOT / "scripts" / "train_demo.sh"
+#: config suffix -> (total iterations, patch size): each phase resumes the previous one.
+PHASES = {"": (2, [16, 16, 16]), "-resume": (4, [16, 16, 16]), "-finetune": (6, [24, 24, 16])}
+
+
+def _tiny_configs(folder: Path) -> None:
+    for stage in ("liver", "tumor"):
+        for suffix, (iterations, patch) in PHASES.items():
+            config = json.loads((REPO_ROOT / "Resources" / "Training" / f"demo-{stage}{suffix}.json").read_text())
+            config["data"].update({"train_seeds": [1000, 1002], "val_seeds": [2000, 2001]})
+            config.update(
+                iterations=iterations,
+                patch_size_ijk=patch,
+                max_minutes=0,
+                val_every=2,
+                checkpoint_every=2,
+                val_patches=1,
+            )
+            (folder / f"demo-{stage}{suffix}.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:
+    folder = REPO_ROOT / "Resources" / "Training"
+    for stage in ("liver", "tumor"):
+        base, resume, finetune = (json.loads((folder / f"demo-{stage}{s}.json").read_text()) for s in PHASES)
+        for config in (base, resume, finetune):
+            config.pop("_comment")
+        assert {k for k in base if base[k] != resume[k]} == {"iterations", "max_minutes"}
+        assert (resume["iterations"], resume["max_minutes"]) == (20000, 97)
+        assert {k for k in base if base[k] != finetune[k]} == {"iterations", "max_minutes", "patch_size_ijk"}
+        assert (finetune["max_minutes"], finetune["patch_size_ijk"]) == (122, [64, 64, 48])
+        assert base["patch_size_ijk"] == [48, 48, 32] and base["max_minutes"] == 60
+
+
+@pytest.mark.slow
+def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path: Path) -> None:
+    configs, models, work = tmp_path / "configs", tmp_path / "models", tmp_path / "work"
+    configs.mkdir()
+    models.mkdir()
+    _tiny_configs(configs)
+    bundled_before = _digest(REPO_ROOT / "Resources" / "Models")
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "WORK": str(work),
+        "CONFIGS": str(configs),
+        "MODELS": str(models),
+        "SEEDS": "3000:3001",
+        "JOBS": "1",
+    }
+    run = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=1200, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [line.split(":")[0] for line in run.stdout.splitlines()[:3]] == ["train", "resume", "finetune"]
+
+    assert _digest(REPO_ROOT / "Resources" / "Models") == bundled_before
+    for stage in ("liver", "tumor"):
+        card_path = models / f"smoothsegnet-demo-{stage}.json"
+        card = load_card(card_path)
+        assert card.weights.sha256 == sha256_file(models / f"smoothsegnet-demo-{stage}.safetensors")
+        # The bundled card is the last phase's: its iterations and patches, resumed from the first two phases.
+        assert card.training["run"]["iterations"] == 6
+        assert card.training["config"]["patch_size_ijk"] == [24, 24, 16]
+        assert card.training["held_out_evaluation"]["cases"] == 1
+        assert card.training["held_out_evaluation"]["seeds"] == "3000..3000"
+        for label in ("train", "resume", "finetune"):
+            assert (work / f"{stage}.{label}.log").is_file()
+    tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
+    assert tumor["postprocessing"]["min_lesion_ml"] == 1.0
+    assert "min_lesion_confidence" not in tumor["postprocessing"]
+    assert tumor["inference"]["mirror_axes"] == [0, 1, 2]
+    assert "| 3000 |" in (models / "demo-evaluation.md").read_text()
+    assert (models / "demo-evaluation.csv").read_text().count("\n") == 2  # header and one phantom
+
+    # A second run into the same work folder is refused before anything is trained or bundled.
+    before = _digest(models)
+    again = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert again.returncode == 2 and "already holds a training run" in again.stderr
+    assert _digest(models) == before
