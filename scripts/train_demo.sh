@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the two DEMO networks on synthetic phantoms (CPU), bundle them, and evaluate them on held-out phantoms.
 #
-#   bash scripts/train_demo.sh            # about 2 h 10 min on 2 CPU cores (training 60 + 37 + 25 min, data, evaluation)
+#   bash scripts/train_demo.sh            # about 2 h 15 min on 2 CPU cores (training 60 + 37 + 25 min, data, evaluation)
 #
 # Three phases, each running both stages in parallel, one CPU thread each:
 #   1. Resources/Training/demo-{liver,tumor}.json: phantom seeds 1000-1059 for training, 2000-2003 for validation,
@@ -12,9 +12,9 @@
 #      122 min in all.
 # Their weights and filled cards are copied to Resources/Models/, the tumor card gets the post-processing chosen on
 # the tuning phantoms 2004-2023 (lesions >= 1 ml, test-time mirroring along all three axes), and held-out phantoms
-# 3000-3019 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
+# 3000-3039 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
 #
-# Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3020),
+# Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3040),
 # JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the six demo-*.json configs, default
 # Resources/Training), MODELS (where the weights, cards and evaluation go, default Resources/Models). The last two
 # let Testing/test_train_demo_script.py run this very script on tiny configs without touching the bundled weights.
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${WORK:-build/demo-train}
-SEEDS=${SEEDS:-3000:3020}
+SEEDS=${SEEDS:-3000:3040}
 JOBS=${JOBS:-2}
 CONFIGS=${CONFIGS:-Resources/Training}
 MODELS=${MODELS:-Resources/Models}
