@@ -3,7 +3,6 @@ finds them: the demo weights are the defaults of ``smoothsegnet demo`` whichever
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
+from SmoothSegNetLib.models import sha256_file
 from SmoothSegNetLib.resources import RESOURCES_DIR, find_resources_dir
 
 SOURCE_FILES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md")
@@ -96,7 +96,7 @@ def test_an_installed_wheel_carries_the_resources_and_runs_the_demo(tmp_path: Pa
     report = json.loads((out / "report.json").read_text())
     assert report["liver"]["volume_ml"] > 100
     bundled = {
-        card.stem: hashlib.sha256(card.with_suffix(".safetensors").read_bytes()).hexdigest()
+        card.stem: sha256_file(card.with_suffix(".safetensors"))
         for card in (REPO_ROOT / "Resources" / "Models").glob("smoothsegnet-demo-*.json")
     }
     used = {m["id"]: m["sha256"] for m in report["models"]}

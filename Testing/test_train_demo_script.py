@@ -5,7 +5,6 @@ about two hours; here every phase runs a few iterations on two training phantoms
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -39,7 +38,7 @@ def _tiny_configs(folder: Path) -> None:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:

@@ -167,7 +167,8 @@ class _Session:
             self.network.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            lines = str(exc).strip().splitlines()
+            first = " ".join(line.strip() for line in lines[:2]) if lines else type(exc).__name__
             raise ConfigError(
                 f"--resume: {path} was saved by a different network than this config's card template builds "
                 "(stage, architecture and channels must stay the same; patch size, schedule and threads may change): "
