@@ -89,7 +89,10 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
     tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
     assert tumor["postprocessing"]["min_lesion_ml"] == 1.0
     assert "min_lesion_confidence" not in tumor["postprocessing"]
-    assert tumor["inference"]["mirror_axes"] == [0, 1, 2]
+    assert "mirror_axes" not in tumor["inference"]
+    # Sliding windows the size of the last phase's training patches (here the tiny config's), not the whole box.
+    assert (tumor["inference"]["mode"], tumor["inference"]["roi_size_ijk"]) == ("sliding", [24, 24, 16])
+    assert tumor["inference"]["overlap"] == 0.25
     assert "| 3000 |" in (models / "demo-evaluation.md").read_text()
     assert (models / "demo-evaluation.csv").read_text().count("\n") == 2  # header and one phantom
 

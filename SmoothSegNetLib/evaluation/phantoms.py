@@ -7,8 +7,8 @@ phantom's exact labels by :func:`SmoothSegNetLib.evaluation.evaluate_case`.
 
 Run: ``python -m SmoothSegNetLib.evaluation.phantoms --seeds 3000:3020 --markdown FILE --csv FILE``.
 Seeds used for training must not be passed here (the demo configs train on 1000–1059 and validate on
-2000–2003; seeds 2004–2023 tune post-processing settings such as the minimum lesion volume; 3000+ are the
-held-out test).
+2000–2003; seeds 2004–2063 tune inference and post-processing settings such as the minimum lesion volume;
+3000+ are the held-out test).
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def markdown_report(cases: Sequence[HeldOutCase], liver_model: str, tumor_model:
             "networks learned the phantom generator; they say nothing about patient CT.",
             "",
             f"- Phantoms: seeds {min(seeds)}–{max(seeds)} ({len(seeds)} cases), never used in training (1000–1059),",
-            "  validation (2000–2003) or tuning of the post-processing (2004–2023); realistic grids drawn per seed",
-            "  (in-plane 0.70–0.95 mm, slices 2–5 mm, a quarter oblique).",
+            "  validation (2000–2003) or tuning of inference and post-processing (2004–2063); realistic grids",
+            "  drawn per seed (in-plane 0.70–0.95 mm, slices 2–5 mm, a quarter oblique).",
             f"- Models: `{liver_model}` and `{tumor_model}`, run by `SmoothSegNetLib.inference.segment` on CPU",
             "  (the real pipeline).",
             "- Reference: the phantoms' exact labels; liver = liver + tumor; portal vein and aorta are background.",
