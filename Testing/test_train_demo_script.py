@@ -87,12 +87,14 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         for label in ("train", "resume", "finetune"):
             assert (work / f"{stage}.{label}.log").is_file()
     tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
-    assert tumor["postprocessing"]["min_lesion_ml"] == 1.0
+    assert tumor["postprocessing"]["min_lesion_ml"] == 0.5
     assert "min_lesion_confidence" not in tumor["postprocessing"]
-    assert "mirror_axes" not in tumor["inference"]
-    # Sliding windows the size of the last phase's training patches (here the tiny config's), not the whole box.
-    assert (tumor["inference"]["mode"], tumor["inference"]["roi_size_ijk"]) == ("sliding", [24, 24, 16])
-    assert tumor["inference"]["overlap"] == 0.25
+    # Both stages: sliding windows the size of the last phase's training patches (here the tiny config's), no
+    # mirroring, not one pass over the whole box.
+    for stage in ("liver", "tumor"):
+        inference = json.loads((models / f"smoothsegnet-demo-{stage}.json").read_text())["inference"]
+        assert (inference["mode"], inference["roi_size_ijk"], inference["overlap"]) == ("sliding", [24, 24, 16], 0.25)
+        assert "mirror_axes" not in inference
     assert "| 3000 |" in (models / "demo-evaluation.md").read_text()
     assert (models / "demo-evaluation.csv").read_text().count("\n") == 2  # header and one phantom
 

@@ -10,9 +10,9 @@
 #      minutes (the time-aware cosine schedule restarts at a lower learning rate and decays again);
 #   3. Resources/Training/demo-{liver,tumor}-finetune.json: resumed with 64x64x48 patches (more context) until
 #      122 min in all.
-# Their weights and filled cards are copied to Resources/Models/, the tumor card gets the inference and
-# post-processing chosen on the tuning phantoms 2004-2063 (sliding windows the size of the last phase's training
-# patches, overlap 0.25, no test-time mirroring; lesions >= 1 ml), and held-out phantoms
+# Their weights and filled cards are copied to Resources/Models/, the cards get the inference and post-processing
+# chosen on the tuning phantoms 2004-2063 (both stages in sliding windows the size of the last phase's training
+# patches, overlap 0.25, no test-time mirroring; tumor lesions >= 0.5 ml), and held-out phantoms
 # 3000-3039 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
 #
 # Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3040),
@@ -62,22 +62,26 @@ phase finetune "-finetune" --resume
 for stage in liver tumor; do
     cp "$WORK/$stage/smoothsegnet-demo-$stage.safetensors" "$WORK/$stage/smoothsegnet-demo-$stage.json" "$MODELS/"
 done
-# Tumor stage, chosen on the tuning phantoms 2004-2063 (never the held-out ones; see the README demo-weights
-# section): sliding windows of the last phase's patch size, overlap 0.25 (the network's instance normalisation then
-# sees the statistics of a training patch, not of the whole liver box: a whole-box pass missed large lesions),
-# no test-time mirroring (it did not help with windows and costs 8 passes), lesions >= 1 ml, no confidence floor.
-"$PYTHON" - "$MODELS/smoothsegnet-demo-tumor.json" "$CONFIGS/demo-tumor-finetune.json" <<'PY'
+# Chosen on the tuning phantoms 2004-2063 (never the held-out ones; see the README demo-weights section): both
+# stages in sliding windows of the last phase's patch size, overlap 0.25 (the networks' instance normalisation then
+# sees the statistics of a training patch, not of a whole box: whole-box passes missed large lesions and cost liver
+# Dice), no test-time mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.5 ml with no
+# confidence floor.
+for stage in liver tumor; do
+    "$PYTHON" - "$MODELS/smoothsegnet-demo-$stage.json" "$CONFIGS/demo-$stage-finetune.json" <<'PY'
 import json
 import sys
 from SmoothSegNetLib.models.card import write_card_file
 path, config = sys.argv[1], json.load(open(sys.argv[2], encoding="utf-8"))
 card = json.load(open(path, encoding="utf-8"))
-card.setdefault("postprocessing", {})["min_lesion_ml"] = 1.0
-card["postprocessing"].pop("min_lesion_confidence", None)
 card["inference"].update(mode="sliding", roi_size_ijk=config["patch_size_ijk"], overlap=0.25)
 card["inference"].pop("mirror_axes", None)
+if card["task"] == "tumor":
+    card.setdefault("postprocessing", {})["min_lesion_ml"] = 0.5
+    card["postprocessing"].pop("min_lesion_confidence", None)
 write_card_file(path, card)
 PY
+done
 echo "bundled $MODELS/smoothsegnet-demo-{liver,tumor}.{json,safetensors}"
 
 "$PYTHON" -m SmoothSegNetLib.evaluation.phantoms --seeds "$SEEDS" --jobs "$JOBS" --threads 1 \
