@@ -1,7 +1,7 @@
 """``scripts/train_demo.sh`` end to end, on tiny versions of its six configs: the three training phases of both
-stages, the bundled files, the tumor card's post-processing and the held-out evaluation. The real configs take
-about two hours; here every phase runs a few iterations on two training phantoms. The bundled weights in
-``Resources/Models`` are not touched (``MODELS`` points elsewhere)."""
+stages, the bundled files, the cards' inference and post-processing settings and the held-out evaluation. The real
+configs take about two hours; here every phase runs a few iterations on two training phantoms. The bundled weights
+in ``Resources/Models`` are not touched (``MODELS`` points elsewhere)."""
 
 from __future__ import annotations
 
