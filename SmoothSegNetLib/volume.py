@@ -163,12 +163,15 @@ class Geometry:
 
 @dataclass(frozen=True)
 class DicomSlice:
-    """Identifiers of one source slice, for DICOM-SEG/SR references (k order of the volume)."""
+    """Identifiers of one source slice (a classic file or a frame of an Enhanced CT object), for DICOM-SEG/SR
+    references (k order of the volume)."""
 
     sop_instance_uid: str
     sop_class_uid: str
     path: str
     position_lps_mm: tuple[float, float, float]
+    #: 1-based frame number within a multi-frame (Enhanced CT) source object; ``None`` for a single-frame file.
+    frame_number: int | None = None
 
 
 @dataclass(frozen=True)

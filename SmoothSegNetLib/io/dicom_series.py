@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,15 @@ from pydicom.dataset import Dataset
 
 from SmoothSegNetLib import validation
 from SmoothSegNetLib.errors import VolumeReadError, VolumeValidationError
-from SmoothSegNetLib.io.dicom_headers import SliceHeader, choose_series, irregular_steps, plan_stack, scan_folder
+from SmoothSegNetLib.io.dicom_frames import SliceHeader, expand_frames, pixel_rescale
+from SmoothSegNetLib.io.dicom_headers import (
+    choose_series,
+    ignored_warning,
+    irregular_steps,
+    plan_stack,
+    quiet_pydicom,
+    scan_folder,
+)
 from SmoothSegNetLib.volume import CTVolume, DicomSlice, DicomSource, Geometry
 
 log = logging.getLogger(__name__)
@@ -81,19 +90,19 @@ def read_dicom_series(
     allow_resample: bool = False,
 ) -> CTVolume:
     """Read and validate one CT series from ``folder`` (see the module rules); headers first, then pixels."""
-    groups = scan_folder(folder)
-    uid = choose_series(groups, series_uid, folder)
-    headers = groups[uid]
+    scan = scan_folder(folder)
+    uid = choose_series(scan.groups, series_uid, folder)
     source = f"DICOM series {uid} in {folder}"
+    headers = expand_frames(scan.groups[uid], source)
     plan = plan_stack(headers, source)
     validation.check_spacing((*plan.spacing_ij_mm, plan.step_mm), source=source)
     validation.check_voxel_budget((plan.columns, plan.rows, len(headers)), max_voxels, source=source)
     positions = plan.positions_mm[plan.order]
     irregular = irregular_steps(positions, plan, source, allow_resample)
     ordered = [headers[n] for n in plan.order]
-    stack = read_pixels([h.path for h in ordered], plan.rows, plan.columns, source=source)
+    stack = read_pixels(ordered, plan.rows, plan.columns, source=source)
     validation.check_hounsfield(stack.array, source=source, ignore=stack.padded)
-    notes = [note for note in (padding_warning(stack),) if note]
+    notes = [note for note in (ignored_warning(scan, uid, folder), padding_warning(stack)) if note]
     array = resample_uniform(stack.array, positions, plan.step_mm) if irregular else stack.array
     geometry = Geometry.create(
         array.shape,
@@ -122,6 +131,7 @@ def _dicom_source(ordered: list[SliceHeader], ipp: np.ndarray) -> DicomSource:
             sop_class_uid=str(h.ds.get("SOPClassUID", "")),
             path=str(h.path),
             position_lps_mm=(float(p[0]), float(p[1]), float(p[2])),
+            frame_number=h.frame,
         )
         for h, p in zip(ordered, ipp)
     )
@@ -170,22 +180,22 @@ class DecodedStack:
         return 0 if self.padded is None else int(np.count_nonzero(self.padded))
 
 
-def read_pixels(paths: list[Path], rows: int, columns: int, *, source: str) -> DecodedStack:
-    """Decode the slices in ``paths`` (stack order), apply each slice's rescale and pixel padding."""
-    out = np.empty((len(paths), rows, columns), dtype=np.float32)
+def read_pixels(slices: Sequence[Path | SliceHeader], rows: int, columns: int, *, source: str) -> DecodedStack:
+    """Decode ``slices`` (stack order: classic files, or frames of an Enhanced object), apply each slice's
+    rescale (:func:`~SmoothSegNetLib.io.dicom_frames.pixel_rescale`) and pixel padding."""
+    out = np.empty((len(slices), rows, columns), dtype=np.float32)
     padded: np.ndarray | None = None
     padding_hu: list[float] = []
     integral = True
-    for k, path in enumerate(paths):
-        ds = _read_full(path, source)
-        stored = _decode(ds, path, source)
-        if stored.shape != (rows, columns):
-            raise VolumeValidationError(
-                f"{source}: {path} holds pixel data of shape {stored.shape}, not {(rows, columns)} from its header "
-                "(or holds several frames): export the series again"
-            )
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    decoded: tuple[Path, Dataset, np.ndarray] | None = None  # the last file, decoded once for all its frames
+    for k, item in enumerate(slices):
+        path, frame = (item, None) if isinstance(item, Path) else (item.path, item.frame)
+        if decoded is None or decoded[0] != path:
+            ds = _read_full(path, source)
+            decoded = (path, ds, _decode(ds, path, source))
+        ds, pixels = decoded[1], decoded[2]
+        stored = _frame_pixels(pixels, frame, path, (rows, columns), source)
+        slope, intercept = pixel_rescale(SliceHeader(path, ds, frame), source)
         integral = integral and slope.is_integer() and intercept.is_integer()
         out[k] = stored.astype(np.float64) * slope + intercept
         limits = padding_range(ds, path, source)
@@ -203,6 +213,19 @@ def read_pixels(paths: list[Path], rows: int, columns: int, *, source: str) -> D
         return DecodedStack(out)
     log.info("%s: %d voxels of pixel padding set to %d HU", source, int(np.count_nonzero(padded)), PADDING_HU)
     return DecodedStack(out, padded, (min(padding_hu), max(padding_hu)))
+
+
+def _frame_pixels(pixels: np.ndarray, frame: int | None, path: Path, shape: tuple[int, int], source: str) -> np.ndarray:
+    """The stored values of one slice: the whole (2D) array of a classic file, or frame ``frame`` (1-based)."""
+    if frame is not None and pixels.ndim == 3 and frame <= pixels.shape[0]:
+        pixels = pixels[frame - 1]
+    if pixels.shape != shape:
+        where = f"{path}" if frame is None else f"{path} (frame {frame})"
+        raise VolumeValidationError(
+            f"{source}: {where} holds pixel data of shape {pixels.shape}, not {shape} from its header "
+            "(or holds more frames than its header says): export the series again"
+        )
+    return pixels
 
 
 def padding_range(ds: Dataset, path: Path, source: str) -> tuple[int, int] | None:
@@ -276,7 +299,7 @@ def padding_warning(stack: DecodedStack) -> str:
 
 def _decode(ds: Dataset, path: Path, source: str) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_pydicom():
             warnings.simplefilter("ignore")
             return np.asarray(ds.pixel_array)
     except Exception as exc:  # decoders raise many types (missing plugin, truncated stream, ...)
@@ -291,7 +314,7 @@ def _decode(ds: Dataset, path: Path, source: str) -> np.ndarray:
 
 def _read_full(path: Path, source: str) -> Dataset:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_pydicom():
             warnings.simplefilter("ignore")
             return pydicom.dcmread(path)
     except Exception as exc:  # the header was read before, so this is a truncated or vanished file
