@@ -1,4 +1,8 @@
-"""What DICOM-SEG and SR share: source datasets in k order, the grid check, identification of the software."""
+"""What DICOM-SEG and SR share: source datasets, the grid check, frame order, identification of the software.
+
+The source is either classic CT (one file per slice, in the volume's k order) or one Enhanced CT object whose
+frames are the slices (``DicomSlice.frame_number``; frame order need not be k order).
+"""
 
 from __future__ import annotations
 
@@ -46,16 +50,49 @@ def check_slices_match_grid(ct: CTVolume, source: DicomSource) -> None:
     error = np.abs(expected - actual).max(axis=1)
     if np.any(error > POSITION_TOLERANCE_MM):
         k = int(np.argmax(error))
+        entry = source.slices[k]
+        where = entry.path if entry.frame_number is None else f"{entry.path} frame {entry.frame_number}"
         raise ExportError(
-            f"source slice {source.slices[k].path} is at {actual[k].tolist()} mm but slice k={k} of the volume is at "
+            f"source slice {where} is at {actual[k].tolist()} mm but slice k={k} of the volume is at "
             f"{expected[k].round(3).tolist()} mm: the volume is not on the DICOM series' grid"
         )
 
 
+def is_multiframe(source: DicomSource) -> bool:
+    """Whether the source slices are the frames of one Enhanced CT object."""
+    return any(s.frame_number is not None for s in source.slices)
+
+
+def to_source_order(source: DicomSource, array_kji: np.ndarray) -> np.ndarray:
+    """``array_kji`` (one 2D plane per volume slice k) in the order of the source images that
+    :func:`read_source_datasets` returns: k order for classic files, frame order (frame 1 first) for an
+    Enhanced object — highdicom matches the planes of a SEG to the frames of a multi-frame source by index.
+
+    Raises:
+        ExportError: the slices are not each frame of one object exactly once.
+    """
+    if not is_multiframe(source):
+        return array_kji
+    frames = [s.frame_number or 0 for s in source.slices]
+    if len({s.path for s in source.slices}) != 1 or sorted(frames) != list(range(1, len(frames) + 1)):
+        raise ExportError(
+            "the DICOM source's slices are not the frames 1..N of one Enhanced CT object: DICOM export needs the "
+            "CT read from one complete Enhanced object or from classic slices"
+        )
+    out = np.empty_like(array_kji)
+    out[np.asarray(frames) - 1] = array_kji
+    return out
+
+
 def read_source_datasets(source: DicomSource, *, pixels: bool = False) -> list[Dataset]:
-    """The source slices' datasets in the volume's k order (headers only unless ``pixels``)."""
+    """The source images' datasets (headers only unless ``pixels``): one per slice in the volume's k order for
+    classic files; the one object for an Enhanced CT."""
     datasets: list[Dataset] = []
+    seen: set[str] = set()
     for entry in source.slices:
+        if entry.path in seen:
+            continue  # the frames of one Enhanced object
+        seen.add(entry.path)
         try:
             ds = pydicom.dcmread(entry.path, stop_before_pixels=not pixels)
         except (OSError, pydicom.errors.InvalidDicomError) as exc:

@@ -19,6 +19,7 @@ from SmoothSegNetLib.dicom_export.common import (
     read_source_datasets,
     require_dicom_source,
     software_versions,
+    to_source_order,
 )
 from SmoothSegNetLib.errors import ExportError
 from SmoothSegNetLib.terminology import Code, SegmentSpec, lesion_segments, output_segments
@@ -125,7 +126,7 @@ def make_seg(
         numbers = remap[numbers]
     return hd.seg.Segmentation(
         source_images=datasets,
-        pixel_array=numbers,
+        pixel_array=to_source_order(source, numbers),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=generate_uid(),
