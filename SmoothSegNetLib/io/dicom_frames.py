@@ -100,8 +100,9 @@ def expand_frames(headers: list[SliceHeader], source: str) -> list[SliceHeader]:
     """
     enhanced = [h for h in headers if is_enhanced(h.ds)]
     if enhanced and len(headers) > 1:
-        kinds = f"{len(enhanced)} Enhanced CT objects" + (
-            f" and {len(headers) - len(enhanced)} single-frame files" if len(enhanced) < len(headers) else ""
+        classic = len(headers) - len(enhanced)
+        kinds = f"{len(enhanced)} Enhanced CT object{'s' if len(enhanced) > 1 else ''}" + (
+            f" and {classic} single-frame file{'s' if classic > 1 else ''}" if classic else ""
         )
         raise VolumeValidationError(
             f"{source} holds {kinds} ({enhanced[0].path}, ...): an Enhanced CT series is read from one "

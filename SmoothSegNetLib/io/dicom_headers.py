@@ -80,12 +80,12 @@ class SeriesInfo:
 
 #: What :func:`scan_folder` skips, by kind (the keys of :attr:`FolderScan.ignored`).
 IGNORED_KINDS = {
-    "non_dicom": "non-DICOM file",
-    "preamble_only": "empty DICOM file (preamble only)",
-    "dicomdir": "DICOMDIR",
-    "special": "FIFO, socket or device file",
-    "bad_link": "broken or looping symbolic link",
-    "dir_link": "symbolic link to a folder (not followed)",
+    "non_dicom": "non-DICOM files",
+    "preamble_only": "empty DICOM files (preamble only)",
+    "dicomdir": "DICOMDIRs",
+    "special": "FIFOs, sockets or device files",
+    "bad_link": "broken or looping symbolic links",
+    "dir_link": "symbolic links to folders (not followed)",
 }
 
 
@@ -157,8 +157,7 @@ def _entry_kind(path: Path) -> str:
 def _read_header(path: Path) -> tuple[Dataset | None, str]:
     """The header of ``path`` and 'file', or ``None`` and the kind of file skipped."""
     try:
-        with warnings.catch_warnings(), quiet_pydicom():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             ds = pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError as exc:
         if not _has_dicom_preamble(path):
@@ -193,16 +192,21 @@ def _read_header(path: Path) -> tuple[Dataset | None, str]:
 
 @contextlib.contextmanager
 def quiet_pydicom() -> Iterator[None]:
-    """Send what pydicom logs (its own handler prints ERROR lines with tracebacks on stderr) to our log.
+    """Send what pydicom logs and warns to our log at debug level.
 
-    The command line must show one ``error:`` line; the exception raised afterwards says what is wrong.
+    pydicom's own handler prints ERROR lines with tracebacks on stderr (a failed decoder) and it warns about
+    invalid values when an element is first read (``'abc'`` as a DS), which can happen anywhere a header is
+    looked at; the command line must show one ``error:`` line, and the exception raised afterwards says what
+    is wrong.
     """
     logger = logging.getLogger("pydicom")
     saved = (logger.handlers[:], logger.propagate)
     logger.handlers = [_ForwardToLog()]
     logger.propagate = False
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         logger.handlers, logger.propagate = saved
 
@@ -214,12 +218,12 @@ class _ForwardToLog(logging.Handler):
 
 def ignored_warning(scan: FolderScan, uid: str, folder: Path) -> str:
     """One warning counting what was skipped in ``folder`` and the DICOM objects of other series ('' for none)."""
-    parts = [f"{n} {IGNORED_KINDS[kind]}{'s' if n > 1 else ''}" for kind, n in sorted(scan.ignored.items()) if n]
+    parts = [f"{name}: {n}" for kind, name in IGNORED_KINDS.items() if (n := scan.ignored.get(kind, 0))]
     others = [_series_info(u, headers) for u, headers in scan.groups.items() if u != uid]
     if others:
         count = sum(len(info.paths) for info in others)
         modalities = ", ".join(sorted({info.modality for info in others}))
-        parts.append(f"{count} DICOM object{'s' if count > 1 else ''} of {len(others)} other series ({modalities})")
+        parts.append(f"DICOM objects of {len(others)} other series ({modalities}): {count}")
     if not parts:
         return ""
     total = sum(scan.ignored.values()) + sum(len(info.paths) for info in others)
@@ -263,8 +267,9 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
     """Every series (any modality) under ``folder``, most files first."""
     folder = Path(folder)
     validation.check_input_path(folder, want="dir")
-    groups = scan_folder(folder).groups
-    infos = [_series_info(uid, headers) for uid, headers in groups.items()]
+    with quiet_pydicom():
+        groups = scan_folder(folder).groups
+        infos = [_series_info(uid, headers) for uid, headers in groups.items()]
     return sorted(infos, key=lambda s: (-s.slice_count, s.series_instance_uid))
 
 

@@ -17,7 +17,6 @@ pixel data is decoded only then. Rules (README, section *input*):
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +89,11 @@ def read_dicom_series(
     allow_resample: bool = False,
 ) -> CTVolume:
     """Read and validate one CT series from ``folder`` (see the module rules); headers first, then pixels."""
+    with quiet_pydicom():
+        return _read_series(folder, series_uid, max_voxels, allow_resample)
+
+
+def _read_series(folder: Path, series_uid: str | None, max_voxels: int | None, allow_resample: bool) -> CTVolume:
     scan = scan_folder(folder)
     uid = choose_series(scan.groups, series_uid, folder)
     source = f"DICOM series {uid} in {folder}"
@@ -299,8 +303,7 @@ def padding_warning(stack: DecodedStack) -> str:
 
 def _decode(ds: Dataset, path: Path, source: str) -> np.ndarray:
     try:
-        with warnings.catch_warnings(), quiet_pydicom():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             return np.asarray(ds.pixel_array)
     except Exception as exc:  # decoders raise many types (missing plugin, truncated stream, ...)
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -314,8 +317,7 @@ def _decode(ds: Dataset, path: Path, source: str) -> np.ndarray:
 
 def _read_full(path: Path, source: str) -> Dataset:
     try:
-        with warnings.catch_warnings(), quiet_pydicom():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             return pydicom.dcmread(path)
     except Exception as exc:  # the header was read before, so this is a truncated or vanished file
         raise VolumeReadError(
