@@ -7,7 +7,7 @@ CT Image Storage series. Labelmap and segmentation writers live in :mod:`SmoothS
 
 from __future__ import annotations
 
-from SmoothSegNetLib.io.dicom_headers import SeriesInfo, list_ct_series, list_series
+from SmoothSegNetLib.io.dicom_scan import SeriesInfo, list_ct_series, list_series
 from SmoothSegNetLib.io.dicom_writer import TRANSFER_SYNTAXES, write_ct_series
 from SmoothSegNetLib.io.readers import FILE_FORMATS, read_volume
 
