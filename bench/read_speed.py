@@ -70,6 +70,21 @@ def _write_dicom(syntax: str) -> Callable[[CTVolume, Path], None]:
     return write
 
 
+def _write_enhanced(ct: CTVolume, path: Path) -> None:
+    """One Enhanced CT object (highdicom's legacy conversion of a classic series) alone in folder ``path``."""
+    import highdicom as hd
+    import pydicom
+
+    classic = path.with_name(path.name + "_classic")
+    datasets = [pydicom.dcmread(p) for p in write_ct_series(ct, classic, rescale_intercept=-1024.0)]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=datasets, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1,
+    )  # fmt: skip
+    path.mkdir()
+    enhanced.save_as(path / "enhanced.dcm", enforce_file_format=True)
+
+
 #: (label, file or folder name, writer)
 FORMATS: list[tuple[str, str, Callable[[CTVolume, Path], None]]] = [
     ("NRRD (gzip)", "ct.nrrd", _write_sitk(True)),
@@ -78,6 +93,7 @@ FORMATS: list[tuple[str, str, Callable[[CTVolume, Path], None]]] = [
     ("MHA (zlib)", "zlib.mha", _write_sitk(True)),
     ("DICOM series (explicit VR LE)", "dicom_plain", _write_dicom("explicit_vr_little_endian")),
     ("DICOM series (RLE lossless)", "dicom_rle", _write_dicom("rle_lossless")),
+    ("DICOM Enhanced CT (one multi-frame file)", "dicom_enhanced", _write_enhanced),
 ]
 
 
