@@ -202,6 +202,11 @@ CASES: dict[str, Case] = {
         VolumeValidationError,
         "CT0006.dcm has Modality MR, not CT",
     ),
+    "first slice says Modality MR": Case(
+        lambda t: _classic(t, _on_slice(0, lambda ds: setattr(ds, "Modality", "MR"))),
+        VolumeValidationError,
+        "CT0001.dcm has Modality MR, not CT like the rest of the series",
+    ),
     "RescaleSlope 0": Case(
         lambda t: _classic(t, lambda ds, k: setattr(ds, "RescaleSlope", "0")), VolumeValidationError, "RescaleSlope 0"
     ),
@@ -344,4 +349,4 @@ def test_monochrome1_reads_the_same_hu(tmp_path: Path) -> None:
 
 def test_the_malformed_dicom_cases_are_counted() -> None:
     """The README's bad-input list gives this count (issue 17's closing note)."""
-    assert len(CASES) == 26
+    assert len(CASES) == 27

@@ -143,8 +143,8 @@ def check_files(headers: list[SliceHeader], source: str) -> None:
         modality = str(h.ds.get("Modality", "")).strip() or "none"
         if modality != "CT":
             raise VolumeValidationError(
-                f"{source} mixes modalities: file {h.path} has Modality {modality}, not CT like the series' first "
-                "file: SmoothSegNet segments CT only; remove the other files from the folder or export the series "
+                f"{source} mixes modalities: file {h.path} has Modality {modality}, not CT like the rest of the "
+                "series: SmoothSegNet segments CT only; remove the other files from the folder or export the series "
                 "again"
             )
         photometric = str(_require(h, "PhotometricInterpretation", source)).strip()

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import stat
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,9 +220,11 @@ def _has_dicom_preamble(path: Path) -> bool:
 
 def _series_info(uid: str, headers: list[SliceHeader]) -> SeriesInfo:
     first = headers[0].ds
+    # the modality most files give: one odd file (first or not) is named by check_files, not taken for the series
+    modalities = Counter(str(h.ds.get("Modality", "")).strip() or "unknown" for h in headers)
     return SeriesInfo(
         series_instance_uid=uid,
-        modality=str(first.get("Modality", "")) or "unknown",
+        modality=modalities.most_common(1)[0][0],
         description=str(first.get("SeriesDescription", "")),
         slice_count=sum(_frames_or_one(h) for h in headers),
         study_instance_uid=str(first.get("StudyInstanceUID", "")),
