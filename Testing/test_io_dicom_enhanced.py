@@ -167,3 +167,15 @@ def test_segment_writes_seg_and_sr_that_reference_the_enhanced_frames(tmp_path: 
         for item in series.ReferencedSOPSequence
     }
     assert evidence == {seg.SOPInstanceUID, ds.SOPInstanceUID}
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.RLELossless, pydicom.uid.JPEG2000Lossless])
+def test_compressed_enhanced_ct_decodes_frame_by_frame(tmp_path: Path, syntax: pydicom.uid.UID) -> None:
+    ct = make_ct(shape_kji=(8, 32, 33), direction=oblique_direction())  # JPEG 2000 needs >= 32 rows and columns
+    paths = write_series(ct, tmp_path / "classic", rescale_intercept=-1024.0)
+    path, ds = enhanced_from_classic(paths, tmp_path / "enhanced", seed=2)
+    ds.compress(syntax)
+    ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == syntax
+    back, classic = read_volume(tmp_path / "enhanced"), read_volume(tmp_path / "classic")
+    assert np.array_equal(back.array, ct.array) and back.geometry.same_grid(classic.geometry, atol=1e-6)
