@@ -41,10 +41,14 @@ def _expected(ct: CTVolume) -> np.ndarray:
 
 @pytest.fixture
 def models(tmp_path: Path) -> list[str]:
-    """Native-resolution threshold models (exact answers): liver = HU > 50, tumor = HU > 150."""
+    """Native-resolution threshold models (exact answers): liver = HU > 50, tumor = HU > 150.
+
+    The tiny synthetic CTs of these tests (40 x 30 mm, no air) are not bodies: the plausibility check is skipped
+    (Testing/test_plausibility.py tests it).
+    """
     liver = write_threshold_model(tmp_path / "models", "liver", threshold_hu=50, spacing_mm=None, orientation="PLI")
     tumor = write_threshold_model(tmp_path / "models", "tumor", threshold_hu=150, spacing_mm=None)
-    return ["--liver-model", str(liver), "--tumor-model", str(tumor)]
+    return ["--liver-model", str(liver), "--tumor-model", str(tumor), "--skip-plausibility-check"]
 
 
 def _read(path: Path) -> tuple[np.ndarray, Geometry]:

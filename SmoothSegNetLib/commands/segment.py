@@ -65,6 +65,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-sr", action="store_true", help="write sr.dcm, TID 1500 (DICOM series input only)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
     parser.add_argument("--overwrite", action="store_true", help="redo cases that are already complete")
+    parser.add_argument(
+        "--skip-plausibility-check",
+        action="store_true",
+        help="segment a CT that fails the plausibility check (field of view, voxel size, HU distribution, body "
+        "present; docs/input-checks.md) when it is unusual but real; the report's warnings say so",
+    )
 
 
 def make_progress(kind: str | None) -> ProgressCallback:
@@ -129,7 +135,15 @@ def run_cases(cases: list[Case], args: argparse.Namespace, options: SegmentOptio
     failures = 0
     for case in todo:
         try:
-            run_case(case, segmenter, outputs, series_uid=args.series, progress=progress, cancel=CANCEL)
+            run_case(
+                case,
+                segmenter,
+                outputs,
+                series_uid=args.series,
+                progress=progress,
+                cancel=CANCEL,
+                skip_plausibility_check=args.skip_plausibility_check,
+            )
         except InputError as exc:
             if len(todo) == 1:
                 raise
