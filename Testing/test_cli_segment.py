@@ -153,7 +153,7 @@ def test_sigterm_cancels_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "SmoothSegNetLib", "segment", str(source), "-o", str(out), "--liver-model", str(liver),
-         "--liver-only", "--progress", "jsonl"],
+         "--liver-only", "--progress", "jsonl", "--skip-plausibility-check"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     assert process.stdout is not None

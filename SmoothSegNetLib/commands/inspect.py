@@ -24,8 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resample a DICOM series with non-uniform slice spacing or missing slices instead of refusing it",
     )
-    parser.add_argument("--max-voxels", type=int, default=None, help="memory budget in voxels (default 512*512*2048)")
+    parser.add_argument(
+        "--max-voxels", type=positive_int, default=None, help="memory budget in voxels (default 512*512*2048)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a usage error, exit status 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of voxels, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of voxels, got {value}")
+    return value
 
 
 def describe(ct: CTVolume) -> dict[str, Any]:

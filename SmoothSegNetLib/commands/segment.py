@@ -20,6 +20,7 @@ from SmoothSegNetLib.inference.cases import (
     run_case,
     shard,
 )
+from SmoothSegNetLib.outputs import check_output_dir
 from SmoothSegNetLib.progress import JsonlProgress, ProgressCallback, TextProgress, no_progress
 
 NAME = "segment"
@@ -127,6 +128,8 @@ def run_cases(cases: list[Case], args: argparse.Namespace, options: SegmentOptio
     if not todo:
         sys.stderr.write(f"all {len(mine)} case(s) of rank {rank} are already complete\n")
         return 0
+    for case in todo:  # before the models load and anything is read: a bad -o must not cost a whole run
+        check_output_dir(case.outdir, inputs=[case.input])
     from SmoothSegNetLib.inference.pipeline import Segmenter
 
     segmenter = Segmenter(options)

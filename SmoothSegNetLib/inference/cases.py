@@ -22,7 +22,7 @@ import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.inference.options import SegmentationResult
-from SmoothSegNetLib.outputs import StagedOutputDir, atomic_path
+from SmoothSegNetLib.outputs import COMPLETE_MARKER_NAME, StagedOutputDir, atomic_path
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, no_progress
 from SmoothSegNetLib.volume import CTVolume
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Written last into a case folder; its presence means every output of the case is complete.
-COMPLETE_MARKER = ".smoothsegnet-complete.json"
+COMPLETE_MARKER = COMPLETE_MARKER_NAME
 
 
 @dataclass(frozen=True)

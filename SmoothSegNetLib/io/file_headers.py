@@ -55,7 +55,7 @@ _META_TYPE_BYTES = {
 }
 
 
-def check_file_header(path: Path, image_io: str) -> None:
+def check_file_header(path: Path, image_io: str, *, max_dimension: int = 3) -> None:
     """Run the checks of this module that apply to ``path`` read with the SimpleITK ``image_io``.
 
     Raises:
@@ -63,7 +63,7 @@ def check_file_header(path: Path, image_io: str) -> None:
         VolumeValidationError: an unknown (NaN) origin, a missing voxel size or an invalid orientation.
     """
     if image_io == "NrrdImageIO":
-        _check_nrrd(path)
+        _check_nrrd(path, max_dimension)
     elif image_io == "MetaImageIO":
         _check_meta(path)
     elif image_io == "NiftiImageIO":
@@ -111,10 +111,10 @@ def _check_origin_text(values: list[str], *, source: Path, field: str) -> None:
         )
 
 
-def _check_nrrd(path: Path) -> None:
+def _check_nrrd(path: Path, max_dimension: int) -> None:
     lines, data_offset = _read_text_header(path, nrrd=True)
     fields = _fields(lines[1:], ":")
-    _check_nrrd_dimension(fields, source=path)
+    _check_nrrd_dimension(fields, max_dimension, source=path)
     origin = fields.get("space origin", "").strip("() ")
     if origin:
         _check_origin_text([v.strip() for v in origin.split(",")], source=path, field="space origin")
@@ -145,14 +145,14 @@ _VECTOR_KINDS = {
 }
 
 
-def _check_nrrd_dimension(fields: dict[str, str], *, source: Path) -> None:
+def _check_nrrd_dimension(fields: dict[str, str], max_dimension: int, *, source: Path) -> None:
     """Name a 4D NRRD (time points, phases, a list axis) as 4D: ITK reads one as a 3D vector image."""
     try:
         dimension = int(fields.get("dimension", "3"))
     except ValueError:
         return
     kinds = {kind.lower() for kind in fields.get("kinds", "").split()}
-    if dimension > 3 and not kinds & _VECTOR_KINDS:
+    if dimension > max_dimension and not kinds & _VECTOR_KINDS:
         raise VolumeValidationError(
             f"{source} is a {dimension}D image (sizes {fields.get('sizes', '?')}, kinds "
             f"{fields.get('kinds', 'not given')}), but a 3D CT is needed: extract one 3D volume (e.g. one time "
