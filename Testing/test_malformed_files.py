@@ -235,3 +235,9 @@ def test_little_endian_data_labelled_big_endian_reads_as_other_values(tmp_path: 
     segmentation refuses them (Testing/test_plausibility.py::test_byte_swapped_ct_is_refused)."""
     ct = read_volume(nrrd(tmp_path / "ct.nrrd", endian="big"))
     np.testing.assert_array_equal(ct.array, ARRAY.byteswap())
+
+
+@pytest.mark.parametrize("budget", [0, -5])
+def test_a_non_positive_voxel_budget_is_refused(tmp_path: Path, budget: int) -> None:
+    with pytest.raises(VolumeValidationError, match=f"max_voxels must be a positive number of voxels, got {budget}"):
+        read_volume(nrrd(tmp_path / "ct.nrrd"), max_voxels=budget)

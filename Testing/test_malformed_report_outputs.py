@@ -112,7 +112,7 @@ def test_report_checks_the_labelmap_size_from_its_header_before_reading_it(tmp_p
     """A 0.5 MB gzip NRRD declaring 1024 x 1024 x 520 voxels (545 MB) is refused from its header."""
     ct = _ct_file(tmp_path)
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip container
-    chunk = bytes(1 << 24)
+    chunk = bytes(1 << 20)
     data = b"".join(compressor.compress(chunk) for _ in range(1024 * 1024 * 520 // len(chunk))) + compressor.flush()
     labelmap = _nrrd(tmp_path / "labels.nrrd", "1024 1024 520", data, DIRECTIONS, encoding="gzip")
     assert labelmap.stat().st_size < 1_000_000

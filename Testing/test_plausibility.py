@@ -178,3 +178,14 @@ def test_segment_with_the_flag_runs_and_the_report_says_it_was_skipped(tmp_path:
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert plausibility.SKIPPED_WARNING in report["warnings"]
     assert report["liver"]["volume_ml"] == pytest.approx(8 * 12 * 16 / 1000)
+
+
+def test_inspect_shows_what_segment_would_refuse(tmp_path: Path, sample: CTVolume) -> None:
+    source = write_volume(tmp_path / "ct.nrrd", _spaced(sample, (12.0, 2.0, 3.5)))
+    result = run_cli("inspect", str(source), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["plausibility_findings"] == [
+        "in-plane voxel size along i is 12 mm, above 10 mm (too coarse to show the liver)"
+    ]
+    text = run_cli("inspect", str(RESOURCES_DIR / "Sample" / "sample_ct.nrrd")).stdout
+    assert "plausibility  looks like a CT of a body" in text

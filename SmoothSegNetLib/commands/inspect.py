@@ -43,6 +43,7 @@ def positive_int(text: str) -> int:
 
 def describe(ct: CTVolume) -> dict[str, Any]:
     """A JSON-ready description of a CT volume (geometry in LPS, sizes in (i, j, k) order)."""
+    from SmoothSegNetLib.plausibility import findings
     from SmoothSegNetLib.resample import orientation_code
 
     g = ct.geometry
@@ -58,6 +59,8 @@ def describe(ct: CTVolume) -> dict[str, Any]:
         "hu_max": float(np.max(ct.array)),
         "volume_ml": round(float(np.prod(g.size_ijk)) * g.voxel_volume_mm3 / 1000.0, 3),
         "warnings": list(ct.warnings),
+        # what 'segment' would refuse without --skip-plausibility-check (empty: a plausible CT of a body)
+        "plausibility_findings": findings(ct),
     }
     if ct.dicom is not None:
         info["dicom"] = {
@@ -93,6 +96,8 @@ def _text(info: dict[str, Any]) -> str:
             f"frame of ref  {dicom['frame_of_reference_uid']}",
         ]
     lines += [f"warning       {w}" for w in info["warnings"]]
+    found = info["plausibility_findings"]
+    lines += [f"plausibility  {f}" for f in found] or ["plausibility  looks like a CT of a body"]
     return "\n".join(lines) + "\n"
 
 

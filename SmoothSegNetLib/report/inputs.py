@@ -84,7 +84,7 @@ def _read_header(source: Path, name: str, max_voxels: int | None) -> tuple[Any, 
         raise VolumeReadError(f"cannot read {label}: {first}") from exc
     size = tuple(int(n) for n in reader.GetSize())
     components = int(reader.GetNumberOfComponents())
-    validation.check_voxel_budget((*size, components), max_voxels, source=label)
+    validation.check_voxel_budget((*size, components) if components != 1 else size, max_voxels, source=label)
     if layered and (len(size) != 3 or components != 1):
         return reader, None  # a layered segmentation: read_seg_nrrd says what to do
     if len(size) != 3 or components != 1:
