@@ -116,9 +116,11 @@ def test_report_checks_the_labelmap_size_from_its_header_before_reading_it(tmp_p
     data = b"".join(compressor.compress(chunk) for _ in range(1024 * 1024 * 520 // len(chunk))) + compressor.flush()
     labelmap = _nrrd(tmp_path / "labels.nrrd", "1024 1024 520", data, DIRECTIONS, encoding="gzip")
     assert labelmap.stat().st_size < 1_000_000
+    # VmHWM: this process's peak resident memory (ru_maxrss would include the parent's, inherited over fork/exec)
     script = (
-        "import resource, sys; from SmoothSegNetLib.cli import main; code = main(sys.argv[1:]); "
-        "sys.stdout.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)); sys.exit(code)"
+        "import re, sys; from SmoothSegNetLib.cli import main; code = main(sys.argv[1:]); "
+        "status = open('/proc/self/status').read(); "
+        "sys.stdout.write(re.search(r'VmHWM:\\s*(\\d+)', status).group(1)); sys.exit(code)"
     )
     command = [sys.executable, "-c", script, "report", str(labelmap), "--image", str(ct), "-o", str(tmp_path / "o")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
