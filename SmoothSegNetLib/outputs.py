@@ -120,7 +120,10 @@ def check_output_dir(outdir: str | os.PathLike[str], inputs: Iterable[str | os.P
 
 
 def _check_only_outputs(out: Path, sources: list[Path]) -> None:
-    names = sorted(os.listdir(out))
+    try:
+        names = sorted(os.listdir(out))
+    except OSError as exc:
+        raise InputError(f"output folder -o {out} cannot be listed ({exc.strerror}): choose another -o") from exc
     if COMPLETE_MARKER_NAME in names:
         return
     inputs = {p.resolve() for p in sources}
