@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import shutil
 import tempfile
@@ -67,6 +68,77 @@ def atomic_path(final: str | os.PathLike[str], protect: Iterable[str | os.PathLi
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+#: What a SmoothSegNet output folder holds: a folder holding only these (and the inputs), or holding the
+#: completion marker of ``segment``, is a previous output folder and may be written into again.
+OUTPUT_FILE_PATTERNS = (
+    "segmentation.nrrd",
+    "lesions.nrrd",
+    "segmentation.seg.nrrd",
+    "report.json",
+    "report.csv",
+    "overview.png",
+    "seg.dcm",
+    "sr.dcm",
+    "probability_*.nrrd",
+    ".smoothsegnet-*",  # the completion marker, staging folders left by a killed run
+    ".*.partial-*",
+)
+COMPLETE_MARKER_NAME = ".smoothsegnet-complete.json"
+
+
+def check_output_dir(outdir: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Refuse an output folder that cannot or must not be written, before any work is done.
+
+    Rules: it is not a file; it is not an input and does not lie inside an input folder (a DICOM series
+    folder: results must not go into the patient's folder); it exists and is writable, or the nearest folder
+    above it that exists is writable (to create it); an existing folder holds nothing but the inputs and what
+    SmoothSegNet writes (:data:`OUTPUT_FILE_PATTERNS`, or ``segment``'s completion marker), so a previous
+    output folder is replaced and nobody's other files are mixed with new results.
+
+    Raises:
+        InputError: naming the folder, the rule and what to do.
+    """
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder -o {out} exists and is not a folder: choose another -o")
+    sources = [Path(p) for p in inputs]
+    for source in (s for s in sources if s.is_dir()):
+        resolved, folder = out.resolve(), source.resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise InputError(
+                f"output folder -o {out} lies inside the input folder {source}: results must not be written into "
+                "the patient's DICOM folder; choose an -o outside it"
+            )
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == out else f"cannot be created: {existing} is not a writable folder"
+        raise InputError(f"output folder -o {out} {what}: choose another -o or fix the permissions")
+    if existing == out:
+        _check_only_outputs(out, sources)
+
+
+def _check_only_outputs(out: Path, sources: list[Path]) -> None:
+    try:
+        names = sorted(os.listdir(out))
+    except OSError as exc:
+        raise InputError(f"output folder -o {out} cannot be listed ({exc.strerror}): choose another -o") from exc
+    if COMPLETE_MARKER_NAME in names:
+        return
+    inputs = {p.resolve() for p in sources}
+    others = [
+        name
+        for name in names
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in OUTPUT_FILE_PATTERNS)
+        and (out / name).resolve() not in inputs
+    ]
+    if others:
+        shown = ", ".join(repr(n) for n in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise InputError(
+            f"output folder -o {out} already holds other files ({shown}): give a new or empty folder, or a "
+            "previous SmoothSegNet output folder to replace"
+        )
 
 
 class StagedOutputDir:

@@ -2,12 +2,17 @@
 
 The rules (documented in the README, section *input*):
 
-- a path must exist, be readable, and be a file for a volume file or a folder for a DICOM series;
+- a path must exist, be readable, and be a regular file for a volume file (not a device, FIFO or socket) or
+  a folder for a DICOM series;
 - the image is 3D with at least :data:`MIN_SLICES` slices along every axis and one scalar component;
 - spacing lies in [:data:`MIN_SPACING_MM`, :data:`MAX_SPACING_MM`] along every axis;
 - the number of voxels is at most the memory budget (:data:`DEFAULT_MAX_VOXELS` unless given), checked
   from the header before any voxel is read;
+- the origin is finite and every voxel lies within :data:`MAX_POSITION_MM` of the origin of LPS;
 - voxels are finite and look like Hounsfield units (see :func:`check_hounsfield`).
+
+Whether the image is a CT *of a body* (field of view, intensity distribution) is checked separately, before
+segmentation only: :mod:`SmoothSegNetLib.plausibility`.
 
 Header checks take plain numbers so that the NRRD/NIfTI/MHA reader and the DICOM series reader share them.
 """
@@ -15,6 +20,7 @@ Header checks take plain numbers so that the NRRD/NIfTI/MHA reader and the DICOM
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +46,21 @@ HU_MINIMUM_EXPECTED = -50.0
 
 #: Highest value of a plausible HU image is at least this (soft tissue is 0..100 HU).
 HU_MAXIMUM_EXPECTED = 0.0
+
+#: No CT holds values beyond this magnitude (int16 HU spans -32768..32767; extended-range CT reaches about
+#: 31,000 HU in metal): larger values come from a wrong rescale slope/intercept or a scaled image.
+HU_ABSOLUTE_LIMIT = 100_000.0
+
+#: Largest distance (mm) of any voxel from the patient coordinate origin: 100 m. Scanner table positions
+#: are within a few metres; larger values are a broken header (and overflow measurements).
+MAX_POSITION_MM = 100_000.0
+
+_SPECIAL_FILES = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def check_input_path(path: Path, *, want: str = "any") -> None:
@@ -67,6 +88,12 @@ def check_input_path(path: Path, *, want: str = "any") -> None:
     if want == "dir":
         raise VolumeReadError(
             f"input {path} is a file but a folder is expected: give the folder holding the DICOM series"
+        )
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+        raise VolumeReadError(
+            f"input {path} is {kind}, not a regular file: give the path of a CT volume file or DICOM folder"
         )
     if not os.access(path, os.R_OK):
         raise VolumeReadError(f"permission denied reading {path}: make the file readable (chmod) or copy it")
@@ -132,6 +159,8 @@ def check_voxel_budget(size_ijk: Sequence[int], max_voxels: int | None, *, sourc
         VolumeValidationError: the voxel count exceeds ``max_voxels`` (or :data:`DEFAULT_MAX_VOXELS`).
     """
     budget = DEFAULT_MAX_VOXELS if max_voxels is None else int(max_voxels)
+    if budget <= 0:
+        raise VolumeValidationError(f"max_voxels must be a positive number of voxels, got {budget}")
     count = int(np.prod([int(n) for n in size_ijk], dtype=np.int64))
     if count > budget:
         raise VolumeValidationError(
@@ -168,6 +197,12 @@ def check_hounsfield(array: np.ndarray, *, source: str, ignore: np.ndarray | Non
     if array.size == 0:
         raise VolumeValidationError(f"{source} holds no voxels: export the CT again")
     low, high = _value_range(array, ignore, source=source)
+    if max(abs(low), abs(high)) > HU_ABSOLUTE_LIMIT:
+        raise VolumeValidationError(
+            f"{source} intensities are not Hounsfield units: values reach {low:g}..{high:g}, far outside any CT "
+            f"(beyond +-{HU_ABSOLUTE_LIMIT:g}); the rescale slope/intercept (NIfTI scl_slope/scl_inter) is wrong "
+            "or the image was scaled: give the original CT in HU (air -1000, water 0)"
+        )
     if low == high:
         raise VolumeValidationError(
             f"{source} is constant ({low:g} everywhere): it holds no image; export the CT again"
@@ -212,6 +247,24 @@ def _value_range(array: np.ndarray, ignore: np.ndarray | None, *, source: str) -
         highest, lowest = int(info.max), int(info.min)
         return float(array.min(where=keep, initial=highest)), float(array.max(where=keep, initial=lowest))
     return float(array.min(where=keep, initial=np.inf)), float(array.max(where=keep, initial=-np.inf))
+
+
+def check_origin(
+    origin_lps_mm: Sequence[float], spacing_mm: Sequence[float], size_ijk: Sequence[int], *, source: str
+) -> None:
+    """Check that the origin is finite and every voxel lies within :data:`MAX_POSITION_MM` of (0, 0, 0).
+
+    Raises:
+        VolumeValidationError: a NaN/infinite origin or one absurdly far away (e.g. 1e308 mm).
+    """
+    origin = [float(o) for o in origin_lps_mm]
+    extent = float(np.linalg.norm([float(s) * max(int(n) - 1, 0) for s, n in zip(spacing_mm, size_ijk)]))
+    if not all(np.isfinite(origin)) or max(abs(o) for o in origin) + extent > MAX_POSITION_MM:
+        raise VolumeValidationError(
+            f"{source} has an invalid origin {tuple(origin)} mm: a CT lies within {MAX_POSITION_MM / 1000:g} m of "
+            "the scanner's origin, so the header is broken (measurements would overflow); fix the origin in the "
+            "header or export the CT again"
+        )
 
 
 def check_direction(direction: np.ndarray, *, source: str) -> None:

@@ -41,10 +41,14 @@ def _expected(ct: CTVolume) -> np.ndarray:
 
 @pytest.fixture
 def models(tmp_path: Path) -> list[str]:
-    """Native-resolution threshold models (exact answers): liver = HU > 50, tumor = HU > 150."""
+    """Native-resolution threshold models (exact answers): liver = HU > 50, tumor = HU > 150.
+
+    The tiny synthetic CTs of these tests (40 x 30 mm, no air) are not bodies: the plausibility check is skipped
+    (Testing/test_plausibility.py tests it).
+    """
     liver = write_threshold_model(tmp_path / "models", "liver", threshold_hu=50, spacing_mm=None, orientation="PLI")
     tumor = write_threshold_model(tmp_path / "models", "tumor", threshold_hu=150, spacing_mm=None)
-    return ["--liver-model", str(liver), "--tumor-model", str(tumor)]
+    return ["--liver-model", str(liver), "--tumor-model", str(tumor), "--skip-plausibility-check"]
 
 
 def _read(path: Path) -> tuple[np.ndarray, Geometry]:
@@ -149,7 +153,7 @@ def test_sigterm_cancels_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "SmoothSegNetLib", "segment", str(source), "-o", str(out), "--liver-model", str(liver),
-         "--liver-only", "--progress", "jsonl"],
+         "--liver-only", "--progress", "jsonl", "--skip-plausibility-check"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     assert process.stdout is not None

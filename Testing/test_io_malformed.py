@@ -238,7 +238,7 @@ CASES: dict[str, Case] = {
     "corrupt nifti header": Case(
         lambda t: _bytes(t / "ct.nii", bytes(range(256)) * 2), VolumeReadError, "not recognized as a NIFTI"
     ),
-    "mhd data file missing": Case(_mhd_without_data, VolumeReadError, "data file is missing"),
+    "mhd data file missing": Case(_mhd_without_data, VolumeReadError, "ct.raw named in the header of"),
     "unknown extension": Case(lambda t: _bytes(t / "ct.png", b"\x89PNG...."), VolumeReadError, "unknown volume format"),
     "single dicom file": Case(_single_dicom_file, VolumeReadError, "give the folder that holds the whole DICOM series"),
     "folder without dicom": Case(

@@ -38,7 +38,9 @@ def test_segment_child_process_streams_progress_and_imports_exactly(tmp_path: Pa
     ct = _ct()
     source = write_volume(tmp_path / "ct.nrrd", ct)
     liver, tumor = _models(tmp_path / "models")
-    request = SegmentRequest(source, tmp_path / "out", device="cpu", liver_model=liver, tumor_model=tumor)
+    request = SegmentRequest(
+        source, tmp_path / "out", device="cpu", liver_model=liver, tumor_model=tumor, skip_plausibility_check=True
+    )  # a tiny synthetic CT (22 x 16 mm), not a body
     child = ChildProcess(segment_command(request))
     events, finished = child.wait(timeout_s=300)
     assert finished.returncode == 0, finished.message
@@ -86,7 +88,9 @@ def test_cancel_stops_the_real_cli_and_leaves_nothing(tmp_path: Path) -> None:
     liver = write_threshold_model(tmp_path / "m", "liver", threshold_hu=50, spacing_mm=None, mode="sliding")
     tumor = write_threshold_model(tmp_path / "m", "tumor", threshold_hu=150, spacing_mm=None, mode="sliding")
     out = tmp_path / "out"
-    request = SegmentRequest(source, out, device="cpu", liver_model=str(liver), tumor_model=str(tumor))
+    request = SegmentRequest(
+        source, out, device="cpu", liver_model=str(liver), tumor_model=str(tumor), skip_plausibility_check=True
+    )  # no air, no fat: not a body
     child = ChildProcess(segment_command(request))
     deadline = time.monotonic() + 120
     seen = []

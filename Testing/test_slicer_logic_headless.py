@@ -56,6 +56,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         progressCallback=events.append,
         waitForCompletion=True,
         timeoutS=300,
+        skipPlausibilityCheck=True,  # a tiny synthetic CT (16 x 13 mm), not a body
     )
     return {"headless": headless, "ct": ct, "volume": volume, "runner": runner, "node": node, "events": events}
 

@@ -90,6 +90,7 @@ class SmoothSegNetRunner:
         completionCallback: CompletionCallback | None = None,
         waitForCompletion: bool = False,
         timeoutS: float | None = None,
+        skipPlausibilityCheck: bool = False,
     ) -> Any:
         """Segment ``inputVolume``; the result goes into ``outputSegmentation`` (a new node when None).
 
@@ -117,6 +118,7 @@ class SmoothSegNetRunner:
                 per_lesion=perLesionSegments,
                 liver_model=liverModel,
                 tumor_model=tumorModel,
+                skip_plausibility_check=skipPlausibilityCheck,
             )
             command = segment_command(request, self.pythonExecutable)
         except Exception:

@@ -24,12 +24,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resample a DICOM series with non-uniform slice spacing or missing slices instead of refusing it",
     )
-    parser.add_argument("--max-voxels", type=int, default=None, help="memory budget in voxels (default 512*512*2048)")
+    parser.add_argument(
+        "--max-voxels", type=positive_int, default=None, help="memory budget in voxels (default 512*512*2048)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a usage error, exit status 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of voxels, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of voxels, got {value}")
+    return value
 
 
 def describe(ct: CTVolume) -> dict[str, Any]:
     """A JSON-ready description of a CT volume (geometry in LPS, sizes in (i, j, k) order)."""
+    from SmoothSegNetLib.plausibility import findings
     from SmoothSegNetLib.resample import orientation_code
 
     g = ct.geometry
@@ -45,6 +59,8 @@ def describe(ct: CTVolume) -> dict[str, Any]:
         "hu_max": float(np.max(ct.array)),
         "volume_ml": round(float(np.prod(g.size_ijk)) * g.voxel_volume_mm3 / 1000.0, 3),
         "warnings": list(ct.warnings),
+        # what 'segment' would refuse without --skip-plausibility-check (empty: a plausible CT of a body)
+        "plausibility_findings": findings(ct),
     }
     if ct.dicom is not None:
         info["dicom"] = {
@@ -80,6 +96,8 @@ def _text(info: dict[str, Any]) -> str:
             f"frame of ref  {dicom['frame_of_reference_uid']}",
         ]
     lines += [f"warning       {w}" for w in info["warnings"]]
+    found = info["plausibility_findings"]
+    lines += [f"plausibility  {f}" for f in found] or ["plausibility  looks like a CT of a body"]
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.outputs import StagedOutputDir
+from SmoothSegNetLib.outputs import StagedOutputDir, check_output_dir
 
 NAME = "report"
 HELP = "measure a labelmap (1 liver, 2 tumor) on its CT: report.json, report.csv, overview.png, lesions.nrrd"
@@ -53,13 +53,17 @@ def run(args: argparse.Namespace) -> int:
     from SmoothSegNetLib.io import read_volume
     from SmoothSegNetLib.io.writers import write_labelmap
     from SmoothSegNetLib.report import ReportOptions, label_lesions, measure, write_case_outputs
-    from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
+    from SmoothSegNetLib.report.inputs import labelmap_warnings, read_labelmap
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 
     if args.min_lesion_ml < 0:
         raise InputError(f"--min-lesion-ml must be >= 0, got {args.min_lesion_ml}")
     ignore = _label_list(args.ignore_labels)
-    labels, geometry = read_labelmap(args.labelmap)
+    check_output_dir(args.output, inputs=[args.labelmap, args.image])
+    # The CT first (under the voxel budget), then the labelmap's header: its size against the budget and its
+    # grid against the CT's before any of its voxels is read.
+    ct = read_volume(args.image)
+    labels, _geometry = read_labelmap(args.labelmap, reference=ct.geometry)
     if ignore:
         labels = np.where(np.isin(labels, ignore), 0, labels)
     others = sorted(set(np.unique(labels).tolist()) - {0, 1, 2})
@@ -68,12 +72,13 @@ def run(args: argparse.Namespace) -> int:
             f"LABELMAP {args.labelmap} has label values {others[:5]}: expected 0 background, 1 liver, 2 tumor; "
             f"relabel it, or treat them as background with --ignore-labels {','.join(map(str, others[:5]))}"
         )
-    ct = read_volume(args.image)
-    require_same_grid(geometry, ct)
     labels = check_labelmap(labels, ct.geometry, "LABELMAP").astype("uint8")
     options = ReportOptions(min_volume_ml=args.min_lesion_ml, split_touching=args.split_touching)
     lesions = label_lesions(labels == TUMOR_LABEL, ct.geometry, options.min_volume_ml, split=options.split_touching)
-    report = measure(ct, labels, lesions, options=options)
+    warnings = labelmap_warnings(labels)
+    for warning in warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    report = measure(ct, labels, lesions, options=options, warnings=warnings)
     protect = [Path(args.labelmap), Path(args.image)]
     with StagedOutputDir(args.output, protect=protect) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)

@@ -20,6 +20,7 @@ from SmoothSegNetLib.inference.cases import (
     run_case,
     shard,
 )
+from SmoothSegNetLib.outputs import check_output_dir
 from SmoothSegNetLib.progress import JsonlProgress, ProgressCallback, TextProgress, no_progress
 
 NAME = "segment"
@@ -65,6 +66,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-sr", action="store_true", help="write sr.dcm, TID 1500 (DICOM series input only)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
     parser.add_argument("--overwrite", action="store_true", help="redo cases that are already complete")
+    parser.add_argument(
+        "--skip-plausibility-check",
+        action="store_true",
+        help="segment a CT that fails the plausibility check (field of view, voxel size, HU distribution, body "
+        "present; docs/input-checks.md) when it is unusual but real; the report's warnings say so",
+    )
 
 
 def make_progress(kind: str | None) -> ProgressCallback:
@@ -121,6 +128,8 @@ def run_cases(cases: list[Case], args: argparse.Namespace, options: SegmentOptio
     if not todo:
         sys.stderr.write(f"all {len(mine)} case(s) of rank {rank} are already complete\n")
         return 0
+    for case in todo:  # before the models load and anything is read: a bad -o must not cost a whole run
+        check_output_dir(case.outdir, inputs=[case.input])
     from SmoothSegNetLib.inference.pipeline import Segmenter
 
     segmenter = Segmenter(options)
@@ -129,7 +138,15 @@ def run_cases(cases: list[Case], args: argparse.Namespace, options: SegmentOptio
     failures = 0
     for case in todo:
         try:
-            run_case(case, segmenter, outputs, series_uid=args.series, progress=progress, cancel=CANCEL)
+            run_case(
+                case,
+                segmenter,
+                outputs,
+                series_uid=args.series,
+                progress=progress,
+                cancel=CANCEL,
+                skip_plausibility_check=args.skip_plausibility_check,
+            )
         except InputError as exc:
             if len(todo) == 1:
                 raise

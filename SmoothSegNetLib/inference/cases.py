@@ -22,7 +22,7 @@ import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.inference.options import SegmentationResult
-from SmoothSegNetLib.outputs import StagedOutputDir, atomic_path
+from SmoothSegNetLib.outputs import COMPLETE_MARKER_NAME, StagedOutputDir, atomic_path
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, no_progress
 from SmoothSegNetLib.volume import CTVolume
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Written last into a case folder; its presence means every output of the case is complete.
-COMPLETE_MARKER = ".smoothsegnet-complete.json"
+COMPLETE_MARKER = COMPLETE_MARKER_NAME
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,17 @@ def run_case(
     series_uid: str | None = None,
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
+    skip_plausibility_check: bool = False,
 ) -> SegmentationResult:
-    """Read, segment and write all outputs of one case (nothing is left in ``outdir`` on failure)."""
-    from SmoothSegNetLib.io import read_volume
+    """Read, segment and write all outputs of one case (nothing is left in ``outdir`` on failure).
 
-    ct = read_volume(case.input, series_uid=series_uid)
+    The CT must look like a CT of a body (:mod:`SmoothSegNetLib.plausibility`) unless
+    ``skip_plausibility_check``, which the report's warnings then record.
+    """
+    from SmoothSegNetLib.io import read_volume
+    from SmoothSegNetLib.plausibility import check_or_mark_skipped
+
+    ct = check_or_mark_skipped(read_volume(case.input, series_uid=series_uid), skip=skip_plausibility_check)
     if (outputs.dicom_seg or outputs.dicom_sr) and ct.dicom is None:
         raise InputError(
             f"--dicom-seg/--dicom-sr need a DICOM series input, but {case.input} is a volume file; "

@@ -8,14 +8,11 @@ else ``float32``, indexed ``[k, j, i]``.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
 import os
 import re
-import struct
 import sys
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import numpy as np
 
 from SmoothSegNetLib import validation
 from SmoothSegNetLib.errors import VolumeReadError
+from SmoothSegNetLib.io.file_headers import check_file_header
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 log = logging.getLogger(__name__)
@@ -117,6 +115,8 @@ def read_volume_file(path: Path, *, max_voxels: int | None = None) -> CTVolume:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     image_io = format_of(path)
     source = str(path)
+    # Before ITK opens anything: a detached header's data file may be a FIFO (ITK would block on it).
+    check_file_header(path, image_io)
     reader = sitk.ImageFileReader()
     reader.SetImageIO(image_io)
     reader.SetFileName(source)
@@ -132,9 +132,8 @@ def read_volume_file(path: Path, *, max_voxels: int | None = None) -> CTVolume:
     validation.check_dimensions(size, int(reader.GetNumberOfComponents()), source=source)
     validation.check_spacing(reader.GetSpacing(), source=source)
     validation.check_direction(np.reshape(reader.GetDirection(), (3, 3)), source=source)
+    validation.check_origin(reader.GetOrigin(), reader.GetSpacing(), size, source=source)
     validation.check_voxel_budget(size, max_voxels, source=source)
-    if image_io == "NiftiImageIO":
-        _check_nifti_length(path)
     try:
         with _native_stderr_to_log():
             image = reader.Execute()
@@ -198,65 +197,3 @@ def _native_stderr_to_log() -> Iterator[None]:
             text = sink.read().decode(errors="replace").strip()
             if text:
                 log.debug("image library output: %s", text)
-
-
-def _nifti_data_end(header: bytes) -> int | None:
-    """Byte offset where a NIfTI-1/-2 file's voxel data end, from its header (None if unrecognised)."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
-            dims = struct.unpack(f"{endian}8h", header[40:56])
-            bitpix = struct.unpack(f"{endian}h", header[72:74])[0]
-            offset = int(struct.unpack(f"{endian}f", header[108:112])[0])
-        elif len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
-            bitpix = struct.unpack(f"{endian}h", header[14:16])[0]
-            dims = struct.unpack(f"{endian}8q", header[16:80])
-            offset = int(struct.unpack(f"{endian}q", header[168:176])[0])
-        else:
-            continue
-        count = int(np.prod([max(int(d), 1) for d in dims[1 : int(dims[0]) + 1]], dtype=np.int64))
-        return offset + count * int(bitpix) // 8
-    return None
-
-
-def _check_nifti_length(path: Path) -> None:
-    """Refuse a NIfTI file shorter than its header says.
-
-    ITK's NIfTI reader fills missing voxels of a truncated file with zeros without any error, so the length
-    is checked here. For ``.nii.gz`` the gzip trailer (ISIZE: the uncompressed length modulo 2**32) is
-    compared first: when it records exactly the announced length the stream was written to its end (a cut
-    file ends in compressed data instead); otherwise — a cut or multi-member file — the whole stream is
-    decompressed to count its bytes, without keeping them (bench/read_speed.py: that pass doubled the read
-    time of a complete file).
-    """
-    compressed = path.name.lower().endswith(".gz")
-    try:
-        if compressed:
-            with gzip.open(path, "rb") as stream:
-                header = stream.read(540)
-                end = _nifti_data_end(header)
-                if end is not None and _gzip_trailer_size(path) == end % (1 << 32):
-                    return
-                length = len(header)
-                while chunk := stream.read(1 << 22):
-                    length += len(chunk)
-        else:
-            with path.open("rb") as stream:
-                header = stream.read(540)
-            length = path.stat().st_size
-    except (OSError, EOFError, zlib.error) as exc:
-        raise VolumeReadError(
-            f"cannot read the voxels of {path}: the file is truncated or corrupt ({exc}); export the volume again"
-        ) from exc
-    end = _nifti_data_end(header)
-    if end is not None and length < end:
-        raise VolumeReadError(
-            f"cannot read the voxels of {path}: the file is truncated or corrupt ({length:,} bytes of data where "
-            f"the header announces {end:,}); export the volume again"
-        )
-
-
-def _gzip_trailer_size(path: Path) -> int:
-    """ISIZE of the last gzip member of ``path``: its uncompressed length modulo 2**32."""
-    with path.open("rb") as stream:
-        stream.seek(-4, os.SEEK_END)
-        return int(struct.unpack("<I", stream.read(4))[0])

@@ -52,6 +52,7 @@ class SegmentRequest:
         per_lesion: with ``dicom_seg``, one DICOM-SEG segment per lesion (``--per-lesion-segments``).
         dicom_seg, dicom_sr: also write ``seg.dcm`` / ``sr.dcm`` (only for a DICOM input).
         liver_model, tumor_model: model card paths or registry ids; ``None`` for the quality's default.
+        skip_plausibility_check: segment a CT that fails the plausibility check (``--skip-plausibility-check``).
     """
 
     input_path: Path
@@ -63,6 +64,7 @@ class SegmentRequest:
     dicom_sr: bool = False
     liver_model: str | None = None
     tumor_model: str | None = None
+    skip_plausibility_check: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -90,6 +92,8 @@ def segment_command(request: SegmentRequest, python_executable: str | None = Non
         command.append("--dicom-seg")
     if request.dicom_sr:
         command.append("--dicom-sr")
+    if request.skip_plausibility_check:
+        command.append("--skip-plausibility-check")
     return command
 
 
