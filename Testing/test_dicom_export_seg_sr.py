@@ -13,10 +13,11 @@ import pytest
 from _report_helpers import OBLIQUE, ellipsoid_mask, grid
 from conftest import require_tool
 
+from SmoothSegNetLib.case_outputs import write_case_outputs
 from SmoothSegNetLib.errors import ExportError
 from SmoothSegNetLib.io import read_volume, write_ct_series
 from SmoothSegNetLib.outputs import StagedOutputDir
-from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
+from SmoothSegNetLib.report import label_lesions, measure
 from SmoothSegNetLib.volume import CTVolume
 
 MODELS = [

@@ -50,9 +50,10 @@ def _label_list(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from SmoothSegNetLib.case_outputs import write_case_outputs
     from SmoothSegNetLib.io import read_volume
     from SmoothSegNetLib.io.writers import write_labelmap
-    from SmoothSegNetLib.report import ReportOptions, label_lesions, measure, write_case_outputs
+    from SmoothSegNetLib.report import ReportOptions, label_lesions, measure
     from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 

@@ -108,9 +108,9 @@ def write_export(
 
     All files appear together or none (staged); ``outdir`` can then be given to ``export`` for DICOM.
     """
+    from SmoothSegNetLib.case_outputs import write_case_outputs
     from SmoothSegNetLib.io.writers import write_labelmap
     from SmoothSegNetLib.outputs import StagedOutputDir
-    from SmoothSegNetLib.report import write_case_outputs
 
     result = with_lesions_split(ct, result)
 
