@@ -213,6 +213,7 @@ def measure(
         entries.append(_lesion(n, instances, box, ct, liver_or_tumor, confidence))
     voxel_ml = geometry.voxel_volume_mm3 / 1000.0
     liver_ml = float(liver_or_tumor.sum()) * voxel_ml
+    parenchyma_ml = float(np.count_nonzero(labels == LIVER_LABEL)) * voxel_ml
     tumor_ml = float(np.count_nonzero(instances)) * voxel_ml
     model_entries = [_model_entry(m) for m in models]
     notes = [f"LI-RADS size bands are {LIRADS_NOTE}"]
@@ -229,7 +230,8 @@ def measure(
         "software": {"name": "SmoothSegNet", "version": __version__},
         "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "input": _input_entry(ct),
-        "liver": {"volume_ml": _r(liver_ml)},
+        # Two named quantities: the whole liver (labels 1 + 2, the TLVR denominator) and its parenchyma (label 1).
+        "liver": {"volume_ml": _r(liver_ml), "parenchyma_volume_ml": _r(parenchyma_ml)},
         "tumor_burden": {
             "count": len(entries),
             "total_volume_ml": _r(tumor_ml),
