@@ -6,11 +6,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.outputs import StagedOutputDir
+
+if TYPE_CHECKING:
+    from SmoothSegNetLib.report.edits import CarriedEdits
+    from SmoothSegNetLib.volume import CTVolume
 
 NAME = "report"
 HELP = "measure a labelmap (1 liver, 2 tumor) on its CT: report.json, report.csv, overview.png, lesions.nrrd"
@@ -37,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-seg", action="store_true", help="also write seg.dcm (needs a DICOM --image)")
     parser.add_argument("--dicom-sr", action="store_true", help="also write sr.dcm and seg.dcm (needs a DICOM --image)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
+    parser.add_argument(
+        "--since",
+        metavar="DIR",
+        default=None,
+        help="an earlier output folder of this CT (report.json, lesions.nrrd), e.g. of 'segment': its models are "
+        "named, lesions changed since are marked edited by hand, unchanged ones keep their confidence",
+    )
 
 
 def _label_list(text: str) -> list[int]:
@@ -47,6 +59,26 @@ def _label_list(text: str) -> list[int]:
     if any(v in (0, 1, 2) for v in values):
         raise InputError(f"--ignore-labels must not hold 0, 1 or 2 (background, liver, tumor), got {text!r}")
     return values
+
+
+def _since(folder: str | None, ct: CTVolume, lesions: np.ndarray) -> tuple[CarriedEdits, list[dict[str, Any]]]:
+    """What ``--since DIR`` carries: the edits against its lesions.nrrd, and its models."""
+    from SmoothSegNetLib.commands.export import models_of, previous_report
+    from SmoothSegNetLib.report.edits import CarriedEdits, carry_edits
+    from SmoothSegNetLib.report.inputs import read_labelmap
+
+    if folder is None:
+        return CarriedEdits(), []
+    path = Path(folder)
+    previous = previous_report(path)
+    if previous is None or not (path / "lesions.nrrd").is_file():
+        raise InputError(f"--since {folder} must be an output folder holding report.json and lesions.nrrd")
+    stored, geometry = read_labelmap(path / "lesions.nrrd", "lesions.nrrd")
+    if not geometry.same_grid(ct.geometry, atol=1e-3):
+        raise InputError(
+            f"--since {folder}: its lesions.nrrd is not on the grid of --image; give the folder of this CT"
+        )
+    return carry_edits(previous, stored.astype(np.uint16), lesions), models_of(previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +106,17 @@ def run(args: argparse.Namespace) -> int:
     labels = check_labelmap(labels, ct.geometry, "LABELMAP").astype("uint8")
     options = ReportOptions(min_volume_ml=args.min_lesion_ml, split_touching=args.split_touching)
     lesions = label_lesions(labels == TUMOR_LABEL, ct.geometry, options.min_volume_ml, split=options.split_touching)
-    report = measure(ct, labels, lesions, options=options)
+    carried, models = _since(args.since, ct, lesions)
+    report = measure(
+        ct,
+        labels,
+        lesions,
+        options=options,
+        models=models,
+        confidence=carried.confidence,
+        edited=carried.edited,
+        warnings=carried.warnings,
+    )
     protect = [Path(args.labelmap), Path(args.image)]
     with StagedOutputDir(args.output, protect=protect) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)

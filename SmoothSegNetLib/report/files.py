@@ -23,6 +23,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("centroid_p_mm", "centroid_lps_mm.1"),
     ("centroid_s_mm", "centroid_lps_mm.2"),
     ("confidence", "confidence"),
+    ("edited", "edited"),
     ("recist_measurable", "categories.recist_measurable"),
     ("lirads_size_only", "categories.lirads_size_only"),
     ("paper_size_group", "categories.paper_size_group"),
