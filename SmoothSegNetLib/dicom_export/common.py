@@ -15,6 +15,9 @@ from SmoothSegNetLib.volume import CTVolume, DicomSource
 
 MANUFACTURER = "SmoothSegNet project"
 MODEL_NAME = "SmoothSegNet"
+#: SpecificCharacterSet of SEG and SR: UTF-8, whatever the source series uses (names, model titles with '—',
+#: '≥' or 'µ' would otherwise be written as '?' in the source's Latin-1).
+CHARACTER_SET = "ISO_IR 192"
 #: Positions of a source slice and of the volume's slice k may differ by this much (mm).
 POSITION_TOLERANCE_MM = 0.01
 

@@ -13,6 +13,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from SmoothSegNetLib.dicom_export.common import (
+    CHARACTER_SET,
     MANUFACTURER,
     MODEL_NAME,
     check_slices_match_grid,
@@ -166,6 +167,7 @@ def make_seg(
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
+        specific_character_set=CHARACTER_SET,
         manufacturer_model_name=MODEL_NAME,
         software_versions=software_versions(),
         device_serial_number="0",

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from SmoothSegNetLib.dicom_export.common import MANUFACTURER, MODEL_NAME, software_versions
+from SmoothSegNetLib.dicom_export.common import CHARACTER_SET, MANUFACTURER, MODEL_NAME, software_versions
 from SmoothSegNetLib.dicom_export.seg import WHOLE_LIVER_LABEL
 from SmoothSegNetLib.errors import ExportError
 from SmoothSegNetLib.report.codes import measurement_codes, sr_concepts
@@ -213,6 +213,7 @@ def make_sr(seg: hd.seg.Segmentation, source_datasets: Sequence[Dataset], report
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
+        specific_character_set=CHARACTER_SET,
         is_complete=True,
         series_description="SmoothSegNet measurements",
     )
