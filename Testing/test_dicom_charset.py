@@ -58,3 +58,12 @@ def test_seg_and_sr_are_utf8_and_non_ascii_text_round_trips(tmp_path: Path) -> N
     ]
     assert names == [TUMOR_TITLE]
     assert TUMOR_TITLE.encode() in (out / "seg.dcm").read_bytes()
+
+
+def test_long_strings_are_cut_to_64_utf8_bytes_between_characters() -> None:
+    from SmoothSegNetLib.dicom_export.common import long_string
+
+    # A demo title cut at 64 characters was 66 bytes in UTF-8 ('—' is 3 bytes): dciodvfy refused the SEG.
+    assert long_string("a" * 62 + "—bc") == "a" * 62
+    assert long_string("a" * 61 + "—bc") == "a" * 61 + "—"
+    assert long_string("short — ok") == "short — ok"

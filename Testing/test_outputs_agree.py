@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import subprocess
 from typing import Any
 
 import highdicom as hd
@@ -28,7 +29,7 @@ from SmoothSegNetLib.io import read_volume, write_ct_series
 from SmoothSegNetLib.report.files import CASE_COLUMNS, CSV_COLUMNS
 from SmoothSegNetLib.report.overview import overview_table, render_overview
 from SmoothSegNetLib.resources import RESOURCES_DIR
-from Testing.conftest import run_cli
+from Testing.conftest import require_tool, run_cli
 
 VOLUME = "118565006"
 
@@ -193,3 +194,12 @@ def test_slicer_table_equals_report_json(case: dict[str, Any]) -> None:
                 assert math.isnan(shown), column.title
             else:
                 assert shown == value, column.title
+
+
+@pytest.mark.dciodvfy
+@pytest.mark.parametrize("name", ["seg.dcm", "sr.dcm"])
+def test_the_real_run_seg_and_sr_are_dciodvfy_clean(case: dict[str, Any], name: str) -> None:
+    tool = require_tool("dciodvfy")
+    result = subprocess.run([tool, str(case["out"] / name)], capture_output=True, text=True, check=False)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if line.startswith(("Error", "Warning"))] == []

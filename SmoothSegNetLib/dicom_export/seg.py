@@ -1,4 +1,10 @@
-"""DICOM-SEG (highdicom) of a labelmap on a CT read from a DICOM series."""
+"""DICOM-SEG (highdicom) of a labelmap on a CT read from a DICOM series.
+
+A BINARY SEG whose segments may overlap: ``Liver`` (label 1), ``Tumor`` or ``Lesion n``, and ``Liver including
+tumors`` (labels 1 and 2), so that each liver volume of the report has a segment whose voxels give exactly it.
+Segments are passed to highdicom as one binary plane each, on the slices that hold labels only: memory is
+(slices with labels) x rows x columns x (segments) bytes.
+"""
 
 from __future__ import annotations
 
