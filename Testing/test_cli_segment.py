@@ -89,8 +89,24 @@ def test_segment_dicom_series_with_dicom_seg(tmp_path: Path, models: list[str]) 
     assert result.returncode == 0, result.stderr
     assert (out / "seg.dcm").is_file()
     labels, geometry = _read(out / "segmentation.nrrd")
-    assert geometry.same_grid(read_volume(tmp_path / "dicom").geometry, atol=1e-4)
+    series = read_volume(tmp_path / "dicom")
+    assert geometry.same_grid(series.geometry, atol=1e-4)
     np.testing.assert_array_equal(labels, _expected(ct))
+    # The SEG's content, not only its name: Liver (label 1), Tumor (label 2), Liver including tumors (both).
+    import highdicom as hd
+
+    seg = hd.seg.segread(str(out / "seg.dcm"))
+    assert [seg.get_segment_description(n).segment_label for n in (1, 2, 3)] == [
+        "Liver",
+        "Tumor",
+        "Liver including tumors",
+    ]
+    uids = [s.sop_instance_uid for s in series.dicom.slices]
+    pixels = seg.get_pixels_by_source_instance(
+        uids, segment_numbers=[1, 2, 3], combine_segments=False, assert_missing_frames_are_empty=True
+    )
+    for index, expected in enumerate((labels == 1, labels == 2, labels > 0)):
+        np.testing.assert_array_equal(pixels[..., index] > 0, expected)
 
 
 def _one_error_line(stderr: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import subprocess
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import pydicom
 import pytest
 from _report_helpers import OBLIQUE, ellipsoid_mask, grid
 from conftest import require_tool
+from pydicom.sr.codedict import codes
 
+from SmoothSegNetLib.case_outputs import write_case_outputs
 from SmoothSegNetLib.errors import ExportError
 from SmoothSegNetLib.io import read_volume, write_ct_series
 from SmoothSegNetLib.outputs import StagedOutputDir
-from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
+from SmoothSegNetLib.report import label_lesions, measure
 from SmoothSegNetLib.volume import CTVolume
 
 MODELS = [
@@ -73,9 +76,16 @@ def _export(tmp_path: Path, series: tuple, **options: bool) -> Path:
 
 
 def _read_back(seg_path: Path, ct: CTVolume) -> tuple[hd.seg.Segmentation, np.ndarray]:
+    """The SEG and its segments but the last combined into one label array [k, j, i]; the last segment,
+    "Liver including tumors", overlaps the others and must hold exactly the voxels of all of them."""
     seg = hd.seg.segread(str(seg_path))
     uids = [s.sop_instance_uid for s in ct.dicom.slices]
-    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True, assert_missing_frames_are_empty=True)
+    numbers = [int(n) for n in seg.get_segment_numbers()]
+    assert seg.get_segment_description(numbers[-1]).segment_label == "Liver including tumors"
+    read = functools.partial(seg.get_pixels_by_source_instance, uids, assert_missing_frames_are_empty=True)
+    pixels = read(segment_numbers=numbers[:-1], combine_segments=True, relabel=False)
+    whole = read(segment_numbers=numbers[-1:], combine_segments=True)
+    assert np.array_equal(whole > 0, pixels > 0)
     return seg, pixels
 
 
@@ -138,22 +148,21 @@ def test_sr_holds_the_measurements_and_references_the_segments(tmp_path: Path, s
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
     groups = sr.content.get_volumetric_roi_measurement_groups()
     by_name = {g.tracking_identifier: g for g in groups}
-    assert set(by_name) == {"Liver", "Lesion 1", "Lesion 2"}
+    assert set(by_name) == {"Liver parenchyma", "Liver including tumors", "Lesion 1", "Lesion 2"}
     for lesion in report["lesions"]:
         group = by_name[f"Lesion {lesion['id']}"]
-        values = {m.name.value: m.value for m in group.get_measurements()}
+        values = {m.name.value: m.value for m in group.get_measurements() if m.derivation is None}
         assert values["118565006"] == pytest.approx(lesion["volume_ml"])
-        assert values["103339001"] == pytest.approx(lesion["long_axis_mm"])
-        assert values["103340004"] == pytest.approx(lesion["short_axis_mm"])
         assert values["L0JK"] == pytest.approx(lesion["max_diameter_3d_mm"])
-        assert values["373098007"] == pytest.approx(lesion["mean_hu"])
         units = {m.name.value: m.unit.value for m in group.get_measurements()}
-        assert (units["118565006"], units["103339001"], units["373098007"]) == ("ml", "mm", "[hnsf'U]")
+        assert (units["118565006"], units["112031"]) == ("ml", "[hnsf'U]")
         ref = group.referenced_segment
         assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
         assert seg.get_segment_description(ref.referenced_segment_numbers[0]).segment_label == f"Lesion {lesion['id']}"
-    liver_values = {m.name.value: m.value for m in by_name["Liver"].get_measurements()}
+    liver_values = {m.name.value: m.value for m in by_name["Liver including tumors"].get_measurements()}
     assert liver_values["118565006"] == pytest.approx(report["liver"]["volume_ml"])
+    parenchyma = {m.name.value: m.value for m in by_name["Liver parenchyma"].get_measurements()}
+    assert parenchyma["118565006"] == pytest.approx(report["liver"]["parenchyma_volume_ml"])
     # The evidence lists the SEG and every source CT image.
     evidence = {
         item.ReferencedSOPInstanceUID
@@ -162,6 +171,46 @@ def test_sr_holds_the_measurements_and_references_the_segments(tmp_path: Path, s
         for item in series_item.ReferencedSOPSequence
     }
     assert evidence == {seg.SOPInstanceUID, *(s.sop_instance_uid for s in ct.dicom.slices)}
+
+
+def test_sr_codes_hu_as_attenuation_with_derivation_axes_as_scoord3d_tlvr_as_ratio(
+    tmp_path: Path, series: tuple
+) -> None:
+    """Issue 12 item 9: HU statistics were coded as a bare Mean / Standard Deviation, RECIST axes had no end
+    points, TLVR was coded as a Volume."""
+    ct, labels, lesions = series
+    out = _export(tmp_path, series, dicom_sr=True)
+    assert _dciodvfy(out / "sr.dcm") == []
+    report = measure(ct, labels, lesions)
+    content = hd.sr.srread(str(out / "sr.dcm")).content
+    volumetric = {g.tracking_identifier: g for g in content.get_volumetric_roi_measurement_groups()}
+    plain = content.get_image_measurement_groups()
+    for lesion in report["lesions"]:
+        name = f"Lesion {lesion['id']}"
+        hu = {
+            m.derivation.meaning: m.value
+            for m in volumetric[name].get_measurements(name=codes.DCM.AttenuationCoefficient)
+        }
+        assert hu == {"Mean": pytest.approx(lesion["mean_hu"]), "Standard Deviation": pytest.approx(lesion["std_hu"])}
+        (recist,) = [g for g in plain if g.tracking_identifier == name]
+        # The RECIST group is the same finding as the volumetric one (same tracking UID), method RECIST 1.1.
+        assert recist.tracking_uid == volumetric[name].tracking_uid
+        assert recist.method.value == "126081"
+        for code, key in ((codes.SCT.LongAxis, "long_axis"), (codes.SCT.ShortAxis, "short_axis")):
+            (axis,) = recist.get_measurements(name=code)
+            assert axis.value == pytest.approx(lesion[f"{key}_mm"])
+            (coordinates,) = axis.referenced_coordinates
+            assert coordinates.graphic_type == hd.sr.GraphicTypeValues3D.POLYLINE
+            assert coordinates.frame_of_reference_uid == ct.dicom.frame_of_reference_uid
+            ends = np.asarray(coordinates.value, dtype=float)
+            assert ends == pytest.approx(np.asarray(lesion[f"{key}_ends_lps_mm"]), abs=1e-3)
+            # The end points are as far apart as the axis is long (to the report's rounding).
+            assert np.linalg.norm(ends[1] - ends[0]) == pytest.approx(lesion[f"{key}_mm"], abs=1e-3)
+    (burden,) = [g for g in plain if g.tracking_identifier == "Tumor burden"]
+    (tlvr,) = burden.get_measurements(name=codes.DCM.VolumeRatio)
+    assert tlvr.value == pytest.approx(report["tumor_burden"]["tlvr"]) and tlvr.unit.value == "1"
+    (total,) = burden.get_measurements(name=codes.SCT.Volume)
+    assert total.value == pytest.approx(report["tumor_burden"]["total_volume_ml"])
 
 
 def test_hand_drawn_labelmap_is_manual(tmp_path: Path, series: tuple) -> None:
@@ -211,4 +260,35 @@ def test_sr_without_lesions_has_the_liver_only(tmp_path: Path, series: tuple) ->
         write_case_outputs(stage, ct, liver_only, lesions, report, overview=False, dicom_sr=True)
     assert _dciodvfy(tmp_path / "out" / "sr.dcm") == []
     groups = hd.sr.srread(str(tmp_path / "out" / "sr.dcm")).content.get_volumetric_roi_measurement_groups()
-    assert [g.tracking_identifier for g in groups] == ["Liver"]
+    assert [g.tracking_identifier for g in groups] == ["Liver parenchyma", "Liver including tumors"]
+
+
+def segment_volumes_ml(seg: hd.seg.Segmentation, ct: CTVolume) -> dict[int, float]:
+    """Volume (ml) of every SEG segment: its voxels, read back with highdicom, times the CT's voxel volume."""
+    uids = [s.sop_instance_uid for s in ct.dicom.slices]
+    numbers = [int(n) for n in seg.get_segment_numbers()]
+    pixels = seg.get_pixels_by_source_instance(
+        uids, segment_numbers=numbers, combine_segments=False, assert_missing_frames_are_empty=True
+    )
+    voxel_ml = ct.geometry.voxel_volume_mm3 / 1000.0
+    return {n: float(np.count_nonzero(pixels[..., index])) * voxel_ml for index, n in enumerate(numbers)}
+
+
+def test_every_sr_volume_is_the_volume_of_the_segment_it_references(tmp_path: Path, series: tuple) -> None:
+    """Issue 12 item 5: the SR's liver volume (incl. tumor) referenced the "Liver" segment (label 1 only)."""
+    ct, labels, _ = series
+    out = _export(tmp_path, series, dicom_sr=True)
+    seg = hd.seg.segread(str(out / "seg.dcm"))
+    volumes = segment_volumes_ml(seg, ct)
+    groups = hd.sr.srread(str(out / "sr.dcm")).content.get_volumetric_roi_measurement_groups()
+    checked = {}
+    for group in groups:
+        (number,) = group.referenced_segment.referenced_segment_numbers
+        (volume,) = [m.value for m in group.get_measurements() if m.name.value == "118565006"]
+        assert volume == pytest.approx(volumes[number], abs=1e-4), group.tracking_identifier
+        checked[group.tracking_identifier] = volume
+    voxel_ml = ct.geometry.voxel_volume_mm3 / 1000.0
+    # Both liver quantities are there, and they are what the labelmap says (hand-computable from the voxels).
+    assert checked["Liver including tumors"] == pytest.approx(np.count_nonzero(labels) * voxel_ml, abs=1e-4)
+    assert checked["Liver parenchyma"] == pytest.approx(np.count_nonzero(labels == 1) * voxel_ml, abs=1e-4)
+    assert checked["Liver including tumors"] > checked["Liver parenchyma"]

@@ -93,3 +93,36 @@ def test_what_the_slicer_module_imports_at_startup_needs_no_heavy_packages() -> 
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def _absolute_imports(source: str, package: list[str]) -> list[tuple[str, int]]:
+    """Every module ``source`` imports (also inside functions), relative imports resolved against ``package``."""
+    tree = ast.parse(source)
+    found = _imported_modules(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[: len(package) - (node.level - 1)]
+            found.append((".".join([*base, *([node.module] if node.module else [])]), node.lineno))
+            found += [(".".join([*base, alias.name]), node.lineno) for alias in node.names if not node.module]
+    return found
+
+
+def test_the_report_layer_knows_nothing_of_dicom_writers() -> None:
+    # DESIGN layers: dicom_export sits above report; writing a case's files (report + DICOM) is case_outputs' job.
+    files = sorted((ENGINE / "report").rglob("*.py"))
+    assert len(files) >= 5  # the scan really covers the report package
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in files
+        for name, line in _absolute_imports(path.read_text(encoding="utf-8"), ["SmoothSegNetLib", "report"])
+        if name == "SmoothSegNetLib.dicom_export" or name.startswith("SmoothSegNetLib.dicom_export.")
+    ]
+    assert offenders == []
+
+
+def test_the_report_layer_check_sees_lazy_and_relative_imports() -> None:
+    """Guards the test above: an import inside a function, or a relative one, is found."""
+    source = "def f():\n    from ..dicom_export import seg\n    import SmoothSegNetLib.dicom_export.sr\n"
+    names = [name for name, _ in _absolute_imports(source, ["SmoothSegNetLib", "report"])]
+    assert "SmoothSegNetLib.dicom_export" in names
+    assert "SmoothSegNetLib.dicom_export.sr" in names

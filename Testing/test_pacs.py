@@ -11,11 +11,12 @@ from _orthanc import Orthanc, free_port, orthanc  # noqa: F401  (session fixture
 from _report_helpers import OBLIQUE, ct_with, ellipsoid_mask, grid
 from conftest import run_cli
 
+from SmoothSegNetLib.case_outputs import write_case_outputs
 from SmoothSegNetLib.errors import PacsError
 from SmoothSegNetLib.io import read_volume, write_ct_series
 from SmoothSegNetLib.outputs import StagedOutputDir
 from SmoothSegNetLib.pacs import DimseTarget, parse_host_port, send_dimse
-from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
+from SmoothSegNetLib.report import label_lesions, measure
 
 pytestmark = pytest.mark.orthanc
 

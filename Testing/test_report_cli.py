@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -116,13 +117,17 @@ def test_export_remakes_seg_and_sr_after_a_hand_correction(tmp_path: Path) -> No
     assert report["tumor_burden"]["count"] == 1
     assert report["models"][0]["id"] == "smoothsegnet-demo-tumor"
     seg = hd.seg.segread(str(out / "seg.dcm"))
-    assert [seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()] == ["Liver", "Lesion 1"]
+    names = [seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()]
+    assert names == ["Liver", "Lesion 1", "Liver including tumors"]
     uids = [s.sop_instance_uid for s in ct.dicom.slices]
-    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True)
+    read = functools.partial(seg.get_pixels_by_source_instance, uids, assert_missing_frames_are_empty=True)
+    pixels = read(segment_numbers=[1, 2], combine_segments=True, relabel=False)
     assert np.array_equal(pixels, corrected)
+    whole = read(segment_numbers=[3], combine_segments=True)
+    assert np.array_equal(whole > 0, corrected > 0)
     sr = hd.sr.srread(str(out / "sr.dcm"))
     groups = sr.content.get_volumetric_roi_measurement_groups()
-    assert sorted(g.tracking_identifier for g in groups) == ["Lesion 1", "Liver"]
+    assert sorted(g.tracking_identifier for g in groups) == ["Lesion 1", "Liver including tumors", "Liver parenchyma"]
     assert (out / "segmentation.nrrd").exists()  # the input is kept
 
 

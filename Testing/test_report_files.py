@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from _report_helpers import ct_with, ellipsoid_mask, grid
 
+from SmoothSegNetLib.case_outputs import write_case_outputs
 from SmoothSegNetLib.errors import ExportError
 from SmoothSegNetLib.outputs import StagedOutputDir
-from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
+from SmoothSegNetLib.report import label_lesions, measure
 from SmoothSegNetLib.report.categories import milan_size_check, size_categories
 
 SCHEMA = json.loads(

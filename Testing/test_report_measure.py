@@ -136,6 +136,8 @@ def test_lesion_on_liver_border_and_burden() -> None:
     assert lesion["volume_ml"] == pytest.approx(32 * 2 / 1000)
     liver_voxels = 10 * 20 * 10 + 2 * 4 * 2  # the tumor half outside the liver counts as liver+tumor too
     assert report["liver"]["volume_ml"] == pytest.approx(liver_voxels * 2 / 1000)
+    # The parenchyma (label 1) is the liver minus the 2 * 4 * 2 tumor voxels inside it.
+    assert report["liver"]["parenchyma_volume_ml"] == pytest.approx((10 * 20 * 10 - 2 * 4 * 2) * 2 / 1000)
     assert report["tumor_burden"]["total_volume_ml"] == pytest.approx(0.064)
     assert report["tumor_burden"]["tlvr"] == pytest.approx(round(32 / liver_voxels, 4))
 

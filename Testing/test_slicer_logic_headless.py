@@ -97,6 +97,23 @@ def test_recompute_after_an_edit_marks_it_and_grows_the_volume(run: dict[str, An
 def test_export_writes_the_current_segments(run: dict[str, Any], tmp_path: Path) -> None:
     written = run["runner"].exportResults(run["volume"], run["node"], tmp_path / "export", picture=False)
     assert sorted(p.name for p in written) == ["lesions.nrrd", "report.csv", "report.json", "segmentation.nrrd"]
+    # Content, not only names: the files describe the segments as they are now in the scene, and agree.
+    import SimpleITK as sitk
+
+    folder = tmp_path / "export"
+    current = mrml.labelmap_from_segmentation(run["node"], run["volume"])
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "segmentation.nrrd")))
+    lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lesions.nrrd")))
+    np.testing.assert_array_equal(labels, current.labelmap)
+    np.testing.assert_array_equal(lesions > 0, labels == 2)
+    report = json.loads((folder / "report.json").read_text())
+    assert [e["voxel_count"] for e in report["lesions"]] == np.bincount(lesions.ravel())[1:].tolist()
+    assert report["liver"]["parenchyma_volume_ml"] == pytest.approx(
+        np.count_nonzero(labels == 1) * run["ct"].geometry.voxel_volume_mm3 / 1000, abs=5e-5
+    )
+    assert [e["edited"] for e in report["lesions"]] == [i in current.edited_lesion_ids for i in (1, 2)]
+    rows = (folder / "report.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == [str(e["id"]) for e in report["lesions"]]
 
 
 def test_bad_input_is_refused_before_anything_starts(run: dict[str, Any]) -> None:

@@ -74,7 +74,13 @@ def test_write_export_writes_everything_on_the_ct_grid(tmp_path: Path) -> None:
     image = sitk.ReadImage(str(tmp_path / "export" / "lesions.nrrd"))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(image), result.lesions)
     np.testing.assert_allclose(image.GetOrigin(), volume.geometry.origin_lps_mm, atol=1e-9)
-    assert json.loads((tmp_path / "export" / "report.json").read_text())["lesions"][0]["confidence"] == 0.75
+    written_report = json.loads((tmp_path / "export" / "report.json").read_text())
+    assert written_report == report  # the report measured, as it is: edits and confidences included
+    assert written_report["lesions"][0]["confidence"] == 0.75
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "export" / "segmentation.nrrd")))
+    np.testing.assert_array_equal(labels, result.labelmap)
+    csv_rows = (tmp_path / "export" / "report.csv").read_text().splitlines()
+    assert len(csv_rows) == 1 + len(report["lesions"])
 
 
 def test_command_lines() -> None:

@@ -16,7 +16,8 @@ from SmoothSegNetLib.outputs import StagedOutputDir
 NAME = "export"
 HELP = (
     "(re)make seg.dcm and sr.dcm of an output folder from its segmentation.nrrd and the source DICOM series; "
-    "the report files are measured again so that they agree with the SR"
+    "the report files are measured again so that they agree with the SR; lesions changed by hand since "
+    "lesions.nrrd are marked edited, unchanged ones keep their confidence"
 )
 
 
@@ -28,21 +29,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sr", action="store_true", help="write seg.dcm only")
 
 
-def _models_of(outdir: Path) -> list[dict[str, Any]]:
+def previous_report(outdir: Path) -> dict[str, Any] | None:
+    """The report.json an earlier run wrote into ``outdir`` (``None`` when there is none)."""
     path = outdir / "report.json"
     if not path.is_file():
-        return []
+        return None
     try:
-        models = json.loads(path.read_text(encoding="utf-8")).get("models", [])
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not a valid report.json ({exc}): remove it or run segment again") from exc
-    return [m for m in models if isinstance(m, dict) and "id" in m]
+    if not isinstance(report, dict):
+        raise InputError(f"{path} is not a valid report.json (not an object): remove it or run segment again")
+    return report
+
+
+def models_of(report: dict[str, Any] | None) -> list[dict[str, Any]]:
+    models = (report or {}).get("models", [])
+    return [m for m in models if isinstance(m, dict) and "id" in m] if isinstance(models, list) else []
 
 
 def run(args: argparse.Namespace) -> int:
+    from SmoothSegNetLib.case_outputs import write_case_outputs
     from SmoothSegNetLib.io import read_volume
     from SmoothSegNetLib.io.writers import write_labelmap
-    from SmoothSegNetLib.report import label_lesions, measure, write_case_outputs
+    from SmoothSegNetLib.report import label_lesions, measure
+    from SmoothSegNetLib.report.edits import carry_edits
     from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 
@@ -58,15 +69,30 @@ def run(args: argparse.Namespace) -> int:
     labels = check_labelmap(labels, ct.geometry, "segmentation.nrrd").astype(np.uint8)
     tumor = labels == TUMOR_LABEL
     lesions = None
+    stored = None
     lesion_path = outdir / "lesions.nrrd"
     if lesion_path.is_file():
-        stored, lesion_geometry = read_labelmap(lesion_path, "lesions.nrrd")
+        array, lesion_geometry = read_labelmap(lesion_path, "lesions.nrrd")
+        if lesion_geometry.same_grid(ct.geometry, atol=1e-3):
+            stored = array.astype(np.uint16)
         # Keep the stored numbering only if it still covers exactly the tumor (no hand correction since).
-        if lesion_geometry.same_grid(ct.geometry, atol=1e-3) and np.array_equal(stored > 0, tumor):
-            lesions = stored.astype(np.uint16)
+        if stored is not None and np.array_equal(stored > 0, tumor):
+            lesions = stored
     if lesions is None:
         lesions = label_lesions(tumor, ct.geometry)
-    report = measure(ct, labels, lesions, models=_models_of(outdir))
+    # Lesions changed by hand since the stored lesion map are marked edited; unchanged ones keep their
+    # network confidence (and an earlier edit stays an edit).
+    previous = previous_report(outdir)
+    carried = carry_edits(previous, stored, lesions)
+    report = measure(
+        ct,
+        labels,
+        lesions,
+        models=models_of(previous),
+        confidence=carried.confidence,
+        edited=carried.edited,
+        warnings=carried.warnings,
+    )
     with StagedOutputDir(outdir, protect=[Path(args.dicom), seg_path]) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)
         write_case_outputs(

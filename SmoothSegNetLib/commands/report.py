@@ -6,11 +6,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.outputs import StagedOutputDir, check_output_dir
+
+if TYPE_CHECKING:
+    from SmoothSegNetLib.report.edits import CarriedEdits
+    from SmoothSegNetLib.volume import CTVolume
 
 NAME = "report"
 HELP = "measure a labelmap (1 liver, 2 tumor) on its CT: report.json, report.csv, overview.png, lesions.nrrd"
@@ -37,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-seg", action="store_true", help="also write seg.dcm (needs a DICOM --image)")
     parser.add_argument("--dicom-sr", action="store_true", help="also write sr.dcm and seg.dcm (needs a DICOM --image)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
+    parser.add_argument(
+        "--since",
+        metavar="DIR",
+        default=None,
+        help="an earlier output folder of this CT (report.json, lesions.nrrd), e.g. of 'segment': its models are "
+        "named, lesions changed since are marked edited by hand, unchanged ones keep their confidence",
+    )
 
 
 def _label_list(text: str) -> list[int]:
@@ -49,10 +61,31 @@ def _label_list(text: str) -> list[int]:
     return values
 
 
+def _since(folder: str | None, ct: CTVolume, lesions: np.ndarray) -> tuple[CarriedEdits, list[dict[str, Any]]]:
+    """What ``--since DIR`` carries: the edits against its lesions.nrrd, and its models."""
+    from SmoothSegNetLib.commands.export import models_of, previous_report
+    from SmoothSegNetLib.report.edits import CarriedEdits, carry_edits
+    from SmoothSegNetLib.report.inputs import read_labelmap
+
+    if folder is None:
+        return CarriedEdits(), []
+    path = Path(folder)
+    previous = previous_report(path)
+    if previous is None or not (path / "lesions.nrrd").is_file():
+        raise InputError(f"--since {folder} must be an output folder holding report.json and lesions.nrrd")
+    stored, geometry = read_labelmap(path / "lesions.nrrd", "lesions.nrrd")
+    if not geometry.same_grid(ct.geometry, atol=1e-3):
+        raise InputError(
+            f"--since {folder}: its lesions.nrrd is not on the grid of --image; give the folder of this CT"
+        )
+    return carry_edits(previous, stored.astype(np.uint16), lesions), models_of(previous)
+
+
 def run(args: argparse.Namespace) -> int:
+    from SmoothSegNetLib.case_outputs import write_case_outputs
     from SmoothSegNetLib.io import read_volume
     from SmoothSegNetLib.io.writers import write_labelmap
-    from SmoothSegNetLib.report import ReportOptions, label_lesions, measure, write_case_outputs
+    from SmoothSegNetLib.report import ReportOptions, label_lesions, measure
     from SmoothSegNetLib.report.inputs import labelmap_warnings, read_labelmap
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 
@@ -78,7 +111,17 @@ def run(args: argparse.Namespace) -> int:
     warnings = labelmap_warnings(labels)
     for warning in warnings:
         sys.stderr.write(f"warning: {warning}\n")
-    report = measure(ct, labels, lesions, options=options, warnings=warnings)
+    carried, models = _since(args.since, ct, lesions)
+    report = measure(
+        ct,
+        labels,
+        lesions,
+        options=options,
+        models=models,
+        confidence=carried.confidence,
+        edited=carried.edited,
+        warnings=[*warnings, *carried.warnings],
+    )
     protect = [Path(args.labelmap), Path(args.image)]
     with StagedOutputDir(args.output, protect=protect) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)

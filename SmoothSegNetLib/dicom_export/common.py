@@ -19,6 +19,9 @@ from SmoothSegNetLib.volume import CTVolume, DicomSource
 
 MANUFACTURER = "SmoothSegNet project"
 MODEL_NAME = "SmoothSegNet"
+#: SpecificCharacterSet of SEG and SR: UTF-8, whatever the source series uses (names, model titles with '—',
+#: '≥' or 'µ' would otherwise be written as '?' in the source's Latin-1).
+CHARACTER_SET = "ISO_IR 192"
 #: Positions of a source slice and of the volume's slice k may differ by this much (mm).
 POSITION_TOLERANCE_MM = 0.01
 
@@ -106,6 +109,11 @@ def read_source_datasets(source: DicomSource, *, pixels: bool = False) -> list[D
     return datasets
 
 
+def long_string(text: str, max_bytes: int = 64) -> str:
+    """``text`` cut to fit a LO element in UTF-8 (64 bytes; '—' alone takes 3), never inside a character."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
 def software_versions() -> str:
     return f"SmoothSegNetLib {__version__}"
 
@@ -115,7 +123,7 @@ def model_summary(models: Sequence[dict[str, Any]], task: str | None) -> tuple[s
     chosen = [m for m in models if task is None or m.get("task") in (task, None)]
     if not chosen:
         return None
-    name = " + ".join(str(m.get("title") or m["id"]) for m in chosen)[:64]
-    version = " + ".join(str(m.get("version", "unknown")) for m in chosen)[:64]
-    parameters = {f"{m['id']}_weights_sha256"[:64]: str(m.get("sha256") or "unknown") for m in chosen}
+    name = long_string(" + ".join(str(m.get("title") or m["id"]) for m in chosen))
+    version = long_string(" + ".join(str(m.get("version", "unknown")) for m in chosen))
+    parameters = {long_string(f"{m['id']}_weights_sha256"): str(m.get("sha256") or "unknown") for m in chosen}
     return name, version, parameters

@@ -47,7 +47,7 @@ def write_dicom_outputs(
         ct,
         labelmap,
         lesions,
-        report.get("models", []),
+        report,
         per_lesion_segments=per_lesion,
         source_datasets=datasets,
     )

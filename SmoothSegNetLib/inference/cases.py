@@ -94,8 +94,9 @@ def run_case(
 
 def write_result(stage: StagedOutputDir, ct: CTVolume, result: SegmentationResult, outputs: CaseOutputs) -> None:
     """Write the label maps, the Slicer segmentation and the report files into a staged folder."""
+    from SmoothSegNetLib.case_outputs import write_case_outputs
     from SmoothSegNetLib.io.writers import write_labelmap, write_seg_nrrd, write_volume
-    from SmoothSegNetLib.report import measure, write_case_outputs
+    from SmoothSegNetLib.report import measure
     from SmoothSegNetLib.terminology import output_segments
 
     geometry = ct.geometry

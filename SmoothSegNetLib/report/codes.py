@@ -27,3 +27,8 @@ def measurement_codes() -> dict[str, dict[str, Any]]:
 def size_thresholds_mm() -> dict[str, Any]:
     """Size thresholds (mm) for RECIST, LI-RADS (size only), the paper's split and Milan."""
     return dict(_table()["size_thresholds_mm"])
+
+
+def sr_concepts() -> dict[str, dict[str, str]]:
+    """Other coded concepts of the DICOM SR (segmentation method, RECIST), ``{name: {scheme, value, meaning}}``."""
+    return {k: dict(v) for k, v in _table()["sr_concepts"].items() if not k.startswith("_")}

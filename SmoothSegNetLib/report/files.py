@@ -23,10 +23,16 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("centroid_p_mm", "centroid_lps_mm.1"),
     ("centroid_s_mm", "centroid_lps_mm.2"),
     ("confidence", "confidence"),
+    ("edited", "edited"),
     ("recist_measurable", "categories.recist_measurable"),
     ("lirads_size_only", "categories.lirads_size_only"),
     ("paper_size_group", "categories.paper_size_group"),
     ("touches_outside_liver", "touches_outside_liver"),
+)
+#: Case-level CSV columns, the same on every lesion row: header -> dotted key into report.json.
+CASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("liver_volume_ml", "liver.volume_ml"),
+    ("liver_parenchyma_volume_ml", "liver.parenchyma_volume_ml"),
 )
 
 
@@ -45,13 +51,17 @@ def write_report_json(path: str | Path, report: dict[str, Any]) -> None:
 
 
 def write_report_csv(path: str | Path, report: dict[str, Any]) -> None:
-    """One row per lesion, in lesion id order; an empty tumor burden gives the header row only."""
+    """One row per lesion, in lesion id order; an empty tumor burden gives the header row only.
+
+    The last columns (:data:`CASE_COLUMNS`, the two liver volumes) are the case's, repeated on every row.
+    """
+    case = ["" if _get(report, key) is None else _get(report, key) for _, key in CASE_COLUMNS]
     with Path(path).open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow([header for header, _ in CSV_COLUMNS])
+        writer.writerow([header for header, _ in (*CSV_COLUMNS, *CASE_COLUMNS)])
         for lesion in report["lesions"]:
             row = []
             for _, key in CSV_COLUMNS:
                 value = _get(lesion, key)
                 row.append("" if value is None else value)
-            writer.writerow(row)
+            writer.writerow([*row, *case])

@@ -169,6 +169,7 @@ def measure(
     models: Iterable[Any] = (),
     warnings: Iterable[str] = (),
     options: ReportOptions | None = None,
+    edited: Iterable[int] = (),
 ) -> dict[str, Any]:
     """Measure liver and lesions; the content of ``report.json``.
 
@@ -181,6 +182,8 @@ def measure(
         models: model card entries (mappings or dataclasses with id, title, version, sha256, ...).
         warnings: notes to carry into the report (e.g. from reading or inference).
         options: lesion finding options when ``lesions`` is ``None``.
+        edited: ids of lesions changed by hand after the network result (``edited`` in their entries, a
+            warning, SEMIAUTOMATIC segments in DICOM-SEG).
 
     Returns:
         A JSON-ready dict following ``SmoothSegNetLib/schemas/report.schema.json``.
@@ -211,8 +214,12 @@ def measure(
         if box is None:
             continue
         entries.append(_lesion(n, instances, box, ct, liver_or_tumor, confidence))
+    edited_ids = sorted({int(n) for n in edited} & {e["id"] for e in entries})
+    for entry in entries:
+        entry["edited"] = entry["id"] in edited_ids
     voxel_ml = geometry.voxel_volume_mm3 / 1000.0
     liver_ml = float(liver_or_tumor.sum()) * voxel_ml
+    parenchyma_ml = float(np.count_nonzero(labels == LIVER_LABEL)) * voxel_ml
     tumor_ml = float(np.count_nonzero(instances)) * voxel_ml
     model_entries = [_model_entry(m) for m in models]
     notes = [f"LI-RADS size bands are {LIRADS_NOTE}"]
@@ -220,6 +227,8 @@ def measure(
     for m in model_entries:
         if m["synthetic_only"]:
             all_warnings.append(f"model {m['id']} was {SYNTHETIC_NOTE}")
+    if edited_ids:
+        all_warnings.append(f"lesion(s) {', '.join(map(str, edited_ids))} were edited by hand after the network result")
     if options.split_touching:
         notes.append("touching lesions were split by a distance-transform watershed (split_touching)")
     if lesions is None and options.min_volume_ml > 0:
@@ -229,7 +238,8 @@ def measure(
         "software": {"name": "SmoothSegNet", "version": __version__},
         "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "input": _input_entry(ct),
-        "liver": {"volume_ml": _r(liver_ml)},
+        # Two named quantities: the whole liver (labels 1 + 2, the TLVR denominator) and its parenchyma (label 1).
+        "liver": {"volume_ml": _r(liver_ml), "parenchyma_volume_ml": _r(parenchyma_ml)},
         "tumor_burden": {
             "count": len(entries),
             "total_volume_ml": _r(tumor_ml),

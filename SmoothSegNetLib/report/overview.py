@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from SmoothSegNetLib.report.codes import measurement_codes
 from SmoothSegNetLib.terminology import segment_for_label
 from SmoothSegNetLib.volume import CTVolume
 
@@ -141,35 +142,57 @@ def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def _table_rows(report: dict[str, Any]) -> list[list[str]]:
-    rows = []
-    for e in report["lesions"][:MAX_TABLE_ROWS]:
-        conf = "" if e["confidence"] is None else f"{e['confidence']:.2f}"
-        rows.append(
-            [
-                str(e["id"]),
-                f"{e['volume_ml']:.2f}",
-                f"{e['long_axis_mm']:.1f}",
-                f"{e['short_axis_mm']:.1f}",
-                f"{e['max_diameter_3d_mm']:.1f}",
-                f"{e['mean_hu']:.0f} ± {e['std_hu']:.0f}",
-                str(e["long_axis_slice_k"]),
-                "yes" if e["categories"]["recist_measurable"] else "no",
-                e["categories"]["lirads_size_only"],
-                conf,
-            ]
-        )
-    return rows
+#: Columns of the overview's lesion table: header, lesion key, format (the same keys as report.json).
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("#", "id", "{}"),
+    ("Vol ml", "volume_ml", "{:.2f}"),
+    ("Long mm", "long_axis_mm", "{:.1f}"),
+    ("Short mm", "short_axis_mm", "{:.1f}"),
+    ("3D max mm", "max_diameter_3d_mm", "{:.1f}"),
+    ("Mean HU", "mean_hu", "{:.0f}"),
+    ("SD HU", "std_hu", "{:.0f}"),
+    ("k", "long_axis_slice_k", "{}"),
+    ("RECIST", "categories.recist_measurable", "yesno"),
+    ("LI-RADS size", "categories.lirads_size_only", "{}"),
+    ("Conf", "confidence", "{:.2f}"),
+    ("Edited", "edited", "yesno"),
+)
 
 
-def _summary_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _cell(lesion: dict[str, Any], key: str, form: str) -> str:
+    value: Any = lesion
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return ""
+    if form == "yesno":
+        return "yes" if value else "no"
+    return form.format(value)
+
+
+def overview_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The text of the overview's lesion table: headers and one row per shown lesion (the first
+    :data:`MAX_TABLE_ROWS`), each cell the report.json value at the precision its header shows.
+
+    :func:`render_overview` draws exactly these strings (tests read them back from the figure).
+    """
+    headers = [header for header, _, _ in TABLE_COLUMNS]
+    rows = [[_cell(e, key, form) for _, key, form in TABLE_COLUMNS] for e in report["lesions"][:MAX_TABLE_ROWS]]
+    return headers, rows
+
+
+def summary_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The text lines under the table, with their colours (the liver quantities named as in the SR)."""
     burden = report["tumor_burden"]
     tlvr = "n/a" if burden["tlvr"] is None else f"{100 * burden['tlvr']:.2f} %"
     milan = report["milan_size_check"]
+    names = measurement_codes()
+    whole, parenchyma = names["liver_volume_ml"]["name"], names["liver_parenchyma_volume_ml"]["name"]
+    liver = report["liver"]
     lines = [
         (
-            f"Liver (incl. tumor) {report['liver']['volume_ml']:.1f} ml · lesions {burden['count']} · "
-            f"tumor {burden['total_volume_ml']:.2f} ml · TLVR {tlvr}",
+            f"{whole} {liver['volume_ml']:.1f} ml · {parenchyma} {liver['parenchyma_volume_ml']:.1f} ml"
+            f" · lesions {burden['count']} · tumor {burden['total_volume_ml']:.2f} ml · TLVR {tlvr}",
             "black",
         ),
         (f"Milan (size-only aid): {milan['reason']}; vascular invasion / extrahepatic spread not assessed", "black"),
@@ -189,8 +212,8 @@ def render_overview(ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, repor
     """The overview figure (no pyplot: safe in threads and without a display)."""
     shown = report["lesions"][:MAX_PANELS]
     panels = max(len(shown), 1)
-    summary = _summary_lines(report)
-    table_rows = _table_rows(report)
+    summary = summary_lines(report)
+    headers, table_rows = overview_table(report)
     table_h = 0.35 + 0.22 * (len(table_rows) + 1)
     text_h = 0.2 * sum(len(textwrap.wrap(t, 130)) for t, _ in summary) + 0.3
     fig = Figure(figsize=(4.2 * max(panels, 2), 4.2 + table_h + text_h), dpi=110)
@@ -205,7 +228,6 @@ def render_overview(ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, repor
     table_ax = fig.add_subplot(grid[1, :])
     table_ax.axis("off")
     if table_rows:
-        headers = ["#", "Vol ml", "Long mm", "Short mm", "3D max mm", "HU", "k", "RECIST", "LI-RADS size", "Conf"]
         table = table_ax.table(cellText=table_rows, colLabels=headers, loc="upper center", cellLoc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8)

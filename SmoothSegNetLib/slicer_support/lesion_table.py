@@ -13,6 +13,7 @@ from SmoothSegNetLib.resources import RESOURCES_DIR
 
 TABLE_FILE = RESOURCES_DIR / "Slicer" / "lesion_table.json"
 KINDS = ("integer", "number", "text")
+SCOPES = ("lesion", "case")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class LesionTableColumn:
     visible: bool = True
     description: str = ""
     index: int | None = None
+    scope: str = "lesion"
 
     @property
     def header(self) -> str:
@@ -43,15 +45,28 @@ def lesion_table_columns(path: Path = TABLE_FILE) -> tuple[LesionTableColumn, ..
     for column in columns:
         if column.kind not in KINDS:
             raise ValueError(f"{path}: column {column.title!r} has kind {column.kind!r}; allowed: {', '.join(KINDS)}")
+        if column.scope not in SCOPES:
+            raise ValueError(
+                f"{path}: column {column.title!r} has scope {column.scope!r}; allowed: {', '.join(SCOPES)}"
+            )
     return columns
 
 
-def _value(lesion: dict[str, Any], column: LesionTableColumn, edited: bool, lesion_name: str) -> Any:
+def _case_value(report: dict[str, Any], dotted: str) -> Any:
+    value: Any = report
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _value(
+    report: dict[str, Any], lesion: dict[str, Any], column: LesionTableColumn, edited: bool, lesion_name: str
+) -> Any:
     if column.key == "edited":
-        return "yes" if edited else ""
+        return "yes" if edited or lesion.get("edited") else ""
     if column.key == "segment":
         return lesion_name
-    value = lesion.get(column.key)
+    value = _case_value(report, column.key) if column.scope == "case" else lesion.get(column.key)
     if column.index is not None and value is not None:
         value = value[column.index]
     if value is None and column.kind == "number":
@@ -64,6 +79,8 @@ def lesion_table_rows(
 ) -> list[list[Any]]:
     """One row per lesion of ``report["lesions"]`` (in report order), values as in the report.
 
+    A lesion is marked edited when its id is in ``edited_lesion_ids`` or its report entry says ``edited``.
+
     A number missing from the report (e.g. ``confidence`` after a manual edit) is NaN.
     """
     columns = lesion_table_columns()
@@ -71,7 +88,7 @@ def lesion_table_rows(
     for lesion in report["lesions"]:
         lesion_id = int(lesion["id"])
         name = name_format.format(id=lesion_id)
-        rows.append([_value(lesion, column, lesion_id in edited_lesion_ids, name) for column in columns])
+        rows.append([_value(report, lesion, column, lesion_id in edited_lesion_ids, name) for column in columns])
     return rows
 
 

@@ -92,13 +92,24 @@ def recompute_report(ct: CTVolume, result: EditedResult, previous_report: dict[s
         result.lesions,
         confidence=carried_confidence(previous_report, result),
         models=[m for m in models if isinstance(m, dict)],
+        edited=_still_edited(previous_report, result),
     )
     if tumor_segment_edited:
         report["warnings"].append("the tumor segment was edited by hand after the network result")
-    if result.edited_lesion_ids:
-        ids = ", ".join(str(i) for i in result.edited_lesion_ids)
-        report["warnings"].append(f"lesion(s) {ids} were edited by hand after the network result")
     return report
+
+
+def _still_edited(previous_report: dict[str, Any] | None, result: EditedResult) -> tuple[int, ...]:
+    """Lesions edited now, and lesions not touched now whose earlier report already said edited."""
+    earlier = {
+        int(e["id"]) for e in (previous_report or {}).get("lesions", []) if isinstance(e, dict) and e.get("edited")
+    }
+    edited = set(result.edited_lesion_ids)
+    for lesion_id, segment_id in result.lesion_ids.items():
+        original = segment_id[len(LESION_SEGMENT_PREFIX) :] if segment_id.startswith(LESION_SEGMENT_PREFIX) else ""
+        if original.isdigit() and int(original) in earlier:
+            edited.add(lesion_id)
+    return tuple(sorted(edited))
 
 
 def write_export(
@@ -108,9 +119,9 @@ def write_export(
 
     All files appear together or none (staged); ``outdir`` can then be given to ``export`` for DICOM.
     """
+    from SmoothSegNetLib.case_outputs import write_case_outputs
     from SmoothSegNetLib.io.writers import write_labelmap
     from SmoothSegNetLib.outputs import StagedOutputDir
-    from SmoothSegNetLib.report import write_case_outputs
 
     result = with_lesions_split(ct, result)
 

@@ -1,4 +1,8 @@
-"""Writing a case's report files (and, on request, DICOM-SEG / SR) into a staged output folder."""
+"""Writing a case's outputs: the report files and, on request, DICOM-SEG / SR, into a staged output folder.
+
+This module sits above both :mod:`SmoothSegNetLib.report` (measurements, report files, overview) and
+:mod:`SmoothSegNetLib.dicom_export` (the DICOM writers), so that the report layer knows nothing of DICOM.
+"""
 
 from __future__ import annotations
 
@@ -54,11 +58,11 @@ def write_case_outputs(
     write_report_json(stage.path("report.json"), report)
     write_report_csv(stage.path("report.csv"), report)
     if overview:
-        from SmoothSegNetLib.report.overview import write_overview_png
+        from SmoothSegNetLib.report.overview import write_overview_png  # matplotlib: only when drawn
 
         write_overview_png(stage.path("overview.png"), ct, labelmap, lesions, report)
     if dicom_seg or dicom_sr:
-        from SmoothSegNetLib.dicom_export import write_dicom_outputs
+        from SmoothSegNetLib.dicom_export import write_dicom_outputs  # highdicom: only when asked for
 
         write_dicom_outputs(
             stage,
