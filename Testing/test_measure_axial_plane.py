@@ -115,6 +115,9 @@ def test_oblique_grid_is_resampled_axially(name: str, direction: np.ndarray, spa
     assert abs(long_ends[0, 2] - centre[2]) <= 1.0
     assert np.sort(long_ends[:, 0] - centre[0]) == pytest.approx([-30.0, 30.0], abs=1.0)
     assert np.sort(short_ends[:, 1] - centre[1]) == pytest.approx([-12.0, 12.0], abs=1.0)
+    # The 3D diameter and the centroid do not depend on the grid either (the grid's voxel diagonal, 0.1 mm).
+    assert lesion["max_diameter_3d_mm"] == pytest.approx(60.0, abs=float(np.linalg.norm(spacing)))
+    assert lesion["centroid_lps_mm"] == pytest.approx(centre, abs=0.1)
 
 
 def test_small_gantry_tilt_keeps_the_acquired_slices() -> None:
