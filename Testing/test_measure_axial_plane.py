@@ -182,3 +182,29 @@ def test_sagittal_acquisition_is_upsampled_in_plane_exactly() -> None:
     labels, axial_storage = reorient_to(_labels(tumor), sagittal, "LPS")
     again = recist_axes(labels == 2, axial_storage)
     assert again is not None and again.long_axis_mm == pytest.approx(axes.long_axis_mm, abs=1e-9)
+
+
+def test_overview_shows_the_axial_plane_of_a_sagittal_ct() -> None:
+    """A CT stored as sagittal slices: the overview panel is the axial plane the axes were measured on, the
+    very picture (image, outlines, axis lines) of the same CT stored axially, not a sagittal slice."""
+    from SmoothSegNetLib.report.overview import render_overview
+
+    centre = centre_lps(AXIAL)
+    labels = np.zeros(AXIAL.shape_kji, dtype=np.uint8)
+    labels[ellipsoid_mask(AXIAL, centre, (36.0, 30.0, 30.0), np.eye(3))] = 1
+    labels[ellipsoid_mask(AXIAL, centre, SEMI_LPS_MM, np.eye(3))] = 2
+    panels = {}
+    for storage in ("LPS", "PIL"):
+        stored, geometry = reorient_to(labels, AXIAL, storage)
+        ct = ct_with(stored, geometry)
+        lesions = (stored == 2).astype(np.uint16)
+        panels[storage] = render_overview(ct, stored, lesions, measure(ct, stored, lesions)).axes[0]
+    axial, sagittal = panels["LPS"], panels["PIL"]
+    assert axial.get_title().endswith("slice k=19") and "axial S=" in sagittal.get_title()
+    assert np.array_equal(axial.get_images()[0].get_array(), sagittal.get_images()[0].get_array())
+    assert [(line.get_color(), line.get_linestyle()) for line in sagittal.get_lines()] == [
+        (line.get_color(), line.get_linestyle()) for line in axial.get_lines()
+    ]
+    for a, s in zip(axial.get_lines(), sagittal.get_lines()):
+        assert np.allclose(np.sort(a.get_xydata(), axis=0), np.sort(s.get_xydata(), axis=0), atol=1e-6)
+    assert (sagittal.xaxis_inverted(), sagittal.yaxis_inverted()) == (False, True)  # radiological view

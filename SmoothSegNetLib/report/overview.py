@@ -121,12 +121,13 @@ def _axis_lines(lesion: dict[str, Any]) -> list[tuple[Any, str, str, str]]:
     return [*lines, short]
 
 
-def _slice_text(lesion: dict[str, Any]) -> str:
-    """Where the lesion was measured: its stored slice k, or the axial plane's S coordinate."""
+def _slice_text(lesion: dict[str, Any], short: bool = False) -> str:
+    """Where the lesion was measured: its stored slice k, or the axial plane's S coordinate (LPS mm)."""
     if lesion["long_axis_slice_k"] is not None:
-        return f"slice k={lesion['long_axis_slice_k']}"
+        k = lesion["long_axis_slice_k"]
+        return str(k) if short else f"slice k={k}"
     s_mm = float(np.mean([p[2] for p in lesion["long_axis_ends_lps_mm"]]))
-    return f"axial S={s_mm:.1f} mm"
+    return f"S {s_mm:.1f}" if short else f"axial S={s_mm:.1f} mm"
 
 
 def _letter(vector_lps: np.ndarray) -> str:
@@ -200,7 +201,7 @@ def _table_rows(report: dict[str, Any]) -> list[list[str]]:
                 f"{e['short_axis_mm']:.1f}",
                 f"{e['max_diameter_3d_mm']:.1f}",
                 f"{e['mean_hu']:.0f} ± {e['std_hu']:.0f}",
-                "" if e["long_axis_slice_k"] is None else str(e["long_axis_slice_k"]),
+                _slice_text(e, short=True),
                 "yes" if e["categories"]["recist_measurable"] else "no",
                 e["categories"]["lirads_size_only"],
                 conf,
@@ -252,7 +253,7 @@ def render_overview(ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, repor
     table_ax = fig.add_subplot(grid[1, :])
     table_ax.axis("off")
     if table_rows:
-        headers = ["#", "Vol ml", "Long mm", "Short mm", "3D max mm", "HU", "k", "RECIST", "LI-RADS size", "Conf"]
+        headers = ["#", "Vol ml", "Long mm", "Short mm", "3D max mm", "HU", "Slice", "RECIST", "LI-RADS size", "Conf"]
         table = table_ax.table(cellText=table_rows, colLabels=headers, loc="upper center", cellLoc="center")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
