@@ -208,3 +208,16 @@ def test_overview_shows_the_axial_plane_of_a_sagittal_ct() -> None:
     for a, s in zip(axial.get_lines(), sagittal.get_lines()):
         assert np.allclose(np.sort(a.get_xydata(), axis=0), np.sort(s.get_xydata(), axis=0), atol=1e-6)
     assert (sagittal.xaxis_inverted(), sagittal.yaxis_inverted()) == (False, True)  # radiological view
+
+
+def test_one_voxel_lesion_on_an_oblique_grid_falls_back_to_its_acquired_slice() -> None:
+    """Resampled onto the axial grid, one voxel's linear interpolation stays at or below 0.5 everywhere; the
+    lesion is then measured on its acquired slice: the outline of one 0.8 mm pixel is the diamond through its
+    edge midpoints, so both axes are exactly 0.8 mm."""
+    geometry = Geometry.create((5, 5, 5), (0.8, 0.8, 1.0), (0.0, 0.0, 0.0), rotation((0.3, -0.5, 0.8), 25.0))
+    mask = np.zeros(geometry.shape_kji, dtype=bool)
+    mask[2, 2, 2] = True
+    assert measurement_grid(geometry)[1] == "axial"
+    axes = recist_axes(mask, geometry)
+    assert axes is not None and axes.plane == "acquisition" and axes.storage_slice_k == 2
+    assert (axes.long_axis_mm, axes.short_axis_mm) == (pytest.approx(0.8, abs=1e-9), pytest.approx(0.8, abs=1e-9))

@@ -140,9 +140,9 @@ def _crop_to_mask(mask_kji: np.ndarray, geometry: Geometry) -> tuple[np.ndarray,
 
 
 def _pieces(field_ji: np.ndarray) -> list[np.ndarray]:
-    """The pieces of a slice: 8-connected components of ``field >= 0.5``, each as the field kept on the piece and
+    """The pieces of a slice: 8-connected components of ``field > 0.5``, each as the field kept on the piece and
     on the ring of pixels around it that belong to no piece (so that its 0.5 iso-line is the piece's outline)."""
-    inside = field_ji >= 0.5
+    inside = field_ji > 0.5
     labels, count = ndimage.label(inside, structure=CONNECTIVITY_8)
     pieces = []
     for n in range(1, count + 1):
@@ -180,25 +180,30 @@ def recist_axes(mask_kji: np.ndarray, geometry: Geometry) -> RecistAxes | None:
     crop, crop_geometry = _crop_to_mask(mask, geometry)
     grid, plane = measurement_grid(crop_geometry)
     # The mask's linear interpolation (exactly the mask where the grids align): its 0.5 iso-lines are the outlines.
-    axial = resample(crop.astype(np.float32), crop_geometry, grid, Interpolation.LINEAR)
-    slices = [int(k) for k in np.flatnonzero((axial >= 0.5).any(axis=(1, 2)))]
-    if not slices:  # a lesion thinner than the resampling can hold: measure its acquired slices instead
+    best = _best_slice(resample(crop.astype(np.float32), crop_geometry, grid, Interpolation.LINEAR), grid)
+    if best is None:  # a lesion thinner than the resampling can hold: measure its acquired slices instead
         grid, plane = reoriented_geometry(crop_geometry, "LPS"), "acquisition"
-        axial = resample(crop.astype(np.float32), crop_geometry, grid, Interpolation.NEAREST)
-        slices = [int(k) for k in np.flatnonzero((axial >= 0.5).any(axis=(1, 2)))]
+        best = _best_slice(resample(crop.astype(np.float32), crop_geometry, grid, Interpolation.NEAREST), grid)
+    if best is None:  # cannot happen: the acquired slices hold the lesion's voxels
+        raise RuntimeError("a lesion with voxels has no outline on any slice")
+    return _result(best, grid, plane, geometry)
+
+
+def _best_slice(field_kji: np.ndarray, grid: Geometry) -> list[SliceAxes] | None:
+    """The pieces' axes on the slice with the largest RECIST diameter (ties: larger short axis, then the most
+    inferior slice, as k increases towards S on the measurement grid); ``None`` when no slice holds a piece."""
     spacing_xy = (grid.spacing_mm[0], grid.spacing_mm[1])
-    scores = {k: _slice_score(axial[k], spacing_xy) for k in slices}
-    top = max(scores.values())
+    slices = [int(k) for k in np.flatnonzero((field_kji > 0.5).any(axis=(1, 2)))]
+    scores = {k: _slice_score(field_kji[k], spacing_xy) for k in slices}
+    top = max(scores.values(), default=0.0)
     best: list[SliceAxes] | None = None
-    for k in slices:  # k increases towards superior on the measurement grid: the first of equals is inferior
+    for k in slices:
         if scores[k] < top - _TIE_MM:
             continue
-        axes = _slice_axes(axial[k], k, spacing_xy)
-        if best is None or axes[0].short_axis_mm > best[0].short_axis_mm + _TIE_MM:
+        axes = _slice_axes(field_kji[k], k, spacing_xy)
+        if axes and (best is None or axes[0].short_axis_mm > best[0].short_axis_mm + _TIE_MM):
             best = axes
-    if best is None:  # cannot happen: the top score is reached on at least one slice
-        raise RuntimeError("no slice reached the lesion's largest RECIST diameter")
-    return _result(best, grid, plane, geometry)
+    return best
 
 
 def _result(axes: list[SliceAxes], grid: Geometry, plane: str, geometry: Geometry) -> RecistAxes:
