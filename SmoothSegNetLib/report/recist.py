@@ -30,8 +30,8 @@ from SmoothSegNetLib.report.axes import SliceAxes, axes_on_slice, farthest_pair,
 from SmoothSegNetLib.resample import Interpolation, canonical_geometry, reoriented_geometry, resample
 from SmoothSegNetLib.volume import Geometry
 
-#: Largest angle (degrees) between the slice normal and superior–inferior at which a lesion is measured on its
-#: acquired slices. A diameter in a plane tilted by t differs from the axial one by at most 1/cos(t) - 1
+#: Largest angle (degrees) between superior–inferior and the grid axis nearest to it at which a lesion is measured
+#: on the acquired slices (the planes perpendicular to that axis). A diameter in a plane tilted by t differs from the axial one by at most 1/cos(t) - 1
 #: (0.38 % at 5 degrees: 0.23 mm on 60 mm), below one in-plane voxel for lesions up to 13 cm at 0.5 mm.
 TILT_LIMIT_DEG = 5.0
 
