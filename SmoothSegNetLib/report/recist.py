@@ -31,8 +31,9 @@ from SmoothSegNetLib.resample import Interpolation, canonical_geometry, reorient
 from SmoothSegNetLib.volume import Geometry
 
 #: Largest angle (degrees) between superior–inferior and the grid axis nearest to it at which a lesion is measured
-#: on the acquired slices (the planes perpendicular to that axis). A diameter in a plane tilted by t differs from the axial one by at most 1/cos(t) - 1
-#: (0.38 % at 5 degrees: 0.23 mm on 60 mm), below one in-plane voxel for lesions up to 13 cm at 0.5 mm.
+#: on the acquired slices (the planes perpendicular to that axis). A diameter in a plane tilted by t differs from
+#: the axial one by at most 1/cos(t) - 1 (0.38 % at 5 degrees: 0.23 mm on 60 mm), below one in-plane voxel for
+#: lesions up to 13 cm at 0.5 mm.
 TILT_LIMIT_DEG = 5.0
 
 #: 8-connectivity in a slice: pieces touching at a corner are one piece (as 26-connectivity in 3D).
