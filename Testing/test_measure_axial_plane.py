@@ -221,3 +221,20 @@ def test_one_voxel_lesion_on_an_oblique_grid_falls_back_to_its_acquired_slice() 
     axes = recist_axes(mask, geometry)
     assert axes is not None and axes.plane == "acquisition" and axes.storage_slice_k == 2
     assert (axes.long_axis_mm, axes.short_axis_mm) == (pytest.approx(0.8, abs=1e-9), pytest.approx(0.8, abs=1e-9))
+
+
+def test_overview_without_lesions_shows_the_same_axial_plane_however_stored() -> None:
+    from SmoothSegNetLib.report.overview import render_overview
+
+    labels = np.zeros(AXIAL.shape_kji, dtype=np.uint8)
+    labels[ellipsoid_mask(AXIAL, centre_lps(AXIAL), (36.0, 30.0, 30.0), np.eye(3))] = 1
+    images, titles = [], []
+    for storage in ("LPS", "PIL", "RSA"):
+        stored, geometry = reorient_to(labels, AXIAL, storage)
+        ct = ct_with(stored, geometry)
+        panel = render_overview(ct, stored, np.zeros_like(stored, dtype=np.uint16), measure(ct, stored)).axes[0]
+        images.append(np.asarray(panel.get_images()[0].get_array()))
+        titles.append(panel.get_title())
+    assert titles[0].startswith("No lesion found (axial S=") and len(set(titles)) == 1
+    assert images[0].shape == (96, 96)  # an axial plane of the 96 x 96 x 40 grid, not a sagittal 96 x 40 one
+    assert np.array_equal(images[0], images[1]) and np.array_equal(images[0], images[2])

@@ -177,14 +177,28 @@ def _scale_bar(ax: Axes, spacing_x_mm: float, length_mm: float = 10.0) -> None:
 
 
 def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
-    liver_slices = np.flatnonzero(labels.any(axis=(1, 2)))
-    k = int(liver_slices[len(liver_slices) // 2]) if len(liver_slices) else ct.array.shape[0] // 2
+    """No lesion: the axial plane (of the measurement grid) through the middle of the liver, or of the image."""
     g = ct.geometry
-    ax.imshow(ct.array[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=g.spacing_mm[1] / g.spacing_mm[0])
-    if labels[k].any() and labels[k].min() == 0:
-        ax.contour((labels[k] > 0).astype(float), levels=[0.5], colors=[segment_for_label(1).color_float])
-    _orient(ax, g.direction_array)
-    ax.set_title(f"No lesion found (slice k={k})", fontsize=9)
+    grid, _plane = measurement_grid(g)
+    liver_slices = np.flatnonzero(labels.any(axis=(1, 2)))
+    k_mid = float(liver_slices[len(liver_slices) // 2]) if len(liver_slices) else (g.shape_kji[0] - 1) / 2.0
+    j_mid, i_mid = (g.shape_kji[1] - 1) / 2.0, (g.shape_kji[2] - 1) / 2.0
+    k = float(np.clip(np.round(grid.lps_to_index(g.index_to_lps([i_mid, j_mid, k_mid]))[2]), 0, grid.shape_kji[0] - 1))
+    plane = Geometry.create(
+        (1, grid.shape_kji[1], grid.shape_kji[2]),
+        grid.spacing_mm,
+        grid.index_to_lps([0.0, 0.0, k]),
+        grid.direction_array,
+    )
+    image = _on_plane(ct.array, g, plane, Interpolation.LINEAR)
+    liver = _on_plane(labels, g, plane, Interpolation.NEAREST) > 0
+    aspect = plane.spacing_mm[1] / plane.spacing_mm[0]
+    ax.imshow(image.astype(np.float32), cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=aspect)
+    if liver.any() and not liver.all():
+        ax.contour(liver.astype(float), levels=[0.5], colors=[segment_for_label(1).color_float])
+    _orient(ax, plane.direction_array)
+    s_mm = float(plane.index_to_lps([(plane.size_ijk[0] - 1) / 2.0, (plane.size_ijk[1] - 1) / 2.0, 0.0])[2])
+    ax.set_title(f"No lesion found (axial S={s_mm:.1f} mm)", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
 
