@@ -8,7 +8,8 @@ from _report_helpers import OBLIQUE, box_mask, centre_lps, ct_with, ellipsoid_ma
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.report import measure
-from SmoothSegNetLib.report.axes import farthest_pair, longest_perpendicular_chord, recist_axes
+from SmoothSegNetLib.report.axes import farthest_pair, longest_perpendicular_chord
+from SmoothSegNetLib.report.recist import recist_axes
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 
@@ -63,17 +64,18 @@ def test_sphere_on_oblique_anisotropic_grid() -> None:
     assert lesion["short_axis_mm"] == pytest.approx(2 * radius, abs=tol)
     assert lesion["max_diameter_3d_mm"] == pytest.approx(2 * radius, abs=tol)
     assert lesion["centroid_lps_mm"] == pytest.approx(centre_lps(geometry), abs=0.1)
-    # The long axis lies in the acquisition plane of its slice: both ends on slice k.
-    for end in lesion["long_axis_ends_lps_mm"]:
-        assert geometry.lps_to_index(end)[2] == pytest.approx(lesion["long_axis_slice_k"], abs=1e-3)
+    # The grid is 14.6 degrees from axial: the axes are measured on a resampled axial plane, both ends on it.
+    assert lesion["recist_plane"] == "axial" and lesion["long_axis_slice_k"] is None
+    ends = np.asarray(lesion["long_axis_ends_lps_mm"] + lesion["short_axis_ends_lps_mm"])
+    assert ends[:, 2] == pytest.approx([ends[0, 2]] * 4, abs=1e-6)
 
 
 @pytest.mark.parametrize("in_plane_deg", [0.0, 30.0, 75.0])
 def test_ellipsoid_axes_on_oblique_grid(in_plane_deg: float) -> None:
-    """Semi-axes 20, 11, 7 mm; the 20 and 11 mm axes in the slice plane, rotated in-plane by an angle."""
+    """Semi-axes 20, 11, 7 mm; the 20 and 11 mm axes in the patient's axial plane, rotated in it by an angle,
+    on an oblique grid (its slices 14.6 degrees from axial): measured on the axial plane, 40 x 22 mm."""
     geometry = grid((34, 64, 72), (0.75, 0.6, 1.1), OBLIQUE)
-    d = geometry.direction_array
-    axes_lps = d @ rotation((0, 0, 1), in_plane_deg)  # columns: in-plane long, in-plane short, slice normal
+    axes_lps = rotation((0, 0, 1), in_plane_deg)  # columns: axial long, axial short, superior
     tumor = ellipsoid_mask(geometry, centre_lps(geometry), (20.0, 11.0, 7.0), axes_lps)
     lesion = _only_lesion(ct_with(_labelmap(tumor), geometry), _labelmap(tumor))
     tol = voxel_diagonal_mm(geometry)
@@ -90,17 +92,19 @@ def test_ellipsoid_axes_on_oblique_grid(in_plane_deg: float) -> None:
 
 
 def test_grid_aligned_cube_exact_volume_and_diagonals() -> None:
-    """A 20 mm cube of 40 x 25 x 16 voxels (spacing 0.5, 0.8, 1.25 mm): volume exactly 8 ml."""
-    geometry = Geometry.create((24, 40, 50), (0.5, 0.8, 1.25), (3.0, -2.0, 1.0), OBLIQUE)
+    """A 20 mm cube of 25 x 25 x 16 voxels (spacing 0.8, 0.8, 1.25 mm) on a grid tilted 3 degrees from axial
+    (within the tilt limit: measured on its own slices): volume exactly 8 ml."""
+    geometry = Geometry.create((24, 32, 34), (0.8, 0.8, 1.25), (3.0, -2.0, 1.0), rotation((1, 1, 0), 3.0))
     tumor = np.zeros(geometry.shape_kji, dtype=bool)
-    tumor[4:20, 5:30, 5:45] = True
+    tumor[4:20, 5:30, 5:30] = True
     lesion = _only_lesion(ct_with(_labelmap(tumor), geometry), _labelmap(tumor))
     assert lesion["volume_ml"] == pytest.approx(8.0, abs=1e-9)
-    # Cut-corner contour: longest chord = max(hypot(40*0.5, 24*0.8), hypot(39*0.5, 25*0.8)).
-    assert lesion["long_axis_mm"] == pytest.approx(max(np.hypot(20.0, 19.2), np.hypot(19.5, 20.0)), abs=1e-4)
+    assert lesion["recist_plane"] == "acquisition"
+    # Cut-corner contour of a 25 x 25 voxel square: longest chord = hypot(25, 24) * 0.8.
+    assert lesion["long_axis_mm"] == pytest.approx(np.hypot(25.0, 24.0) * 0.8, abs=1e-4)
     assert lesion["max_diameter_3d_mm"] == pytest.approx(20 * np.sqrt(3), abs=voxel_diagonal_mm(geometry))
-    # Centroid: the mean voxel index (24.5, 17, 11.5) mapped through the geometry.
-    assert lesion["centroid_lps_mm"] == pytest.approx(geometry.index_to_lps([24.5, 17.0, 11.5]), abs=1e-4)
+    # Centroid: the mean voxel index (17, 17, 11.5) mapped through the geometry.
+    assert lesion["centroid_lps_mm"] == pytest.approx(geometry.index_to_lps([17.0, 17.0, 11.5]), abs=1e-4)
 
 
 def test_rotated_cube_on_oblique_grid() -> None:
@@ -256,4 +260,9 @@ def test_measurements_do_not_depend_on_the_storage_order() -> None:
     for key in ("volume_ml", "long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "mean_hu"):
         assert b[key] == pytest.approx(a[key], abs=1e-3), key
     assert b["centroid_lps_mm"] == pytest.approx(a["centroid_lps_mm"], abs=1e-3)
-    assert b["long_axis_slice_k"] == k - 1 - a["long_axis_slice_k"]
+    assert _ends_match(b["long_axis_ends_lps_mm"], a["long_axis_ends_lps_mm"])
+
+
+def _ends_match(a: list, b: list) -> bool:
+    pa, pb = np.asarray(a), np.asarray(b)
+    return bool(np.allclose(pa, pb, atol=1e-3) or np.allclose(pa, pb[::-1], atol=1e-3))

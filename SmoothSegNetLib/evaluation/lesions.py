@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from SmoothSegNetLib.report.axes import recist_axes
 from SmoothSegNetLib.report.lesions import label_lesions
+from SmoothSegNetLib.report.recist import recist_axes
 from SmoothSegNetLib.volume import Geometry
 
 DIAMETER_SPLIT_MM = 100.0

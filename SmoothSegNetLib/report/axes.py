@@ -1,4 +1,6 @@
-"""Diameters measured on the physical contour of a lesion (RECIST 1.1 long/short axis, 3D Feret).
+"""Diameters measured on the physical contour of a lesion (in-plane long/short axis, 3D Feret).
+
+Which plane and slice a RECIST measurement uses is decided in :mod:`SmoothSegNetLib.report.recist`.
 
 In-plane work happens in millimetre coordinates of the slice plane, ``(x, y) = (i * spacing_i, j * spacing_j)``.
 The i and j axes are perpendicular unit vectors in LPS (the geometry is orthonormal), so distances there
@@ -128,32 +130,6 @@ def axes_on_slice(mask_ji: np.ndarray, k: int, spacing_xy_mm: tuple[float, float
         short_axis_mm=short_mm,
         short_ends_xy_mm=((float(sp[0]), float(sp[1])), (float(sq[0]), float(sq[1]))),
     )
-
-
-def _long_axis_mm(mask_ji: np.ndarray, spacing_xy_mm: tuple[float, float]) -> float:
-    contours = slice_contours_xy_mm(mask_ji, spacing_xy_mm)
-    return farthest_pair(np.concatenate(contours))[0] if contours else 0.0
-
-
-def recist_axes(mask_kji: np.ndarray, geometry: Geometry) -> SliceAxes | None:
-    """RECIST 1.1 axes of one lesion: the slice (k) where the longest in-plane diameter is largest.
-
-    Ties between slices (equal long axes to 1e-6 mm) go to the larger short axis, then to the lower k.
-    """
-    spacing_xy = (geometry.spacing_mm[0], geometry.spacing_mm[1])
-    slices = [int(k) for k in np.flatnonzero(mask_kji.any(axis=(1, 2)))]
-    if not slices:
-        return None
-    longs = {k: _long_axis_mm(mask_kji[k], spacing_xy) for k in slices}
-    top = max(longs.values())
-    best: SliceAxes | None = None
-    for k in slices:
-        if longs[k] < top - 1e-6:
-            continue
-        axes = axes_on_slice(mask_kji[k], k, spacing_xy)
-        if axes is not None and (best is None or axes.short_axis_mm > best.short_axis_mm + 1e-6):
-            best = axes
-    return best
 
 
 def xy_mm_to_lps(points_xy_mm: np.ndarray, k: int, geometry: Geometry) -> np.ndarray:

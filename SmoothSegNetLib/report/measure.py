@@ -14,10 +14,11 @@ from scipy import ndimage
 
 from SmoothSegNetLib import __version__
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.report.axes import max_diameter_3d_mm, recist_axes, xy_mm_to_lps
+from SmoothSegNetLib.report.axes import max_diameter_3d_mm
 from SmoothSegNetLib.report.categories import LIRADS_NOTE, milan_size_check, size_categories
 from SmoothSegNetLib.report.codes import measurement_codes
 from SmoothSegNetLib.report.lesions import label_lesions
+from SmoothSegNetLib.report.recist import TILT_LIMIT_DEG, RecistAxes, axial_tilt_deg, recist_axes
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,44 @@ def _model_entry(model: Any) -> dict[str, Any]:
     return entry
 
 
+def _points(points_lps: np.ndarray) -> list[list[float]]:
+    return [[_r(v) for v in p] for p in points_lps]
+
+
+def _fragments(axes: RecistAxes) -> list[dict[str, Any]]:
+    """The pieces of a fragmented lesion on its measurement slice (RECIST 1.1: their long axes are summed)."""
+    if not axes.fragmented:
+        return []
+    return [
+        {
+            "long_axis_mm": _r(p.long_axis_mm),
+            "long_axis_ends_lps_mm": _points(p.long_ends_lps_mm),
+            "short_axis_mm": _r(p.short_axis_mm),
+            "short_axis_ends_lps_mm": _points(p.short_ends_lps_mm),
+        }
+        for p in axes.pieces
+    ]
+
+
+def _recist_notes(entries: list[dict[str, Any]], geometry: Geometry) -> list[str]:
+    """Say how the RECIST axes were measured when it is not on the acquired axial slices, one piece each."""
+    notes = []
+    tilt = axial_tilt_deg(geometry)
+    if any(e["recist_plane"] == "axial" for e in entries):
+        notes.append(
+            f"RECIST axes were measured on axial planes resampled from the lesions' voxels: the grid is "
+            f"{tilt:.1f} degrees from axial or not square in-plane (acquired axial slices with square pixels are "
+            f"used up to {TILT_LIMIT_DEG:g} degrees)"
+        )
+    fragmented = [str(e["id"]) for e in entries if e["fragmented"]]
+    if fragmented:
+        notes.append(
+            f"lesion(s) {', '.join(fragmented)} are in separate pieces on their measurement slice: their long axis "
+            "is the sum of the pieces' longest diameters (RECIST 1.1 fragmented lesions), listed under fragments"
+        )
+    return notes
+
+
 def _padded_box(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
     """The bounding box grown by one voxel on every side (clipped), so the face ring fits inside."""
     k, j, i = (slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(box, shape))
@@ -132,8 +171,6 @@ def _lesion(
     axes = recist_axes(mask, geometry)
     if axes is None:  # cannot happen for a non-empty mask; keeps mypy and readers honest
         raise RuntimeError(f"lesion {n} has voxels but no contour")
-    long_lps = xy_mm_to_lps(np.array(axes.long_ends_xy_mm), axes.k, geometry)
-    short_lps = xy_mm_to_lps(np.array(axes.short_ends_xy_mm), axes.k, geometry)
     # Does the lesion touch voxels outside the liver (background)? A subcapsular or exophytic lesion does.
     # (Voxels beyond the image edge do not count: the padded box is clipped to the image.)
     ring = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1)) & ~mask
@@ -145,9 +182,12 @@ def _lesion(
         "volume_ml": _r(voxels * geometry.voxel_volume_mm3 / 1000.0),
         "long_axis_mm": _r(axes.long_axis_mm),
         "short_axis_mm": _r(axes.short_axis_mm),
-        "long_axis_slice_k": axes.k + int(offset_kji[0]),
-        "long_axis_ends_lps_mm": [[_r(v) for v in p] for p in long_lps],
-        "short_axis_ends_lps_mm": [[_r(v) for v in p] for p in short_lps],
+        "long_axis_slice_k": None if axes.storage_slice_k is None else axes.storage_slice_k + int(offset_kji[0]),
+        "long_axis_ends_lps_mm": _points(axes.long_ends_lps_mm),
+        "short_axis_ends_lps_mm": _points(axes.short_ends_lps_mm),
+        "recist_plane": axes.plane,
+        "fragmented": axes.fragmented,
+        "fragments": _fragments(axes),
         "max_diameter_3d_mm": _r(max_diameter_3d_mm(mask, geometry)),
         "mean_hu": _r(hu.mean()),
         "std_hu": _r(hu.std()),
@@ -222,7 +262,7 @@ def measure(
     parenchyma_ml = float(np.count_nonzero(labels == LIVER_LABEL)) * voxel_ml
     tumor_ml = float(np.count_nonzero(instances)) * voxel_ml
     model_entries = [_model_entry(m) for m in models]
-    notes = [f"LI-RADS size bands are {LIRADS_NOTE}"]
+    notes = [f"LI-RADS size bands are {LIRADS_NOTE}", *_recist_notes(entries, geometry)]
     all_warnings = [*ct.warnings, *warnings]
     for m in model_entries:
         if m["synthetic_only"]:

@@ -1,9 +1,11 @@
 """``overview.png``: axial slices through the largest lesions with contours and RECIST axes, and the lesion table.
 
-What a radiologist looks at first: one panel per largest lesion (up to three) on the slice of its long axis,
-CT in a liver window, liver and tumor outlines, this lesion's long axis (solid) and short axis (dashed)
-with their lengths; below, the lesion table, the tumor burden, the Milan size check and the model notes
-(synthetic-only demo weights are said in red). A slice whose columns run to the patient's right or whose rows
+What a radiologist looks at first: one panel per largest lesion (up to three) on the axial plane its RECIST
+axes were measured on (its stored slice, or the axial plane resampled from the CT when it was stored as
+sagittal, coronal or oblique slices), CT in a liver window, liver and tumor outlines, this lesion's long axis
+(solid; one line per piece of a fragmented lesion) and short axis (dashed) with their lengths; below, the
+lesion table, the tumor burden, the Milan size check and the model notes (synthetic-only demo weights are
+said in red). A slice whose columns run to the patient's right or whose rows
 run anterior is mirrored for display, so that axial slices appear in the radiological view (patient left on
 screen right, anterior up); the screen edges are labelled with the patient directions.
 """
@@ -21,8 +23,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from SmoothSegNetLib.report.codes import measurement_codes
+from SmoothSegNetLib.report.recist import measurement_grid
+from SmoothSegNetLib.resample import Interpolation, crop_geometry, resample
 from SmoothSegNetLib.terminology import segment_for_label
-from SmoothSegNetLib.volume import CTVolume
+from SmoothSegNetLib.volume import CTVolume, Geometry
 
 #: Display window of the CT (HU): the liver window used by the global network.
 WINDOW_HU = (-150.0, 250.0)
@@ -47,40 +51,84 @@ def _crop(labels_ji: np.ndarray, lesion_ji: np.ndarray, spacing_xy: tuple[float,
     )
 
 
-def _draw_panel(ax: Axes, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, lesion: dict[str, Any]) -> None:
+def _plane_through(ct: CTVolume, lesion: dict[str, Any]) -> Geometry:
+    """A one-slice grid on the plane the lesion was measured on: its stored slice, or the axial plane through
+    its long axis (spacing and orientation of the measurement grid of the whole CT)."""
     g = ct.geometry
-    k = int(lesion["long_axis_slice_k"])
-    spacing_xy = (g.spacing_mm[0], g.spacing_mm[1])
-    this = lesions[k] == lesion["id"]
-    rows, cols = _crop(labels[k], this, spacing_xy)
+    if lesion["long_axis_slice_k"] is not None:
+        return crop_geometry(g, (slice(int(lesion["long_axis_slice_k"]), None), slice(None), slice(None))).with_shape(
+            (1, g.shape_kji[1], g.shape_kji[2])
+        )
+    grid, _plane = measurement_grid(g)
+    ends = np.asarray(lesion["long_axis_ends_lps_mm"], dtype=float)
+    k = float(grid.lps_to_index(ends.mean(axis=0))[2])
+    origin = grid.index_to_lps([0.0, 0.0, k])
+    return Geometry.create((1, grid.shape_kji[1], grid.shape_kji[2]), grid.spacing_mm, origin, grid.direction_array)
+
+
+def _on_plane(array: np.ndarray, g: Geometry, plane: Geometry, interpolation: Interpolation) -> np.ndarray:
+    """``array`` (on ``g``) sampled on the one-slice ``plane``, reading only the slab of voxels around it."""
+    corners = np.array([[i, j, 0.0] for i in (0, plane.size_ijk[0] - 1) for j in (0, plane.size_ijk[1] - 1)])
+    ijk = g.lps_to_index(plane.index_to_lps(corners))
+    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, np.array(g.size_ijk) - 1)
+    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, lo + 1, np.array(g.size_ijk))
+    box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+    return resample(array[box], crop_geometry(g, box), plane, interpolation)[0]
+
+
+def _draw_panel(ax: Axes, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, lesion: dict[str, Any]) -> None:
+    plane = _plane_through(ct, lesion)
+    spacing_xy = (plane.spacing_mm[0], plane.spacing_mm[1])
+    labels_ji = _on_plane(labels, ct.geometry, plane, Interpolation.NEAREST)
+    this = _on_plane(lesions, ct.geometry, plane, Interpolation.NEAREST) == lesion["id"]
+    rows, cols = _crop(labels_ji, this, spacing_xy)
     r0, c0 = rows.start or 0, cols.start or 0
-    image = ct.array[k][rows, cols].astype(np.float32)
+    image = _on_plane(ct.array, ct.geometry, plane, Interpolation.LINEAR)[rows, cols].astype(np.float32)
     ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=spacing_xy[1] / spacing_xy[0])
     liver_rgb = np.array(segment_for_label(1).color_float)
     tumor_rgb = np.array(segment_for_label(2).color_float)
-    liver = (labels[k][rows, cols] > 0).astype(float)
-    tumor = (labels[k][rows, cols] == 2).astype(float)
+    liver = (labels_ji[rows, cols] > 0).astype(float)
+    tumor = (labels_ji[rows, cols] == 2).astype(float)
     if liver.any() and liver.min() == 0:
         ax.contour(liver, levels=[0.5], colors=[liver_rgb], linewidths=1.0)
     if tumor.any():
         ax.contour(tumor, levels=[0.5], colors=[tumor_rgb], linewidths=0.8, linestyles="dotted")
-    ax.contour(this[rows, cols].astype(float), levels=[0.5], colors=[tumor_rgb], linewidths=1.6)
-    for key, colour, style, label in (
-        ("long_axis_ends_lps_mm", LONG_COLOUR, "-", f"long {lesion['long_axis_mm']:.1f} mm"),
-        ("short_axis_ends_lps_mm", SHORT_COLOUR, "--", f"short {lesion['short_axis_mm']:.1f} mm"),
-    ):
-        ijk = g.lps_to_index(np.asarray(lesion[key], dtype=float))
-        ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, style, color=colour, linewidth=1.8, label=label)
+    if this.any():
+        ax.contour(this[rows, cols].astype(float), levels=[0.5], colors=[tumor_rgb], linewidths=1.6)
+    for n, (ends, colour, style, label) in enumerate(_axis_lines(lesion)):
+        ijk = plane.lps_to_index(np.asarray(ends, dtype=float))
+        ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, style, color=colour, linewidth=1.8, label=label or f"_piece{n}")
         ax.plot(ijk[:, 0] - c0, ijk[:, 1] - r0, "o", color=colour, markersize=3)
     ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
-    _orient(ax, g.direction_array)
+    _orient(ax, plane.direction_array)
     _scale_bar(ax, spacing_xy[0])
-    ax.set_title(
-        f"Lesion {lesion['id']}: {lesion['volume_ml']:.2f} ml, slice k={k}",
-        fontsize=9,
-    )
+    ax.set_title(f"Lesion {lesion['id']}: {lesion['volume_ml']:.2f} ml, {_slice_text(lesion)}", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _axis_lines(lesion: dict[str, Any]) -> list[tuple[Any, str, str, str]]:
+    """(end points, colour, line style, legend) of the lines to draw: the long axis of each piece (solid; one
+    line per piece of a fragmented lesion, never one across the tissue between them) and the short axis."""
+    short = (lesion["short_axis_ends_lps_mm"], SHORT_COLOUR, "--", f"short {lesion['short_axis_mm']:.1f} mm")
+    if not lesion.get("fragments"):
+        return [(lesion["long_axis_ends_lps_mm"], LONG_COLOUR, "-", f"long {lesion['long_axis_mm']:.1f} mm"), short]
+    parts = " + ".join(f"{f['long_axis_mm']:.1f}" for f in lesion["fragments"])
+    label = f"long {parts} = {lesion['long_axis_mm']:.1f} mm ({len(lesion['fragments'])} pieces)"
+    lines = [
+        (f["long_axis_ends_lps_mm"], LONG_COLOUR, "-", label if n == 0 else "")
+        for n, f in enumerate(lesion["fragments"])
+    ]
+    return [*lines, short]
+
+
+def _slice_text(lesion: dict[str, Any], short: bool = False) -> str:
+    """Where the lesion was measured: its stored slice k, or the axial plane's S coordinate (LPS mm)."""
+    if lesion["long_axis_slice_k"] is not None:
+        k = lesion["long_axis_slice_k"]
+        return str(k) if short else f"slice k={k}"
+    s_mm = float(np.mean([p[2] for p in lesion["long_axis_ends_lps_mm"]]))
+    return f"S {s_mm:.1f}" if short else f"axial S={s_mm:.1f} mm"
 
 
 def _letter(vector_lps: np.ndarray) -> str:
@@ -130,14 +178,28 @@ def _scale_bar(ax: Axes, spacing_x_mm: float, length_mm: float = 10.0) -> None:
 
 
 def _draw_empty(ax: Axes, ct: CTVolume, labels: np.ndarray) -> None:
-    liver_slices = np.flatnonzero(labels.any(axis=(1, 2)))
-    k = int(liver_slices[len(liver_slices) // 2]) if len(liver_slices) else ct.array.shape[0] // 2
+    """No lesion: the axial plane (of the measurement grid) through the middle of the liver, or of the image."""
     g = ct.geometry
-    ax.imshow(ct.array[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=g.spacing_mm[1] / g.spacing_mm[0])
-    if labels[k].any() and labels[k].min() == 0:
-        ax.contour((labels[k] > 0).astype(float), levels=[0.5], colors=[segment_for_label(1).color_float])
-    _orient(ax, g.direction_array)
-    ax.set_title(f"No lesion found (slice k={k})", fontsize=9)
+    grid, _plane = measurement_grid(g)
+    liver_slices = np.flatnonzero(labels.any(axis=(1, 2)))
+    k_mid = float(liver_slices[len(liver_slices) // 2]) if len(liver_slices) else (g.shape_kji[0] - 1) / 2.0
+    j_mid, i_mid = (g.shape_kji[1] - 1) / 2.0, (g.shape_kji[2] - 1) / 2.0
+    k = float(np.clip(np.round(grid.lps_to_index(g.index_to_lps([i_mid, j_mid, k_mid]))[2]), 0, grid.shape_kji[0] - 1))
+    plane = Geometry.create(
+        (1, grid.shape_kji[1], grid.shape_kji[2]),
+        grid.spacing_mm,
+        grid.index_to_lps([0.0, 0.0, k]),
+        grid.direction_array,
+    )
+    image = _on_plane(ct.array, g, plane, Interpolation.LINEAR)
+    liver = _on_plane(labels, g, plane, Interpolation.NEAREST) > 0
+    aspect = plane.spacing_mm[1] / plane.spacing_mm[0]
+    ax.imshow(image.astype(np.float32), cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=aspect)
+    if liver.any() and not liver.all():
+        ax.contour(liver.astype(float), levels=[0.5], colors=[segment_for_label(1).color_float])
+    _orient(ax, plane.direction_array)
+    s_mm = float(plane.index_to_lps([(plane.size_ijk[0] - 1) / 2.0, (plane.size_ijk[1] - 1) / 2.0, 0.0])[2])
+    ax.set_title(f"No lesion found (axial S={s_mm:.1f} mm)", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -151,7 +213,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("3D max mm", "max_diameter_3d_mm", "{:.1f}"),
     ("Mean HU", "mean_hu", "{:.0f}"),
     ("SD HU", "std_hu", "{:.0f}"),
-    ("k", "long_axis_slice_k", "{}"),
+    ("Slice", "long_axis_slice_k", "slice"),
     ("RECIST", "categories.recist_measurable", "yesno"),
     ("LI-RADS size", "categories.lirads_size_only", "{}"),
     ("Conf", "confidence", "{:.2f}"),
@@ -163,6 +225,8 @@ def _cell(lesion: dict[str, Any], key: str, form: str) -> str:
     value: Any = lesion
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
+    if form == "slice":  # the stored slice k, or the axial plane's S (the lesion was measured off the stored slices)
+        return _slice_text(lesion, short=True)
     if value is None:
         return ""
     if form == "yesno":
