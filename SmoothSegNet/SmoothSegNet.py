@@ -416,32 +416,38 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = f"Wrote {len(written)} files into {self._exportDirectory()}"
 
     def onExportDicomButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
+            outdir = self._exportDicom()
+            self.ui.statusLabel.text = f"Wrote seg.dcm and sr.dcm into {outdir}"
+
+    def _exportDicom(self) -> Path:
+        """Write the export folder, seg.dcm and sr.dcm of the segments as they are now; raise on any failure."""
         import tempfile
 
         from SmoothSegNetLib.slicer_support.session import dicom_export_command, dicom_folder_from_files
 
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
-            outdir = self._exportDirectory()
-            self.logic.exportResults(p.inputVolume, p.outputSegmentation, outdir, picture=True)
-            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in dicomInstanceUids(p.inputVolume)]
-            if not all(files):
-                raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
-            with tempfile.TemporaryDirectory(prefix="SmoothSegNet-series-") as folder:
-                series = dicom_folder_from_files([Path(f) for f in files], Path(folder) / "series")
-                command = dicom_export_command(
-                    outdir, series, per_lesion=p.perLesionSegments, python_executable=self.logic.pythonExecutable
-                )
-                self.logic.runEngine(command)
-            self.ui.statusLabel.text = f"Wrote seg.dcm and sr.dcm into {outdir}"
+        outdir = self._exportDirectory()
+        self.logic.exportResults(p.inputVolume, p.outputSegmentation, outdir, picture=True)
+        files = [slicer.dicomDatabase.fileForInstance(uid) for uid in dicomInstanceUids(p.inputVolume)]
+        if not all(files):
+            raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
+        with tempfile.TemporaryDirectory(prefix="SmoothSegNet-series-") as folder:
+            series = dicom_folder_from_files([Path(f) for f in files], Path(folder) / "series")
+            command = dicom_export_command(
+                outdir, series, per_lesion=p.perLesionSegments, python_executable=self.logic.pythonExecutable
+            )
+            self.logic.runEngine(command)
+        return outdir
 
     def onSendToPacsButton(self) -> None:
         from SmoothSegNetLib.slicer_support.session import send_command
 
+        self.ui.statusLabel.text = "Exporting the current segments before sending…"
         with slicer.util.tryWithErrorDisplay("Sending to the PACS failed.", waitCursor=True):
-            outdir = self._exportDirectory()
-            if not (outdir / "seg.dcm").is_file():
-                self.onExportDicomButton()
+            # Always the segments as they are now: a seg.dcm of an earlier export may be stale, and a failed
+            # export raises here, before anything is sent.
+            outdir = self._exportDicom()
             command = send_command(
                 outdir,
                 self.ui.pacsHostLineEdit.text,

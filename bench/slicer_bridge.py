@@ -5,12 +5,13 @@ Run by hand (not by the tests)::
     .venv/bin/python bench/slicer_bridge.py            # 512 x 512 x {120, 400} slices, 1 / 10 / 30 lesions
     .venv/bin/python bench/slicer_bridge.py --quick    # 256 x 256 x {40, 120} slices, same lesion counts
 
-For each size a synthetic CT (an elliptic liver of 60 HU in 40 HU soft tissue, air outside, uniform noise of +-20 HU) is put in a
-real scene; for each lesion count, spherical lesions (radius 4-15 mm, 140 HU) are placed inside the liver
-and a ``segment``-like output folder is written (not timed). Columns, in seconds (best of ``--repeats``):
+For each size a synthetic CT (an elliptic liver of 60 HU in 40 HU soft tissue, air outside, uniform noise
+of +-20 HU) is put in a real scene; for each lesion count, spherical lesions (radius 4-15 mm, 140 HU) are
+placed inside the liver and a ``segment``-like output folder is written (not timed). Columns, in seconds
+(best of ``--repeats``):
 
 - ``CT write``: the input CT written for the child process, as ``SmoothSegNetRunner.process`` writes it
-  (:func:`SmoothSegNet.io.writers.write_volume`, gzip NRRD) and uncompressed (``raw``).
+  (:func:`SmoothSegNetLib.io.writers.write_volume`, gzip NRRD) and uncompressed (``raw``).
 - ``import``: :func:`SmoothSegNetLib.mrml.import_result` (files -> segmentation node, one segment per lesion).
 - ``Slicer export``: one ``vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode`` of all
   segments onto the CT grid, plus ``arrayFromVolume``: Slicer's own cost of turning segments into voxels.
