@@ -405,9 +405,10 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 editorNode.SetSelectedSegmentID(segmentId)
 
     def _exportDirectory(self) -> Path:
-        return (
-            Path(self.ui.exportDirectoryButton.directory) / f"{self._parameterNode.inputVolume.GetName()}-SmoothSegNet"
-        )
+        from SmoothSegNetLib.slicer_support.session import export_folder_name
+
+        name = export_folder_name(self._parameterNode.inputVolume.GetName())  # "6: Abdomen 1/2" is no folder name
+        return Path(self.ui.exportDirectoryButton.directory) / name
 
     def onExportReportButton(self) -> None:
         p = self._parameterNode

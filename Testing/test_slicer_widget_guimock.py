@@ -132,3 +132,31 @@ def test_guimock_the_slicer_selftest_passes(panel: dict[str, Any]) -> None:
     test = panel["module"].SmoothSegNetTest()
     test.runTest()
     assert test.messages[-1] == "Self-test passed"
+
+
+def test_guimock_export_folder_from_a_volume_name_with_a_slash_and_colon(panel: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 12 item 9: the export folder is one folder whatever the volume is called."""
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    widget.onApplyButton()
+    poll_until_done(widget)
+    panel["volume"].SetName("6: Abdomen 1/2")
+    widget.ui.exportDirectoryButton.directory = str(tmp_path / "exports")
+    widget.onExportReportButton()
+    poll_until_done(widget)
+    assert dialogs.errors == []
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["6_ Abdomen 1_2-SmoothSegNet"]
+    assert (tmp_path / "exports" / "6_ Abdomen 1_2-SmoothSegNet" / "report.json").is_file()
+
+
+def test_guimock_failure_details_reach_the_error_dialog(panel: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 12 item 9: what the engine said (its log) is in the dialog's details, not dropped by the cleanup."""
+    import functools
+
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    missing = tmp_path / "no-such-card.json"
+    widget.logic.process = functools.partial(widget.logic.process, tumorModel=str(missing))
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.FAILED
+    assert len(dialogs.errors) == 1 and "bad input" in dialogs.errors[0]
+    assert dialogs.details[0] is not None and "error:" in dialogs.details[0] and str(missing) in dialogs.details[0]

@@ -71,6 +71,7 @@ class SmoothSegNetRunner:
         self._child: ChildProcess | None = None
         self._timer: Any = None
         self._job: dict[str, Any] = {}
+        self._lastReader: ProtocolReader | None = None
 
     # -- running -------------------------------------------------------------------------------
     @property
@@ -103,6 +104,7 @@ class SmoothSegNetRunner:
         """
         if self.isRunning:
             raise RuntimeError("a segmentation is already running: wait for it or cancel it first")
+        self._lastReader = None  # an error before the child starts must not show an earlier run's log
         ct = mrml.volume_from_node(inputVolume)  # checks the node (no transform, grey levels) first
         workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-"))
         try:
@@ -151,6 +153,7 @@ class SmoothSegNetRunner:
         """
         if self.isRunning:
             raise RuntimeError("another job is running: wait for it or cancel it first")
+        self._lastReader = None
         command = [self.pythonExecutable, "-m", "SmoothSegNetLib", "models", "download", cardId, "--progress", "jsonl"]
 
         def onSuccess() -> Any:
@@ -237,6 +240,8 @@ class SmoothSegNetRunner:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if self._child is not None:  # kept for the error dialog's details, shown after this cleanup
+            self._lastReader = self._child.reader
         self._child = None
         workDir = self._job.get("workDir")
         if workDir is not None:
@@ -245,8 +250,8 @@ class SmoothSegNetRunner:
 
     @property
     def protocol(self) -> ProtocolReader | None:
-        """What the running child has said so far (log lines for a details box)."""
-        return self._child.reader if self._child is not None else None
+        """What the running child has said so far, or the last child once it ended (log lines for a details box)."""
+        return self._child.reader if self._child is not None else self._lastReader
 
     # -- result ----------------------------------------------------------------------------------
     def importResult(
