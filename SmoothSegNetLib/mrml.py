@@ -17,7 +17,6 @@ Segment tags written here (read back by :func:`labelmap_from_segmentation`):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.slicer_support.lesion_table import LesionTableColumn, lesion_table_columns, lesion_table_rows
+from SmoothSegNetLib.slicer_support.masks import BoxMask, SegmentMask, assemble
 from SmoothSegNetLib.terminology import SegmentSpec, segment_for_label
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
@@ -183,7 +183,7 @@ def _read_labelmap(path: Path) -> tuple[np.ndarray, Geometry]:
 
 
 def _mask_digest(mask: np.ndarray) -> str:
-    return hashlib.sha1(np.packbits(mask.astype(bool, copy=False)).tobytes()).hexdigest()
+    return BoxMask.from_full(mask).digest()
 
 
 def _oriented_image(mask: np.ndarray, geometry: Geometry) -> Any:
@@ -422,9 +422,75 @@ def lesion_id_of_segment(segment: Any) -> int | None:
     return int(tag) if tag is not None and tag.isdigit() else None
 
 
-def _lesion_order(item: tuple[str, Any, np.ndarray]) -> tuple[int, int]:
-    tag = _tag(item[1], TAG_LESION_ID)
+def _lesion_order(segment: Any) -> tuple[int, int]:
+    tag = _tag(segment, TAG_LESION_ID)
     return (0, int(tag)) if tag is not None and tag.isdigit() else (1, 0)
+
+
+def _on_grid_layer_array(image: Any, reference_ijk_to_ras: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """A shared labelmap layer's voxels ``[k, j, i]`` and its first voxel's index on the reference grid.
+
+    ``None`` when the layer is not an integer labelmap whose voxels are the reference grid's voxels (then
+    its segments go through Slicer's export, which resamples).
+    """
+    import vtk
+    from vtk.util import numpy_support
+
+    if image is None or not image.IsA("vtkOrientedImageData") or image.GetNumberOfScalarComponents() != 1:
+        return None
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    layer = _matrix_to_numpy(matrix)
+    if not np.allclose(layer[:3, :3], reference_ijk_to_ras[:3, :3], rtol=0.0, atol=1e-6):
+        return None
+    # The layer may start elsewhere (Slicer grows layers): a whole number of voxels away keeps the voxels.
+    shift_ijk = np.linalg.solve(reference_ijk_to_ras[:3, :3], layer[:3, 3] - reference_ijk_to_ras[:3, 3])
+    if not np.allclose(shift_ijk, np.round(shift_ijk), rtol=0.0, atol=1e-4):
+        return None
+    x0, x1, y0, y1, z0, z1 = image.GetExtent()
+    di, dj, dk = (int(v) for v in np.round(shift_ijk))
+    first_kji = (z0 + dk, y0 + dj, x0 + di)
+    if x1 < x0 or y1 < y0 or z1 < z0 or image.GetPointData().GetScalars() is None:
+        return np.zeros((0, 0, 0), np.uint8), first_kji
+    array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    if array.dtype.kind not in "ui":
+        return None
+    return array.reshape(z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1), first_kji
+
+
+def _masks_from_layers(
+    segmentation: Any, reference_ijk_to_ras: np.ndarray, shape_kji: tuple[int, int, int]
+) -> dict[str, BoxMask]:
+    """Segment id -> :class:`BoxMask` for every segment held in a layer on the reference grid.
+
+    One pass over each layer (``find_objects`` gives every label's box), then each segment is compared
+    inside its own box only: no full-grid array per segment, unlike one export per segment.
+    """
+    from scipy import ndimage
+
+    masks: dict[str, BoxMask] = {}
+    source = getattr(segmentation, "GetSourceRepresentationName", None) or segmentation.GetMasterRepresentationName
+    if source() != _slicer().vtkSegmentationConverter.GetBinaryLabelmapRepresentationName():
+        return masks  # closed surfaces first: Slicer converts them
+    for layer in range(segmentation.GetNumberOfLayers()):
+        found = _on_grid_layer_array(segmentation.GetLayerDataObject(layer), reference_ijk_to_ras)
+        if found is None:
+            continue
+        array, offset = found
+        low = [max(0, -o) for o in offset]  # clip the layer to the reference grid
+        high = [min(n, size - o) for n, size, o in zip(array.shape, shape_kji, offset)]
+        region = array[tuple(slice(a, max(a, b)) for a, b in zip(low, high))]
+        origin = [o + a for o, a in zip(offset, low)]
+        boxes = ndimage.find_objects(region) if region.size else []
+        for segment_id in segmentation.GetSegmentIDsForLayer(layer):
+            value = int(segmentation.GetSegment(segment_id).GetLabelValue())
+            box = boxes[value - 1] if 0 < value <= len(boxes) else None
+            if box is None:
+                masks[segment_id] = BoxMask.from_region(shape_kji, origin, np.zeros((0, 0, 0), bool))
+                continue
+            start = [o + b.start for o, b in zip(origin, box)]
+            masks[segment_id] = BoxMask.from_region(shape_kji, start, region[box] == value)
+    return masks
 
 
 def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: Any) -> SegmentationArrays:
@@ -435,14 +501,16 @@ def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: An
     order (imported ones by their id, then hand-added ones in segment order) and are numbered 1..n
     without gaps: a lesion segment that was deleted or emptied closes its gap, as ``measure`` requires.
     Call :func:`rename_lesion_segments` to make the segment names follow.
+
+    Segments in a labelmap layer on the reference grid (the usual case: the import and Segment Editor
+    keep that geometry) are read from the layer directly; any other segment is exported by Slicer
+    (``ExportSegmentsToLabelmapNode``) onto the reference grid. Both give the same voxels.
     """
     _check_volume_node(reference_volume_node, "reference_volume_node")
     reference = geometry_from_node(reference_volume_node)
-    labelmap = np.zeros(reference.shape_kji, dtype=np.uint8)
-    lesions = np.zeros(reference.shape_kji, dtype=np.uint16)
     segmentation = segmentation_node.GetSegmentation()
-    tumor_masks: list[tuple[str, Any, np.ndarray]] = []
-    liver_edited = False
+    on_grid = _masks_from_layers(segmentation, reference.ijk_to_ras(), reference.shape_kji)
+    items = []
     for index in range(segmentation.GetNumberOfSegments()):
         segment_id = segmentation.GetNthSegmentID(index)
         segment = segmentation.GetSegment(segment_id)
@@ -450,21 +518,12 @@ def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: An
         if role is None:
             log.info("segment %r is neither liver nor tumor; ignored in the report", segment.GetName())
             continue
-        mask = _export_segment(segmentation_node, segment_id, reference_volume_node, reference)
-        if role == LIVER_LABEL:
-            labelmap[mask & (labelmap == 0)] = LIVER_LABEL
-            liver_edited = liver_edited or _tag(segment, TAG_DIGEST) != _mask_digest(mask)
-        elif mask.any():
-            tumor_masks.append((segment_id, segment, mask))
-    lesion_ids: dict[int, str] = {}
-    edited: list[int] = []
-    for lesion_id, (segment_id, segment, mask) in enumerate(sorted(tumor_masks, key=_lesion_order), start=1):
-        labelmap[mask] = TUMOR_LABEL
-        lesions[mask & (lesions == 0)] = lesion_id
-        lesion_ids[lesion_id] = segment_id
-        if _tag(segment, TAG_DIGEST) != _mask_digest(mask):
-            edited.append(lesion_id)
-    return SegmentationArrays(labelmap, lesions, lesion_ids, tuple(edited), liver_edited, reference)
+        mask = on_grid.get(segment_id)
+        if mask is None:
+            mask = BoxMask.from_full(_export_segment(segmentation_node, segment_id, reference_volume_node, reference))
+        items.append(SegmentMask(segment_id, role, _lesion_order(segment), _tag(segment, TAG_DIGEST), mask))
+    labelmap, lesions, lesion_ids, edited, liver_edited = assemble(reference.shape_kji, items)
+    return SegmentationArrays(labelmap, lesions, lesion_ids, edited, liver_edited, reference)
 
 
 def rename_lesion_segments(segmentation_node: Any, lesion_ids: dict[int, str]) -> None:
