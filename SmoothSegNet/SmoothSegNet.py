@@ -411,52 +411,63 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return Path(self.ui.exportDirectoryButton.directory) / name
 
     def onExportReportButton(self) -> None:
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            written = self.logic.exportResults(p.inputVolume, p.outputSegmentation, self._exportDirectory())
-            self.ui.statusLabel.text = f"Wrote {len(written)} files into {self._exportDirectory()}"
+        self._startExport(dicom=False, send=False)
 
     def onExportDicomButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
-            outdir = self._exportDicom()
-            self.ui.statusLabel.text = f"Wrote seg.dcm and sr.dcm into {outdir}"
-
-    def _exportDicom(self) -> Path:
-        """Write the export folder, seg.dcm and sr.dcm of the segments as they are now; raise on any failure."""
-        import tempfile
-
-        from SmoothSegNetLib.slicer_support.session import dicom_export_command, dicom_folder_from_files
-
-        p = self._parameterNode
-        outdir = self._exportDirectory()
-        self.logic.exportResults(p.inputVolume, p.outputSegmentation, outdir, picture=True)
-        files = [slicer.dicomDatabase.fileForInstance(uid) for uid in dicomInstanceUids(p.inputVolume)]
-        if not all(files):
-            raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
-        with tempfile.TemporaryDirectory(prefix="SmoothSegNet-series-") as folder:
-            series = dicom_folder_from_files([Path(f) for f in files], Path(folder) / "series")
-            command = dicom_export_command(
-                outdir, series, per_lesion=p.perLesionSegments, python_executable=self.logic.pythonExecutable
-            )
-            self.logic.runEngine(command)
-        return outdir
+        self._startExport(dicom=True, send=False)
 
     def onSendToPacsButton(self) -> None:
-        from SmoothSegNetLib.slicer_support.session import send_command
+        # Always the segments as they are now (a seg.dcm of an earlier export may be stale), exported and
+        # then sent by one job: a failed export sends nothing.
+        self._startExport(dicom=True, send=True)
 
-        self.ui.statusLabel.text = "Exporting the current segments before sending…"
-        with slicer.util.tryWithErrorDisplay("Sending to the PACS failed.", waitCursor=True):
-            # Always the segments as they are now: a seg.dcm of an earlier export may be stale, and a failed
-            # export raises here, before anything is sent.
-            outdir = self._exportDicom()
-            command = send_command(
-                outdir,
-                self.ui.pacsHostLineEdit.text,
-                self.ui.pacsPortSpinBox.value,
-                self.ui.pacsAetLineEdit.text,
-                self.logic.pythonExecutable,
+    def _startExport(self, dicom: bool, send: bool) -> None:
+        """Export (and send) in the engine's child process; the Apply button cancels it meanwhile."""
+        from SmoothSegNetLib.slicer_support.export_job import PacsTarget
+
+        if self._state.busy:
+            return
+        p = self._parameterNode
+        what = "send to the PACS" if send else "DICOM export" if dicom else "export"
+        try:
+            self._state.handle(Event.START, job=what)
+            self._updateView()
+            uids = dicomInstanceUids(p.inputVolume) if dicom else []
+            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids] if dicom else None
+            pacs = None
+            if send:
+                ui = self.ui
+                pacs = PacsTarget(ui.pacsHostLineEdit.text, int(ui.pacsPortSpinBox.value), ui.pacsAetLineEdit.text)
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = f"Starting the {what}…"
+            self.logic.exportResults(
+                p.inputVolume,
+                p.outputSegmentation,
+                self._exportDirectory(),
+                picture=True,
+                dicomSeriesFiles=files,
+                perLesion=p.perLesionSegments,
+                pacs=pacs,
+                progressCallback=self._onProgress,
+                completionCallback=self._onExportCompleted,
+                waitForCompletion=False,
             )
-            self.ui.statusLabel.text = self.logic.runEngine(command).strip() or "Sent"
+            self._state.handle(Event.STARTED)
+        except Exception as exc:
+            self._fail(exc)
+        self._updateView()
+
+    def _onExportCompleted(self, summary: Any, error: Exception | None) -> None:
+        if self._state.state == State.CANCELLING:
+            self._state.handle(Event.STOPPED)
+            self.ui.statusLabel.text = "Cancelled"
+        elif error is not None:
+            self._fail(error)
+        else:
+            self._state.handle(Event.FINISHED)
+            self._state.handle(Event.IMPORTED)
+            self.ui.statusLabel.text = str(summary)
+        self._updateView()
 
     def onInstallModelButton(self) -> None:
         from SmoothSegNetLib.slicer_support.session import install_model_command

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,12 @@ class SmoothSegNetRunner:
         self._timer: Any = None
         self._job: dict[str, Any] = {}
         self._lastReader: ProtocolReader | None = None
+        self._preparing: _PrepareThread | None = None
 
     # -- running -------------------------------------------------------------------------------
     @property
     def isRunning(self) -> bool:
-        return self._child is not None
+        return self._child is not None or self._preparing is not None
 
     def process(
         self,
@@ -107,10 +109,8 @@ class SmoothSegNetRunner:
         self._lastReader = None  # an error before the child starts must not show an earlier run's log
         ct = mrml.volume_from_node(inputVolume)  # checks the node (no transform, grey levels) first
         workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-"))
+        inputPath = workDir / "input.nrrd"
         try:
-            from SmoothSegNetLib.io.writers import write_volume
-
-            inputPath = write_volume(workDir / "input.nrrd", ct)
             request = SegmentRequest(
                 inputPath,
                 workDir / "output",
@@ -131,11 +131,18 @@ class SmoothSegNetRunner:
             )
             return node
 
+        def prepare() -> None:
+            from SmoothSegNetLib.io.writers import write_volume
+
+            # Uncompressed, and from a worker thread: gzip took 3.7 s for 400 slices on the GUI thread.
+            write_volume(inputPath, ct, compress=False)
+
         job = {
             "workDir": workDir,
             "progress": progressCallback,
             "completion": completionCallback,
             "onSuccess": onSuccess,
+            "prepare": prepare,
         }
         return self._start(command, job, "Segmentation", waitForCompletion, timeoutS)
 
@@ -166,16 +173,26 @@ class SmoothSegNetRunner:
     def _start(
         self, command: list[str], job: dict[str, Any], what: str, waitForCompletion: bool, timeoutS: float | None
     ) -> Any:
-        try:
-            self._child = ChildProcess(command, env=engineEnvironment(), what=what)
-        except Exception:
-            if job.get("workDir") is not None:
-                shutil.rmtree(job["workDir"], ignore_errors=True)
-            raise
-        logging.info("SmoothSegNet: started %s", " ".join(command))
-        self._job = job
+        """Start ``command``; ``job["prepare"]`` (writes the child's input) runs first, in a thread if not waiting."""
+        self._job = {**job, "command": command, "what": what}
+        prepare = job.get("prepare")
         if waitForCompletion:
+            try:
+                if prepare is not None:
+                    prepare()
+                self._startChild()
+            except Exception:
+                self._cleanup()
+                raise
             return self._waitAndFinish(timeoutS)
+        if prepare is not None:
+            self._preparing = _PrepareThread(prepare)
+        else:
+            try:
+                self._startChild()
+            except Exception:
+                self._cleanup()
+                raise
         import qt
 
         self._timer = qt.QTimer()
@@ -184,12 +201,19 @@ class SmoothSegNetRunner:
         self._timer.start()
         return None
 
+    def _startChild(self) -> None:
+        command = self._job["command"]
+        self._child = ChildProcess(command, env=engineEnvironment(), what=self._job["what"])
+        logging.info("SmoothSegNet: started %s", " ".join(command))
+
     def cancel(self) -> None:
         """Stop the running child and everything it started; no result is imported.
 
         With the GUI timer running this does not block: SIGTERM now, SIGKILL from the next polls if the
         child is still there after the grace period.
         """
+        if self._preparing is not None:
+            self._preparing.cancelRequested = True  # the child will not be started
         if self._child is not None:
             self._child.cancel(wait=self._timer is None)
 
@@ -210,6 +234,8 @@ class SmoothSegNetRunner:
             callback(event)
 
     def _poll(self) -> None:
+        if self._preparing is not None and not self._pollPreparing():
+            return
         child = self._child
         if child is None:
             return
@@ -229,6 +255,28 @@ class SmoothSegNetRunner:
         if completion is not None:
             completion(node, error)
 
+    def _pollPreparing(self) -> bool:
+        """While the worker thread writes the child's input: False; then start the child, or end the job."""
+        preparing = self._preparing
+        assert preparing is not None
+        if preparing.is_alive():
+            return False
+        self._preparing = None
+        error: Exception | None = preparing.error
+        if error is None and preparing.cancelRequested:
+            error = RuntimeError("cancelled by the user")
+        if error is None:
+            try:
+                self._startChild()
+                return True
+            except Exception as exc:
+                error = exc
+        completion = self._job.get("completion")
+        self._cleanup()
+        if completion is not None:
+            completion(None, error)
+        return False
+
     def _finish(self, finished: Finished) -> Any:
         if self._child is not None and self._child.cancel_requested:
             raise RuntimeError("cancelled by the user")  # even if it finished first: the user asked for nothing
@@ -240,6 +288,7 @@ class SmoothSegNetRunner:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        self._preparing = None
         if self._child is not None:  # kept for the error dialog's details, shown after this cleanup
             self._lastReader = self._child.reader
         self._child = None
@@ -304,16 +353,69 @@ class SmoothSegNetRunner:
         return report, table, split.edited_lesion_ids
 
     def exportResults(
-        self, inputVolume: Any, segmentationNode: Any, outputDir: Path, picture: bool = True
-    ) -> list[Path]:
-        """segmentation.nrrd, lesions.nrrd, report.json, report.csv (and overview.png) of the current segments."""
-        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report, write_export
+        self,
+        inputVolume: Any,
+        segmentationNode: Any,
+        outputDir: Path,
+        picture: bool = True,
+        dicomSeriesFiles: list[str] | None = None,
+        perLesion: bool = True,
+        pacs: Any = None,
+        progressCallback: ProgressCallback | None = None,
+        completionCallback: CompletionCallback | None = None,
+        waitForCompletion: bool = True,
+        timeoutS: float | None = None,
+    ) -> str | None:
+        """Export the segments as they are now into ``outputDir``, in a child process (export_job).
 
+        Always: segmentation.nrrd, lesions.nrrd, report.json/csv (and overview.png). With
+        ``dicomSeriesFiles`` (the source slices' files): seg.dcm and sr.dcm too. With ``pacs``
+        (:class:`~SmoothSegNetLib.slicer_support.export_job.PacsTarget`): then sent there; a failed export
+        sends nothing. Only reading the segments runs on this thread; writing the job's files runs in a
+        worker thread, the rest in the child (progress, cancel). Waiting returns the job's summary line;
+        otherwise ``completionCallback(summary or None, error or None)`` is called at the end.
+
+        Raises:
+            RuntimeError: another job is running, or a source slice is no longer in the DICOM database, or
+                (when waiting) the job failed.
+        """
+        from SmoothSegNetLib.slicer_support.export_job import ExportJob, export_job_command, write_job
+        from SmoothSegNetLib.slicer_support.session import EditedResult
+
+        if self.isRunning:
+            raise RuntimeError("another job is running: wait for it or cancel it first")
+        self._lastReader = None
+        if dicomSeriesFiles is not None and not all(dicomSeriesFiles):
+            raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
         ct = mrml.volume_from_node(inputVolume)
         arrays = mrml.labelmap_from_segmentation(segmentationNode, inputVolume)
         result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
-        report = recompute_report(ct, result, self.storedReport(segmentationNode))
-        return write_export(Path(outputDir), ct, result, report, picture=picture)
+        exportJob = ExportJob(
+            str(Path(outputDir).resolve()),
+            arrays.lesion_ids,
+            arrays.edited_lesion_ids,
+            self.storedReport(segmentationNode),
+            picture=picture,
+            dicom=dicomSeriesFiles is not None,
+            per_lesion=perLesion,
+            pacs=pacs,
+        )
+        workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-export-"))
+        series = [Path(f) for f in dicomSeriesFiles or []]
+
+        def onSuccess() -> Any:
+            reader = self._child.reader if self._child is not None else None
+            return reader.log_lines[-1] if reader and reader.log_lines else f"Exported into {outputDir}"
+
+        job = {
+            "workDir": workDir,
+            "progress": progressCallback,
+            "completion": completionCallback,
+            "onSuccess": onSuccess,
+            "prepare": lambda: write_job(workDir, ct, result, exportJob, series),
+        }
+        what = "Sending to the PACS" if pacs is not None else "DICOM export" if exportJob.dicom else "Export"
+        return self._start(export_job_command(workDir, self.pythonExecutable), job, what, waitForCompletion, timeoutS)
 
     def runEngine(self, command: list[str], timeoutS: float = 600) -> str:
         """Run a short engine command (export, send, models install) and return its stdout; raise on failure."""
@@ -333,6 +435,23 @@ class SmoothSegNetRunner:
                 reader.feed("stderr", line)
             raise RuntimeError(reader.failure_message(completed.returncode, what=f"'{command[3]}'"))
         return completed.stdout
+
+
+class _PrepareThread(threading.Thread):
+    """Runs ``prepare`` (writing the child's input files) away from the GUI thread; keeps its error."""
+
+    def __init__(self, prepare: Callable[[], None]) -> None:
+        super().__init__(daemon=True, name="SmoothSegNet-prepare")
+        self._prepare = prepare
+        self.error: Exception | None = None
+        self.cancelRequested = False
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._prepare()
+        except Exception as exc:  # handed to the completion callback by the GUI's poll
+            self.error = exc
 
 
 #: Node reference from the segmentation node to its lesion table node.
