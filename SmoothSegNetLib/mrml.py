@@ -182,27 +182,30 @@ def _read_labelmap(path: Path) -> tuple[np.ndarray, Geometry]:
     return sitk.GetArrayFromImage(image), Geometry.from_sitk(image)
 
 
-def _mask_digest(mask: np.ndarray) -> str:
-    return BoxMask.from_full(mask).digest()
-
-
 def _oriented_image(mask: np.ndarray, geometry: Geometry) -> Any:
     """A vtkOrientedImageData (uint8, 0/1) holding ``mask`` ([k, j, i]) on ``geometry``.
 
     Only the bounding box of the mask is stored (its VTK extent places it on the grid), so small
     lesions in a large CT stay cheap; an empty mask gives a one-voxel image of 0.
     """
+    return _oriented_image_of(BoxMask.from_full(mask), geometry)
+
+
+def _oriented_image_of(mask: BoxMask, geometry: Geometry) -> Any:
+    """:func:`_oriented_image` of a mask already cut to its bounding box."""
     import vtk
     from vtk.util import numpy_support
 
     slicer = _slicer()
-    found = np.argwhere(mask)
-    low, high = (found.min(axis=0), found.max(axis=0)) if found.size else (np.zeros(3, int), np.zeros(3, int))
-    box = mask[low[0] : high[0] + 1, low[1] : high[1] + 1, low[2] : high[2] + 1]
+    low, high, voxels = [0, 0, 0], [0, 0, 0], np.zeros(1, np.uint8)
+    if mask.box is not None and mask.mask is not None:
+        low = [int(b.start) for b in mask.box]
+        high = [int(b.stop) - 1 for b in mask.box]
+        voxels = mask.mask.astype(np.uint8).ravel()
     image = slicer.vtkOrientedImageData()
-    image.SetExtent(int(low[2]), int(high[2]), int(low[1]), int(high[1]), int(low[0]), int(high[0]))
+    image.SetExtent(low[2], high[2], low[1], high[1], low[0], high[0])
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = box.astype(np.uint8).ravel()
+    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels
     image.SetImageToWorldMatrix(_numpy_to_matrix(geometry.ijk_to_ras()))
     return image
 
@@ -214,18 +217,16 @@ def _set_terminology(segment: Any, entry: str) -> None:
         segment.SetTag(_slicer().vtkSegment.GetTerminologyEntryTagName(), entry)
 
 
-def _add_segment(
-    node: Any, segment_id: str, name: str, style: SegmentSpec, mask: np.ndarray, geometry: Geometry
-) -> None:
+def _add_segment(node: Any, segment_id: str, name: str, style: SegmentSpec, mask: BoxMask, geometry: Geometry) -> None:
     slicer = _slicer()
     segmentation = node.GetSegmentation()
     segmentation.AddEmptySegment(segment_id, name, [c / 255.0 for c in style.color_rgb])
     segment = segmentation.GetSegment(segment_id)
     _set_terminology(segment, style.slicer_terminology_entry())  # the same entry as in segmentation.seg.nrrd
     segment.SetTag(TAG_LABEL, str(style.label))
-    segment.SetTag(TAG_DIGEST, _mask_digest(mask))
+    segment.SetTag(TAG_DIGEST, mask.digest())
     ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        _oriented_image(mask, geometry), node, segment_id
+        _oriented_image_of(mask, geometry), node, segment_id
     )
     if not ok:
         raise RuntimeError(f"Slicer refused the labelmap of segment {name!r}")
@@ -325,15 +326,21 @@ def _fill_segments(
     node.GetSegmentation().RemoveAllSegments()
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    from scipy import ndimage
+
     liver = segment_for_label(LIVER_LABEL)
-    _add_segment(node, "liver", liver.name, liver, labelmap == LIVER_LABEL, reference)
+    _add_segment(node, "liver", liver.name, liver, BoxMask.from_full(labelmap == LIVER_LABEL), reference)
     tumor = segment_for_label(TUMOR_LABEL)
     if lesions is None:
-        _add_segment(node, "tumor", tumor.name, tumor, labelmap == TUMOR_LABEL, reference)
+        _add_segment(node, "tumor", tumor.name, tumor, BoxMask.from_full(labelmap == TUMOR_LABEL), reference)
         return
-    for lesion_id in sorted(int(v) for v in np.unique(lesions) if v != 0):
+    # One pass for every lesion's box, then each lesion inside its box: not one full-grid mask per lesion.
+    for lesion_id, box in enumerate(ndimage.find_objects(lesions), start=1):
+        if box is None:
+            continue
         segment_id = f"lesion_{lesion_id}"
-        _add_segment(node, segment_id, _lesion_name(lesion_id, tumor), tumor, lesions == lesion_id, reference)
+        mask = BoxMask.from_region(reference.shape_kji, [b.start for b in box], lesions[box] == lesion_id)
+        _add_segment(node, segment_id, _lesion_name(lesion_id, tumor), tumor, mask, reference)
         node.GetSegmentation().GetSegment(segment_id).SetTag(TAG_LESION_ID, str(lesion_id))
 
 
