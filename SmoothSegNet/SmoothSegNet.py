@@ -381,11 +381,39 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateView()
 
     def onRecomputeButton(self) -> None:
+        """Measure the segments as they are now, in the engine's child process; the table follows at the end."""
+        if self._state.busy:
+            return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Recompute report failed.", waitCursor=True):
-            report, _table, edited = self.logic.recomputeReport(p.inputVolume, p.outputSegmentation)
+        try:
+            self._state.handle(Event.START, job="report measurement")
+            self._updateView()
+            self.ui.statusLabel.text = "Recomputing the report…"
+            self.logic.recomputeReport(
+                p.inputVolume,
+                p.outputSegmentation,
+                progressCallback=self._onProgress,
+                completionCallback=self._onRecomputed,
+                waitForCompletion=False,
+            )
+            self._state.handle(Event.STARTED)
+        except Exception as exc:
+            self._fail(exc)
+        self._updateView()
+
+    def _onRecomputed(self, answer: Any, error: Exception | None) -> None:
+        if self._state.state == State.CANCELLING:
+            self._state.handle(Event.STOPPED)
+            self.ui.statusLabel.text = "Cancelled"
+        elif error is not None:
+            self._fail(error)
+        else:
+            self._state.handle(Event.FINISHED)
+            report, _table, edited = answer
             self._showReport(report, edited)
+            self._state.handle(Event.IMPORTED)
             self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
+        self._updateView()
 
     def onLesionSelected(self) -> None:
         from SmoothSegNetLib.slicer_support.session import lesion_centre_ras

@@ -82,7 +82,9 @@ def test_guimock_segment_table_click_recompute(panel: dict[str, Any]) -> None:
         mrml._oriented_image(grown, geometry), node, "lesion_2"
     )
     widget.onRecomputeButton()
-    assert dialogs.errors == []
+    assert widget._state.state == State.RUNNING  # measured in the engine's child, not on the GUI thread
+    poll_until_done(widget)
+    assert dialogs.errors == [] and widget._state.state == State.IDLE
     assert table.cell(1, "Edited") == "yes" and table.cell(0, "Edited") == ""
     assert ui.statusLabel.text == "Report recomputed; edited lesions: 2"
 

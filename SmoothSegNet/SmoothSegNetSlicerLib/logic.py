@@ -7,6 +7,7 @@ the child process). Everything here raises; the widget decides how to show it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -328,29 +329,41 @@ class SmoothSegNetRunner:
 
         return previous_report_from_text(node.GetAttribute(mrml.ATTRIBUTE_REPORT)) if node is not None else None
 
-    def recomputeReport(self, inputVolume: Any, segmentationNode: Any) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
-        """Measure the segments as they are now (after edits); returns (report, table node, edited lesion ids).
+    def recomputeReport(
+        self,
+        inputVolume: Any,
+        segmentationNode: Any,
+        progressCallback: ProgressCallback | None = None,
+        completionCallback: CompletionCallback | None = None,
+        waitForCompletion: bool = True,
+        timeoutS: float | None = None,
+    ) -> tuple[dict[str, Any], Any, tuple[int, ...]] | None:
+        """Measure the segments as they are now (after edits): (report, table node, edited lesion ids).
 
         Lesion segments are renumbered without gaps (a deleted lesion closes its gap) and named to match.
+        The measuring runs in the export job's child process; waiting returns the tuple, otherwise
+        ``completionCallback(tuple or None, error or None)`` gets it.
         """
-        import json
+        from SmoothSegNetLib.slicer_support.session import TUMOR_SEGMENT_ID
 
-        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report, with_lesions_split
+        def apply(arrays: Any, reportDir: Path) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
+            report = json.loads((reportDir / "report.json").read_text(encoding="utf-8"))
+            perLesion = TUMOR_SEGMENT_ID not in arrays.lesion_ids.values()
+            if perLesion:  # one segment per lesion: names follow the (gap-free) numbering
+                mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
+            edited = tuple(arrays.edited_lesion_ids) if perLesion else ()
+            # Keep the original network report for confidences; the current one goes on the table node.
+            if self.storedReport(segmentationNode) is None:
+                segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
+            table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), edited)
+            mrml.place_beside(table, inputVolume)
+            segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
+            return report, table, edited
 
-        ct = mrml.volume_from_node(inputVolume)
-        arrays = mrml.labelmap_from_segmentation(segmentationNode, inputVolume)
-        result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
-        report = recompute_report(ct, result, self.storedReport(segmentationNode))
-        split = with_lesions_split(ct, result)
-        if split is result:  # one segment per lesion: names follow the (gap-free) numbering
-            mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
-        # Keep the original network report for confidences; the current one goes on the table node.
-        if self.storedReport(segmentationNode) is None:
-            segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
-        table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), split.edited_lesion_ids)
-        mrml.place_beside(table, inputVolume)
-        segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
-        return report, table, split.edited_lesion_ids
+        return self._runExportJob(
+            inputVolume, segmentationNode, None, {"report_only": True, "picture": False}, apply,
+            progressCallback, completionCallback, waitForCompletion, timeoutS,
+        )  # fmt: skip
 
     def exportResults(
         self,
@@ -371,50 +384,65 @@ class SmoothSegNetRunner:
         Always: segmentation.nrrd, lesions.nrrd, report.json/csv (and overview.png). With
         ``dicomSeriesFiles`` (the source slices' files): seg.dcm and sr.dcm too. With ``pacs``
         (:class:`~SmoothSegNetLib.slicer_support.export_job.PacsTarget`): then sent there; a failed export
-        sends nothing. Only reading the segments runs on this thread; writing the job's files runs in a
-        worker thread, the rest in the child (progress, cancel). Waiting returns the job's summary line;
-        otherwise ``completionCallback(summary or None, error or None)`` is called at the end.
+        sends nothing. Waiting returns the job's summary line; otherwise
+        ``completionCallback(summary or None, error or None)`` is called at the end.
 
         Raises:
             RuntimeError: another job is running, or a source slice is no longer in the DICOM database, or
                 (when waiting) the job failed.
         """
+        if dicomSeriesFiles is not None and not all(dicomSeriesFiles):
+            raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
+        options = {"picture": picture, "dicom": dicomSeriesFiles is not None, "per_lesion": perLesion, "pacs": pacs}
+
+        def summary(arrays: Any, reportDir: Path) -> Any:
+            reader = self._child.reader if self._child is not None else None
+            return reader.log_lines[-1] if reader and reader.log_lines else f"Exported into {outputDir}"
+
+        return self._runExportJob(
+            inputVolume, segmentationNode, Path(outputDir).resolve(), options, summary,
+            progressCallback, completionCallback, waitForCompletion, timeoutS, dicomSeriesFiles or [],
+        )  # fmt: skip
+
+    def _runExportJob(
+        self,
+        inputVolume: Any,
+        segmentationNode: Any,
+        outputDir: Path | None,
+        options: dict[str, Any],
+        onSuccess: Callable[[Any, Path], Any],
+        progressCallback: ProgressCallback | None,
+        completionCallback: CompletionCallback | None,
+        waitForCompletion: bool,
+        timeoutS: float | None,
+        seriesFiles: list[str] | None = None,
+    ) -> Any:
+        """Read the segments here (fast: shared layers); the job's files are written by a worker thread."""
         from SmoothSegNetLib.slicer_support.export_job import ExportJob, export_job_command, write_job
         from SmoothSegNetLib.slicer_support.session import EditedResult
 
         if self.isRunning:
             raise RuntimeError("another job is running: wait for it or cancel it first")
         self._lastReader = None
-        if dicomSeriesFiles is not None and not all(dicomSeriesFiles):
-            raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
         ct = mrml.volume_from_node(inputVolume)
         arrays = mrml.labelmap_from_segmentation(segmentationNode, inputVolume)
         result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
+        workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-job-"))
+        target = outputDir if outputDir is not None else workDir / "report"
         exportJob = ExportJob(
-            str(Path(outputDir).resolve()),
-            arrays.lesion_ids,
-            arrays.edited_lesion_ids,
-            self.storedReport(segmentationNode),
-            picture=picture,
-            dicom=dicomSeriesFiles is not None,
-            per_lesion=perLesion,
-            pacs=pacs,
+            str(target), arrays.lesion_ids, arrays.edited_lesion_ids, self.storedReport(segmentationNode), **options
         )
-        workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-export-"))
-        series = [Path(f) for f in dicomSeriesFiles or []]
-
-        def onSuccess() -> Any:
-            reader = self._child.reader if self._child is not None else None
-            return reader.log_lines[-1] if reader and reader.log_lines else f"Exported into {outputDir}"
-
+        series = [Path(f) for f in seriesFiles or []]
         job = {
             "workDir": workDir,
             "progress": progressCallback,
             "completion": completionCallback,
-            "onSuccess": onSuccess,
+            "onSuccess": lambda: onSuccess(arrays, target),
             "prepare": lambda: write_job(workDir, ct, result, exportJob, series),
         }
-        what = "Sending to the PACS" if pacs is not None else "DICOM export" if exportJob.dicom else "Export"
+        what = "Recomputing the report" if exportJob.report_only else "Export"
+        if exportJob.dicom:
+            what = "Sending to the PACS" if exportJob.pacs is not None else "DICOM export"
         return self._start(export_job_command(workDir, self.pythonExecutable), job, what, waitForCompletion, timeoutS)
 
     def runEngine(self, command: list[str], timeoutS: float = 600) -> str:

@@ -1,4 +1,4 @@
-"""The panel's export, DICOM export and PACS send, as one child-process job (nothing heavy on the GUI thread).
+"""The panel's report, export, DICOM export and PACS send, as one child-process job (nothing heavy on the GUI thread).
 
 The logic writes a job folder (:func:`write_job`, from a worker thread: the CT as uncompressed NRRD, the
 labelmap and lesion instances as ``.npy``, ``job.json``) and runs
@@ -6,7 +6,8 @@ labelmap and lesion instances as ``.npy``, ``job.json``) and runs
 ``--progress jsonl`` records between them:
 
 1. ``report``: measure the current segments and write the export folder (:func:`session.write_export`, with
-   confidences carried and hand edits named, as the panel's report);
+   confidences carried and hand edits named, as the panel's report); with ``report_only``, report.json only
+   (the panel's "Recompute report");
 2. ``DICOM export`` (when the job has a source series): the engine's ``export`` (seg.dcm, sr.dcm);
 3. ``send`` (when the job has a PACS): the engine's ``send`` of what step 2 just wrote.
 
@@ -63,6 +64,7 @@ class ExportJob:
     dicom: bool = False
     per_lesion: bool = True
     pacs: PacsTarget | None = None
+    report_only: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -119,6 +121,13 @@ def run_job(folder: Path, progress: Any) -> str:
         np.load(folder / LABELMAP_FILE), np.load(folder / LESIONS_FILE), job.lesion_ids, job.edited_lesion_ids
     )
     report = recompute_report(ct, result, job.previous_report)
+    if job.report_only:  # "Recompute report": the panel reads report.json back into its table
+        from SmoothSegNetLib.report.files import write_report_json
+
+        outdir.mkdir(parents=True, exist_ok=True)
+        write_report_json(outdir / "report.json", report)
+        progress("done", 1.0, "report recomputed")
+        return f"Report recomputed: {report['tumor_burden']['count']} lesion(s)"
     progress("report", 0.2, f"writing {outdir.name}")
     written = write_export(outdir, ct, result, report, picture=job.picture)
     summary = f"Wrote {len(written)} files into {outdir}"
