@@ -12,7 +12,12 @@ the reference volume's grid; segments are exported back onto exactly that grid.
 
 Segment tags written here (read back by :func:`labelmap_from_segmentation`):
 ``SmoothSegNet.Label`` ("1" liver, "2" tumor), ``SmoothSegNet.LesionId`` (report lesion id) and
-``SmoothSegNet.MaskDigest`` (sha1 of the mask as imported, to tell which segments were edited).
+``SmoothSegNet.MaskDigest`` (digest of the mask as imported, to tell which segments were edited: ``v2:`` and
+a sha1 of its bounding box and bits; tags of older scenes, a sha1 of the full grid's bits, are still read).
+
+Speed: segments are read from Slicer's shared labelmap layers and kept as their bounding boxes
+(:mod:`SmoothSegNetLib.slicer_support.masks`), so re-measuring costs about one export of all segments, not
+one full-grid export per segment (bench/slicer_bridge.py).
 """
 
 from __future__ import annotations
