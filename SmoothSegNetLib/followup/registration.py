@@ -246,3 +246,17 @@ def register_liver(
             "same patient's liver (or lower --min-liver-dice)"
         )
     return Registration(final, affine, bspline, dice)
+
+
+def inverse_points(registration: Registration, points_lps_mm: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Follow-up LPS ``(N, 3)`` -> baseline LPS: solve ``T(p) = q`` by fixed-point steps through the affine inverse."""
+    q = np.asarray(points_lps_mm, dtype=float).reshape(-1, 3)
+    inverse = registration.affine.GetInverse()
+    p = np.array([inverse.TransformPoint(tuple(float(v) for v in x)) for x in q]).reshape(-1, 3)
+    a_inv = np.linalg.inv(np.asarray(registration.affine.GetMatrix()).reshape(3, 3))
+    for _ in range(iterations):
+        residual = q - registration.map_points(p)
+        p = p + residual @ a_inv.T
+        if np.max(np.abs(residual), initial=0.0) < 1e-4:
+            break
+    return p
