@@ -140,7 +140,7 @@ def test_visits_out_of_date_order_are_refused(pair, tmp_path: Path) -> None:
     a = _edited(base, tmp_path, "a", patient_id="P1", study_date="20250401")
     b = _edited(fu, tmp_path, "b", patient_id="P1", study_date="20250101")
     out = tmp_path / "o"
-    _refused(run_cli("followup", str(a), str(b), "-o", str(out)), out, "is not after visit 0")
+    _refused(run_cli("followup", str(a), str(b), "-o", str(out)), out, "is before visit 0")
 
 
 def test_unregistrable_liver_is_refused(pair, tmp_path: Path) -> None:

@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rigid-affine-only", action="store_true", help="skip the deformable (B-spline) stage")
     parser.add_argument("--no-png", action="store_true", help="do not draw followup.png")
+    parser.add_argument(
+        "--dicom-sr",
+        action="store_true",
+        help="also write sr_visit_N.dcm per follow-up (TID 1500) reusing the baseline sr.dcm's Tracking UIDs for "
+        "matched lesions; needs DICOM visits run with --dicom-sr",
+    )
 
 
 def _csv_value(value: Any) -> str:
@@ -90,6 +96,24 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow([_csv_value(row.get(c)) for c in CSV_COLUMNS])
+
+
+def _write_srs(stage: StagedOutputDir, visits: list, data: dict[str, Any]) -> None:
+    from SmoothSegNetLib.dicom_export.followup_sr import baseline_tracking_uids, write_followup_sr
+
+    uids = baseline_tracking_uids(visits[0].folder / "sr.dcm")
+    targets = set(data["recist"]["target_lesions"])
+    for visit in visits[1:]:
+        rows = [r for r in data["lesions"] if r["visit"] == visit.index and r["followup_id"] is not None]
+        tracking = {
+            r["followup_id"]: uids[r["baseline_id"]]
+            for r in rows
+            if r["status"] == "matched" and r["baseline_id"] in uids
+        }
+        response = data["recist"]["visits"][visit.index - 1]["response"]
+        responses = {r["followup_id"]: response for r in rows if r["tracking_id"] in targets}
+        path = stage.path(f"sr_visit_{visit.index}.dcm")
+        write_followup_sr(path, visit.folder, visit.ct, visit.report, tracking, responses)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         write_csv(stage.path("followup.csv"), result.data["lesions"])
         for reg, entry in zip(result.registrations, result.data["registration"]):
             reg.write(stage.path(entry["transform_file"]))
+        if args.dicom_sr:
+            _write_srs(stage, visits, result.data)
         if not args.no_png:
             from SmoothSegNetLib.followup.figure import save_followup_figure
 

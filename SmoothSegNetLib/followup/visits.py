@@ -112,16 +112,17 @@ def load_visit(index: int, folder: str | Path, image: str | None, phase: str, la
 
 
 def check_visits(visits: Sequence[Visit]) -> None:
-    """The visits show one patient (DICOM Patient ID where known) in date order (StudyDate where known)."""
+    """The visits show one patient (DICOM Patient ID where known) in date order (StudyDate where known; equal
+    dates are allowed)."""
     known = [(v.index, v.patient_id) for v in visits if v.patient_id]
     if len({pid for _, pid in known}) > 1:
         listing = ", ".join(f"visit {i}: {pid}" for i, pid in known)
         raise InputError(f"the visits are from different patients (DICOM Patient ID {listing}): give one patient's")
     dated = [(v.index, v.study_date) for v in visits if v.study_date]
     for (i, a), (j, b) in itertools.pairwise(dated):
-        if str(b) <= str(a):
+        if str(b) < str(a):  # the same day is allowed (e.g. a repeated scan)
             raise InputError(
-                f"visit {j} (study date {b}) is not after visit {i} (study date {a}): give the baseline first and "
+                f"visit {j} (study date {b}) is before visit {i} (study date {a}): give the baseline first and "
                 "the follow-ups in date order"
             )
 
