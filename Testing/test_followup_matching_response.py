@@ -127,3 +127,12 @@ def test_assess_not_evaluable_with_reasons() -> None:
     assert out["response"] == "NE" and "no measurable target" in out["reason"]
     out = assess({1: 30.0}, [VisitSizes([Match("matched", 1, 1)], {1: 9.0}, "phase is portal_venous")], {1: "L1"})
     assert out["response"] == "NE" and out["reason"] == "phase is portal_venous"
+
+
+def test_volumetric_totals_and_change() -> None:
+    from SmoothSegNetLib.followup.response import volumetric
+
+    out = volumetric([8.0, 6.0, 0])
+    assert out == {"total_volume_ml": [8.0, 6.0, 0.0], "change_from_baseline_percent": [-25.0, -100.0]}
+    assert isinstance(out["total_volume_ml"][2], float)
+    assert volumetric([0.0, 2.0])["change_from_baseline_percent"] == [None]

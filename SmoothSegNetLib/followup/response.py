@@ -130,6 +130,6 @@ def volumetric(totals_ml: Sequence[float]) -> dict[str, Any]:
     """Total tumour volume per visit (baseline first) and its change from the baseline."""
     base = totals_ml[0] if totals_ml else 0.0
     return {
-        "total_volume_ml": [round(v, 4) for v in totals_ml],
+        "total_volume_ml": [round(float(v), 4) for v in totals_ml],
         "change_from_baseline_percent": [_percent(v, base) for v in totals_ml[1:]],
     }
