@@ -11,30 +11,15 @@ import jsonschema
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from _followup_helpers import GRID, _visit
 from conftest import run_cli
 
-from SmoothSegNetLib.io.writers import write_labelmap, write_volume
 from SmoothSegNetLib.phantom import make_phantom
 from SmoothSegNetLib.phantom.followup import make_followup_phantom
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[1] / "SmoothSegNetLib" / "schemas" / "followup.schema.json").read_text()
 )
-GRID = ((96, 96, 64), (4.0, 4.0, 4.0))
-
-
-def _visit(root: Path, name: str, phantom) -> Path:
-    """A 'segment'-like folder from the phantom's true labels: report.json, lesions.nrrd, segmentation.nrrd."""
-    src = root / f"{name}_src"
-    src.mkdir()
-    write_volume(src / "ct.nrrd", phantom.ct)
-    labels = np.where(np.isin(phantom.labels, (1, 2)), phantom.labels, 0).astype(np.uint8)
-    write_labelmap(src / "labels.nrrd", labels, phantom.ct.geometry)
-    out = root / name
-    result = run_cli("report", str(src / "labels.nrrd"), "--image", str(src / "ct.nrrd"), "-o", str(out))
-    assert result.returncode == 0, result.stderr
-    shutil.copy(src / "labels.nrrd", out / "segmentation.nrrd")
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import Any
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.outputs import StagedOutputDir
+from SmoothSegNetLib.progress import JsonlProgress, ProgressCallback, TextProgress, no_progress
 
 NAME = "followup"
 HELP = (
@@ -75,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rigid-affine-only", action="store_true", help="skip the deformable (B-spline) stage")
     parser.add_argument("--no-png", action="store_true", help="do not draw followup.png")
     parser.add_argument(
+        "--progress",
+        choices=["text", "jsonl", "none"],
+        default=None,
+        help="progress output (default: text on a terminal, none otherwise; jsonl for Slicer)",
+    )
+    parser.add_argument(
         "--dicom-sr",
         action="store_true",
         help="also write sr_visit_N.dcm per follow-up (TID 1500) reusing the baseline sr.dcm's Tracking UIDs for "
@@ -96,6 +103,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow([_csv_value(row.get(c)) for c in CSV_COLUMNS])
+
+
+def _progress(kind: str | None) -> ProgressCallback:
+    if kind is None:
+        kind = "text" if sys.stderr.isatty() else "none"
+    if kind == "jsonl":
+        return JsonlProgress(sys.stdout)
+    return TextProgress(sys.stderr) if kind == "text" else no_progress
 
 
 def _write_srs(stage: StagedOutputDir, visits: list, data: dict[str, Any]) -> None:
@@ -143,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         warn_below=max(args.min_liver_dice, RegistrationOptions().warn_below),
         deformable=not args.rigid_affine_only,
     )
-    result = run_followup(visits, options)
+    result = run_followup(visits, options, _progress(args.progress))
     protect = [Path(v) for v in args.visits] + [Path(v.ct_path) for v in visits]
     protect += [Path(p) for p in labelmaps.values()]
     with StagedOutputDir(args.output, protect=protect) as stage:
