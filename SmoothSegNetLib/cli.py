@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "phantom",
     "train",
     "evaluate",
+    "followup",
 )
 
 EXIT_OK = 0

@@ -35,7 +35,21 @@ def _triple(text: str, option: str, convert: Callable[[str], Any], example: str)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--seed", required=True, type=int, help="integer >= 0; the same seed gives the same phantom")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="integer >= 0; the same seed gives the same phantom (with --followup-of: the follow-up's own seed, "
+        "default 1)",
+    )
+    parser.add_argument(
+        "--followup-of",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="write a follow-up visit of the phantom of this seed (moved, breathing, lesions changed after TACE; "
+        "the truth in clinical.json ground_truth.followup); give the baseline's --size, --spacing and --phase",
+    )
     parser.add_argument(
         "--size",
         default=",".join(str(n) for n in DEFAULT_SIZE_IJK),
@@ -61,7 +75,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     size = _triple(args.size, "--size", int, "128,128,96")
     spacing = _triple(args.spacing, "--spacing", float, "1.5,1.5,3")
-    phantom = make_phantom(args.seed, size, spacing, args.oblique, phase=args.phase)
+    if args.followup_of is not None:
+        if args.oblique:
+            raise InputError("--oblique cannot be combined with --followup-of: drop one of them")
+        from SmoothSegNetLib.phantom.followup import make_followup_phantom
+
+        visit_seed = 1 if args.seed is None else args.seed
+        phantom = make_followup_phantom(args.followup_of, visit_seed, size, spacing, phase=args.phase)
+    elif args.seed is None:
+        raise InputError("--seed is required (or --followup-of SEED for a follow-up visit): e.g. --seed 1")
+    else:
+        phantom = make_phantom(args.seed, size, spacing, args.oblique, phase=args.phase)
+    seed = args.seed if args.followup_of is None else args.followup_of
     from SmoothSegNetLib.io.writers import write_labelmap, write_volume
 
     with StagedOutputDir(args.output) as stage:
@@ -81,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
             write_ct_series(
                 phantom.ct,
                 stage.path("dicom"),
-                series_description=f"SmoothSegNet phantom seed {args.seed} {phantom.info['phase']}",
+                series_description=f"SmoothSegNet phantom seed {seed} {phantom.info['phase']}",
                 patient_id=phantom.clinical["TCIA_ID"],
-                patient_name=f"Phantom^{args.seed}",
+                patient_name=f"Phantom^{seed}",
                 attributes={"PatientSex": variables["Sex"], "PatientAge": f"{int(variables['age']):03d}Y"},
             )
     gt = phantom.clinical["ground_truth"]

@@ -7,6 +7,7 @@ import datetime
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -299,6 +300,8 @@ def _input_entry(ct: CTVolume) -> dict[str, Any]:
     g = ct.geometry
     entry: dict[str, Any] = {
         "source": str(ct.source),
+        # The CT's absolute path (follow-up finds each visit's CT through it); None if not read from a file.
+        "path": str(Path(ct.source).resolve()) if ct.source and Path(ct.source).exists() else None,
         "size_ijk": list(g.size_ijk),
         "spacing_mm": [_r(s) for s in g.spacing_mm],
         "origin_lps_mm": [_r(o) for o in g.origin_lps_mm],
@@ -310,5 +313,7 @@ def _input_entry(ct: CTVolume) -> dict[str, Any]:
             "study_instance_uid": ct.dicom.study_instance_uid,
             "series_instance_uid": ct.dicom.series_instance_uid,
             "frame_of_reference_uid": ct.dicom.frame_of_reference_uid,
+            "patient_id": ct.dicom.attributes.get("PatientID"),
+            "study_date": ct.dicom.attributes.get("StudyDate"),
         }
     return entry

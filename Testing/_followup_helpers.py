@@ -1,0 +1,27 @@
+"""Helpers of the follow-up tests: a 'segment'-like visit folder made from a phantom's true labels."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from conftest import run_cli
+
+from SmoothSegNetLib.io.writers import write_labelmap, write_volume
+
+GRID = ((96, 96, 64), (4.0, 4.0, 4.0))
+
+
+def _visit(root: Path, name: str, phantom) -> Path:
+    """A 'segment'-like folder from the phantom's true labels: report.json, lesions.nrrd, segmentation.nrrd."""
+    src = root / f"{name}_src"
+    src.mkdir()
+    write_volume(src / "ct.nrrd", phantom.ct)
+    labels = np.where(np.isin(phantom.labels, (1, 2)), phantom.labels, 0).astype(np.uint8)
+    write_labelmap(src / "labels.nrrd", labels, phantom.ct.geometry)
+    out = root / name
+    result = run_cli("report", str(src / "labels.nrrd"), "--image", str(src / "ct.nrrd"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    shutil.copy(src / "labels.nrrd", out / "segmentation.nrrd")
+    return out
