@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from SmoothSegNetLib.followup.engine import FollowupResult
 from SmoothSegNetLib.followup.registration import inverse_points, warp_to
 from SmoothSegNetLib.followup.visits import Visit
-from SmoothSegNetLib.report.axes import recist_axes, xy_mm_to_lps
+from SmoothSegNetLib.report.recist import recist_axes
 
 WINDOW_HU = (-150.0, 250.0)
 HALF_FIELD_MM = 45.0
@@ -33,7 +33,7 @@ def _long_axis_lps(visit: Visit, lesion_id: int) -> np.ndarray | None:
     axes = recist_axes(visit.lesions == lesion_id, visit.ct.geometry)
     if axes is None:
         return None
-    return xy_mm_to_lps(np.asarray(axes.long_ends_xy_mm), axes.k, visit.ct.geometry)
+    return np.asarray(axes.long_ends_lps_mm, dtype=float)
 
 
 def _panel(ax: Axes, image_kji: np.ndarray, base: Visit, center_lps: np.ndarray, line_lps: np.ndarray | None) -> None:

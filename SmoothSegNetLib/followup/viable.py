@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.report.axes import recist_axes
+from SmoothSegNetLib.report.recist import recist_axes
 from SmoothSegNetLib.resample import crop_geometry
 from SmoothSegNetLib.volume import Geometry
 
