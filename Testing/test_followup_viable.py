@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from SmoothSegNetLib.followup.viable import viable_long_axes, viable_mask
-from SmoothSegNetLib.report.axes import recist_axes
+from SmoothSegNetLib.report.recist import recist_axes
 from SmoothSegNetLib.volume import Geometry
 
 GEOMETRY = Geometry.create((20, 70, 110), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
