@@ -166,10 +166,9 @@ class Segmenter:
         q = self._predict(self.liver_net, image, card, progress, cancel, "liver", warnings)
         del image
         q_input = np.zeros(ct.geometry.shape_kji, dtype=np.float32)
-        sub = box if self.options.probability_map else _support_box(q, grid, region)
-        if sub is not None:
-            target = q_input[box]
-            target[sub] = resample(q, grid, crop_geometry(region, sub), Interpolation.LINEAR, 0.0)
+        # ``box`` places the region in the input; the region itself is mapped back whole or only where q can
+        # reach 0.5 (the same mask either way). Its indices are relative to the region, not to the input.
+        q_input[box] = _map_back(q, grid, region, self.options.probability_map)
         liver = q_input >= 0.5
         if card.post.largest_component:
             liver = largest_component(liver)
