@@ -53,6 +53,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
+    parser.add_argument(
+        "--refine-grid",
+        choices=("isotropic", "input"),
+        help="where Chan-Vese runs: isotropic (slice-thickness independent) or input (the paper's; default: card)",
+    )
     parser.add_argument("--cpu-bf16", action="store_true", help="bfloat16 on CPU (faster on AMX CPUs, not exact)")
     parser.add_argument("--probability-map", action="store_true", help="also write probability_*.nrrd")
     parser.add_argument(
@@ -95,6 +100,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence,
         refine=args.refine,
+        refine_grid=args.refine_grid,
         probability_map=args.probability_map,
         cpu_bf16=args.cpu_bf16,
     )
