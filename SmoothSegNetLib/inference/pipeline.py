@@ -56,6 +56,8 @@ class Segmenter:
         self.registry = registry if registry is not None else Registry()
         set_threads(self.options.threads)
         self.device = select_device(self.options.device)
+        #: Set once a GPU ran out of memory and the networks moved to the CPU: every later case says so.
+        self.cpu_fallback_note: str | None = None
         self.liver_card, self.liver_net, liver_sha = self._load(self.options.liver_model, "liver")
         self.models: list[dict[str, Any]] = [_model_info(self.liver_card, liver_sha)]
         self.tumor_card: ModelCard | None = None
@@ -96,6 +98,12 @@ class Segmenter:
 
         q, used, fallbacks = run_with_oom_fallback(run, self.device, batch)
         if used != self.device:
+            if used.type == "cpu":
+                self.cpu_fallback_note = (
+                    f"ran on the CPU: {self.device} ran out of memory in an earlier case of this run, so the "
+                    "networks stayed on the CPU for the rest of it (slower, same results; run this case again "
+                    "on its own to use the GPU)"
+                )
             self.device = used
             for net in (self.liver_net, self.tumor_net):
                 if net is not None:
@@ -109,7 +117,7 @@ class Segmenter:
     ) -> SegmentationResult:
         """Segment ``ct``; see :func:`segment`."""
         _check_ct(ct)
-        warnings: list[str] = []
+        warnings: list[str] = [] if self.cpu_fallback_note is None else [self.cpu_fallback_note]
         timings: dict[str, float] = {}
         probability: dict[str, np.ndarray] | None = {} if self.options.probability_map else None
         t0 = time.perf_counter()
