@@ -231,9 +231,7 @@ class Segmenter:
             check_cancel(cancel)
             refine_grid = self.options.refine_grid or card.post.chan_vese_grid
             image_crop = window_hu(ct_crop, card.input.hu_window)
-            card_spacing = card.input.spacing_mm
-            iso_mm = min(card_spacing) if card_spacing is not None else None
-            tumor = refine_tumor(image_crop, tumor, context, crop_geom, iterations, refine_grid, iso_mm)
+            tumor = refine_tumor(image_crop, tumor, context, crop_geom, iterations, refine_grid)
         refined = None
         if with_liver:
             q_fg = _map_back(maps[1], grid, crop_geom, True) * context
