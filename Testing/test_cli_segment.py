@@ -240,7 +240,7 @@ def test_demo_runs_on_the_bundled_sample_with_the_bundled_weights(tmp_path: Path
     assert truth_geometry.same_grid(geometry, atol=1e-6)
     true_liver, true_tumor = np.isin(truth, (1, 2)), truth == 2
     assert _dice(labels > 0, true_liver) > 0.95  # 0.967 measured
-    assert _dice(labels == 2, true_tumor) > 0.85  # 0.916 measured (refinement off)
+    assert _dice(labels == 2, true_tumor) > 0.85  # 0.927 measured (isotropic Chan–Vese)
     true_lesions, n_true = ndimage.label(true_tumor, structure=np.ones((3, 3, 3)))
     assert n_true == 3  # about 68 mm, 41 mm and a 15 mm rim-enhancing lesion (Resources/Sample/README.md)
     # The demo weights find the two lesions >= 20 mm, each on its own true lesion, and miss the 15 mm one
