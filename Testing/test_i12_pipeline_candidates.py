@@ -152,3 +152,22 @@ def test_report_command_lists_small_tumor_components_as_candidates(tmp_path: Pat
     plain = json.loads((tmp_path / "plain" / "report.json").read_text())
     assert plain["thresholds"]["min_lesion_ml"] == 0.0 and plain["thresholds"]["source"]["min_lesion_ml"] == "default"
     assert plain["candidates"] == [] and plain["tumor_burden"]["count"] == 4
+
+
+def test_candidate_map_numbers_by_decreasing_volume_and_keeps_each_reason() -> None:
+    from SmoothSegNetLib.report.candidates import candidate_map
+
+    components = np.zeros((5, 10, 10), np.int64)
+    components[0, 0, 0:3] = 1  # 3 voxels
+    components[2, 2, 0:5] = 2  # 5 voxels, first in raster order of the two 5-voxel ones
+    components[4, 4, 0:2] = 3  # 2 voxels, kept (not dropped)
+    components[4, 8, 0:5] = 4  # 5 voxels
+    dropped = {1: "below_min_lesion_ml", 2: "below_min_lesion_confidence", 4: "below_min_lesion_ml"}
+    candidates = candidate_map(components, dropped)
+    assert [candidates.instances[2, 2, 0], candidates.instances[4, 8, 0], candidates.instances[0, 0, 0]] == [1, 2, 3]
+    assert candidates.instances[4, 4, 0] == 0
+    assert dict(candidates.reasons) == {
+        1: "below_min_lesion_confidence",
+        2: "below_min_lesion_ml",
+        3: "below_min_lesion_ml",
+    }

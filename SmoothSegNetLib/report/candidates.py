@@ -94,11 +94,12 @@ def candidate_map(components_kji: np.ndarray, dropped: Mapping[int, str]) -> Can
     lut = np.zeros(int(components_kji.max()) + 1 if components_kji.size else 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
     compact = lut[components_kji]
+    # The same order as renumber_by_volume (decreasing size, ties by compact id), known without a voxel search.
+    sizes = np.bincount(compact.ravel(), minlength=len(ids) + 1)[1:]
+    new_of_compact = np.zeros(len(ids) + 1, dtype=np.int64)
+    new_of_compact[np.argsort(-sizes, kind="stable") + 1] = np.arange(1, len(ids) + 1)
     instances = renumber_by_volume(compact, len(ids))
-    reasons: dict[int, str] = {}
-    for old in ids:
-        new = int(instances[compact == lut[old]][0])
-        reasons[new] = DropReason(dropped[old]).value
+    reasons = {int(new_of_compact[n]): DropReason(dropped[old]).value for n, old in enumerate(ids, start=1)}
     return Candidates(instances, reasons)
 
 
