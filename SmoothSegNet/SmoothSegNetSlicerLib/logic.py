@@ -90,6 +90,7 @@ class SmoothSegNetRunner:
         completionCallback: CompletionCallback | None = None,
         waitForCompletion: bool = False,
         timeoutS: float | None = None,
+        runtime: str = "auto",
     ) -> Any:
         """Segment ``inputVolume``; the result goes into ``outputSegmentation`` (a new node when None).
 
@@ -117,6 +118,7 @@ class SmoothSegNetRunner:
                 per_lesion=perLesionSegments,
                 liver_model=liverModel,
                 tumor_model=tumorModel,
+                runtime=runtime,
             )
             command = segment_command(request, self.pythonExecutable)
         except Exception:
