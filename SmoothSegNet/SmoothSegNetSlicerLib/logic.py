@@ -96,7 +96,8 @@ class SmoothSegNetRunner:
 
         With ``waitForCompletion`` (scripts, tests) this blocks and returns the segmentation node, or
         raises. Otherwise it returns at once; a Qt timer streams progress to ``progressCallback`` and
-        calls ``completionCallback(segmentationNode or None, error or None)`` at the end.
+        calls ``completionCallback(segmentationNode or None, error or None)`` at the end. ``runtime`` is
+        ``segment --runtime``: ``auto`` (torch on a GPU, the ONNX graphs on the CPU), ``torch`` or ``onnx``.
 
         Raises:
             RuntimeError: a run is already going on, or (when waiting) the run failed.
