@@ -95,8 +95,13 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
     def getParameterNode(self) -> SmoothSegNetParameterNode:
         return SmoothSegNetParameterNode(super().getParameterNode())
 
-    def missingDependencies(self) -> tuple[list[Any], Any]:
-        """(missing packages of Resources/requirements.txt, missing torch or None); installs nothing."""
+    def missingDependencies(self, withTorch: bool | None = None) -> tuple[list[Any], Any]:
+        """(missing packages, missing torch or None); installs nothing.
+
+        The CPU engine (Resources/requirements.txt: ONNX graphs on OpenVINO / ONNX Runtime) always; PyTorch
+        (PyTorch extension) and Resources/requirements-torch.txt only with ``withTorch``, which defaults to
+        "a usable NVIDIA GPU is present".
+        """
         try:
             import packaging  # noqa: F401  (ships with Slicer; needed to compare versions)
         except ImportError:
@@ -106,17 +111,18 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
         from SmoothSegNetLib.slicer_support.dependencies import (
             TORCH_REQUIREMENT,
             missing_requirements,
-            read_requirements,
+            requirements_to_install,
+            wants_torch,
         )
 
-        missing = missing_requirements(read_requirements())
-        torch = missing_requirements([Requirement(TORCH_REQUIREMENT)])
+        torchWanted = wants_torch(withTorch)
+        missing = missing_requirements(requirements_to_install(torchWanted))
+        torch = missing_requirements([Requirement(TORCH_REQUIREMENT)]) if torchWanted else []
         return missing, (torch[0] if torch else None)
 
     def installDependencies(self, missing: list[Any], torchMissing: Any) -> None:
         """Install torch (PyTorch extension) and the missing packages; raises RuntimeError with a recovery hint."""
         from SmoothSegNetLib.slicer_support.dependencies import (
-            REQUIREMENTS_FILE,
             TORCH_REQUIREMENT,
             install_failure_hint,
         )
@@ -138,7 +144,7 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
                 ):
                     raise RuntimeError("the PyTorch extension could not install torch")
             if missing:
-                slicer.util.pip_install(["-r", str(REQUIREMENTS_FILE)])
+                slicer.util.pip_install([item.requirement for item in missing])
         except Exception as exc:
             raise RuntimeError(install_failure_hint(str(exc))) from exc
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from SmoothSegNetLib.inference import pipeline
+from SmoothSegNetLib.inference import pipeline, runtime_torch
 from SmoothSegNetLib.inference.cases import Case, run_case
 from SmoothSegNetLib.io.writers import write_volume
 from Testing.test_inference_pipeline import _box_ct, _models
@@ -27,7 +27,7 @@ CPU_NOTE = "ran on the CPU: cuda ran out of memory in an earlier case of this ru
 @pytest.fixture
 def gpu_that_runs_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """GPU MOCK: ``predict`` on a ``cuda`` device raises CUDA's OOM error; returns the devices asked for."""
-    real_predict = pipeline.predict
+    real_predict = runtime_torch.predict
     asked: list[str] = []
 
     def predict(network: torch.nn.Module, image: np.ndarray, card: Any, settings: Any, *args: Any) -> np.ndarray:
@@ -36,12 +36,13 @@ def gpu_that_runs_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU MOCK)")
         return real_predict(network, image, card, settings, *args)
 
-    monkeypatch.setattr(pipeline, "predict", predict)
+    monkeypatch.setattr(runtime_torch, "predict", predict)
     return asked
 
 
 def _on_mock_gpu(segmenter: pipeline.Segmenter) -> None:
-    segmenter.device = torch.device("cuda")
+    segmenter.runtime.device = torch.device("cuda")
+    segmenter.device = segmenter.runtime.device
     for net in (segmenter.liver_net, segmenter.tumor_net):
         assert net is not None
         real_to = net.to

@@ -34,8 +34,8 @@ def test_mirrored_prediction_is_the_mean_of_the_flipped_logits() -> None:
         for combo in [(), (0,), (2,), (0, 2)]:
             dims = [2 + a for a in combo]
             outputs.append(torch.flip(network(torch.flip(x, dims)), dims) if dims else network(x))
-        expected = decision_probability(torch.stack(outputs).mean(0)[0], "softmax", 2).numpy()
-        plain = decision_probability(network(x)[0], "softmax", 2).numpy()
+        expected = decision_probability(torch.stack(outputs).mean(0)[0], "softmax", 2)
+        plain = decision_probability(network(x)[0], "softmax", 2)
     mirrored = predict_whole(network, image, _card([0, 2]), settings)  # type: ignore[arg-type]
     np.testing.assert_allclose(mirrored, expected, atol=1e-5)
     assert not np.allclose(mirrored, plain, atol=1e-3)

@@ -75,7 +75,10 @@ def test_paper_card_needs_an_explicit_confirmed_pin(tmp_path: Path, registry: Re
         registry.install(weights, "paper-liver", pin_sha256=True, confirm=lambda sha: False)
     assert not (registry.cache_dir / "paper-liver-segresnetvae").exists()
     shown: list[str] = []
-    entry = registry.install(weights, "paper-liver", pin_sha256=True, confirm=lambda sha: shown.append(sha) or True)
+    # onnx=False: these pretend bytes cannot be loaded to export an ONNX graph (Testing/test_onnx_models.py).
+    entry = registry.install(
+        weights, "paper-liver", pin_sha256=True, confirm=lambda sha: shown.append(sha) or True, onnx=False
+    )
     assert shown == [digest]
     assert entry.pinned and entry.expected_sha256 == digest
     pinned = json.loads((registry.cache_dir / "paper-liver-segresnetvae" / "pinned.json").read_text())
@@ -133,7 +136,8 @@ def test_models_cli_list_install_pin_verify(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:") and sha256_file(weights) in lines[0]
     unconfirmed = run_cli("models", "install", str(weights), "--card", "paper-tumor", "--pin-sha256")
     assert unconfirmed.returncode == 2 and "not confirmed" in unconfirmed.stderr
-    done = run_cli("models", "install", str(weights), "--card", "paper-tumor", "--pin-sha256", "--yes")
+    # --no-onnx: pretend bytes cannot be loaded to export the ONNX graph (Testing/test_onnx_models.py does that).
+    done = run_cli("models", "install", str(weights), "--card", "paper-tumor", "--pin-sha256", "--yes", "--no-onnx")
     assert done.returncode == 0, done.stderr
     listing = run_cli("models", "list", "--json")
     rows = {row["id"]: row for row in json.loads(listing.stdout)}

@@ -12,6 +12,7 @@ from packaging.requirements import Requirement
 from SmoothSegNetLib.slicer_support.dependencies import (
     REQUIREMENTS_FILE,
     TORCH_REQUIREMENT,
+    TORCH_REQUIREMENTS_FILE,
     Missing,
     confirmation_text,
     install_failure_hint,
@@ -20,8 +21,9 @@ from SmoothSegNetLib.slicer_support.dependencies import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-#: In pyproject but not installed by the module: torch comes from the PyTorch extension, numpy ships with Slicer.
-NOT_IN_REQUIREMENTS = {"torch", "numpy"}
+#: In pyproject but not installed by the module: numpy ships with Slicer (torch, in the [torch] extra, comes
+#: from the PyTorch extension).
+NOT_IN_REQUIREMENTS = {"numpy"}
 
 
 def _canonical(name: str) -> str:
@@ -35,10 +37,14 @@ def test_requirements_match_pyproject() -> None:
     for name in NOT_IN_REQUIREMENTS:
         expected.pop(name)
     assert listed == expected
+    assert "torch" not in listed and "monai" not in listed  # the CPU engine needs no PyTorch
+    extra = {
+        _canonical(Requirement(d).name): str(Requirement(d).specifier)
+        for d in project["optional-dependencies"]["torch"]
+    }
     torch = Requirement(TORCH_REQUIREMENT)
-    assert str(torch.specifier) == next(
-        str(Requirement(d).specifier) for d in project["dependencies"] if Requirement(d).name == "torch"
-    )
+    assert str(torch.specifier) == extra.pop("torch")
+    assert {_canonical(r.name): str(r.specifier) for r in read_requirements(TORCH_REQUIREMENTS_FILE)} == extra
 
 
 def test_missing_requirements_by_version() -> None:

@@ -79,6 +79,8 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         card_path = models / f"smoothsegnet-demo-{stage}.json"
         card = load_card(card_path)
         assert card.weights.sha256 == sha256_file(models / f"smoothsegnet-demo-{stage}.safetensors")
+        # ...with the ONNX graph of these weights (the CPU runtime), hashed in the card.
+        assert card.onnx is not None and sha256_file(models / card.onnx.file) == card.onnx.sha256
         # The bundled card is the last phase's: its iterations and patches, resumed from the first two phases.
         assert card.training["run"]["iterations"] == 6
         assert card.training["config"]["patch_size_ijk"] == [24, 24, 16]

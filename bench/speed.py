@@ -1,9 +1,16 @@
-"""Speed and memory of the full segmentation pipeline: default (demo) cards vs the paper's configuration.
+"""Speed and memory of the full segmentation pipeline: each runtime and engine (torch, ONNX Runtime, OpenVINO)
+on the default (demo) cards, and the paper's configuration, on the same CT in the same run.
 
 Run by hand (it takes minutes; the machine may be shared, so note the load when quoting figures)::
 
-    .venv/bin/python bench/speed.py                       # CPU, 2 threads, both configurations
-    .venv/bin/python bench/speed.py --device cuda --threads 16
+    .venv/bin/python bench/speed.py                       # CPU, 2 threads, every configuration
+    .venv/bin/python bench/speed.py --configs torch openvino onnxruntime
+    .venv/bin/python bench/speed.py --device cuda --threads 16 --configs torch paper
+
+Configurations: ``torch`` (PyTorch f32), ``onnxruntime`` and ``openvino`` (the cards' ONNX graphs, f32),
+``torch-bf16`` (PyTorch bfloat16 autocast), ``paper`` (torch) and ``paper-openvino``. Per-stage times
+(reading, resampling onto the network grids, networks, mapping back, post-processing) are measured by timing
+the pipeline's building blocks; their sum is less than the total (cropping, masking, lesion labelling).
 
 A 512x512x120 phantom (0.75 x 0.75 x 2.5 mm, ``make_phantom``) is written to a temporary NRRD; each
 configuration then runs in its own child process (so its peak RSS is its own) that reads the CT, loads the
@@ -33,7 +40,26 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CONFIGS = ("default", "default-bf16", "paper")
+CONFIGS = ("torch", "onnxruntime", "openvino", "torch-bf16", "paper", "paper-openvino")
+#: Configuration -> (runtime, bf16 autocast on CPU).
+RUNTIME_OF = {
+    "torch": ("torch", False),
+    "onnxruntime": ("onnxruntime", False),
+    "openvino": ("openvino", False),
+    "torch-bf16": ("torch", True),
+    "paper": ("torch", False),
+    "paper-openvino": ("openvino", False),
+}
+#: Pipeline building blocks timed per stage: (module, attribute, stage).
+STAGES = (
+    ("SmoothSegNetLib.inference.pipeline", "resample_ct", "resample_s"),
+    ("SmoothSegNetLib.inference.pipeline", "resample", "map_back_s"),
+    ("SmoothSegNetLib.inference.pipeline", "largest_component", "post_s"),
+    ("SmoothSegNetLib.inference.pipeline", "fill_holes", "post_s"),
+    ("SmoothSegNetLib.inference.pipeline", "chan_vese_refine", "post_s"),
+    ("SmoothSegNetLib.inference.pipeline", "tumor_stage_mask", "post_s"),
+    ("SmoothSegNetLib.report", "label_lesions", "post_s"),
+)
 
 
 def _peak_matmul_gflops(device: str, threads: int) -> float:
@@ -57,10 +83,11 @@ def _peak_matmul_gflops(device: str, threads: int) -> float:
 
 
 def _random_model(card_path: Path, folder: Path) -> Path:
-    """A copy of a card with freshly initialised random weights (speed only)."""
+    """A copy of a card with freshly initialised random weights (speed only), with its ONNX graph exported."""
     import torch
 
     from SmoothSegNetLib.models import build_network, load_card, save_weights, write_trained_card
+    from SmoothSegNetLib.models.onnx_graph import export_beside_card
 
     card = load_card(card_path)
     torch.manual_seed(0)
@@ -70,7 +97,9 @@ def _random_model(card_path: Path, folder: Path) -> Path:
     data = dict(card.raw)
     data["weights"] = {**data["weights"], "format": "safetensors"}
     data["weights"].pop("state_dict_key", None)
-    return write_trained_card(data, weights, folder / f"{card.id}-random.json", {"data": "RANDOM weights (bench)"})
+    path = write_trained_card(data, weights, folder / f"{card.id}-random.json", {"data": "RANDOM weights (bench)"})
+    export_beside_card(load_card(path), weights, load_card(path).weights.sha256)
+    return path
 
 
 def _models_for(config: str, folder: Path, cards: tuple[str, str] | None = None) -> tuple[str, str, bool]:
@@ -117,61 +146,101 @@ def _count_gflop(network: Any, shapes: Counter[tuple[int, ...]], device: str) ->
     return total / 1e9
 
 
+def _time_stages(stages: dict[str, float]) -> None:
+    """Wrap the pipeline's building blocks so that their time adds up per stage (and the networks' time)."""
+    import importlib
+
+    from SmoothSegNetLib.inference import runtime, runtime_torch
+
+    def timed(function: Any, stage: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t
+
+        return wrapper
+
+    for module_name, name, stage in STAGES:
+        module = importlib.import_module(module_name)
+        setattr(module, name, timed(getattr(module, name), stage))
+    for cls in (runtime.OnnxRuntime, runtime_torch.TorchRuntime):
+        cls.predict = timed(cls.predict, "networks_s")  # type: ignore[method-assign]
+
+
 def child(
     config: str, ct_path: Path, device: str, threads: int, save: Path, cards: tuple[str, str] | None = None
 ) -> dict[str, Any]:
     """Run one configuration in this process and return its measurements."""
     import numpy as np
-    import torch
 
     from SmoothSegNetLib.inference import SegmentOptions
     from SmoothSegNetLib.inference.pipeline import Segmenter
     from SmoothSegNetLib.io import read_volume
 
+    runtime, bf16 = RUNTIME_OF[config]
+    stages: dict[str, float] = {}
+    _time_stages(stages)
     with tempfile.TemporaryDirectory() as tmp:
         liver, tumor, random_weights = _models_for(config, Path(tmp), cards)
+        t = time.perf_counter()
         ct = read_volume(ct_path)
+        read_s = time.perf_counter() - t
         t0 = time.perf_counter()
         options = SegmentOptions(
-            liver_model=liver, tumor_model=tumor, device=device, threads=threads, cpu_bf16=config.endswith("bf16")
+            liver_model=liver, tumor_model=tumor, device=device, threads=threads, cpu_bf16=bf16, runtime=runtime
         )
         segmenter = Segmenter(options)
         load_s = time.perf_counter() - t0
         shapes: dict[str, Counter[tuple[int, ...]]] = {"liver": Counter(), "tumor": Counter()}
         hooks = []
         for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net)):
-            assert net is not None
-            hooks.append(net.register_forward_pre_hook(lambda m, a, n=name: shapes[n].update([tuple(a[0].shape)])))
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            if hasattr(net, "register_forward_pre_hook"):
+                hooks.append(net.register_forward_pre_hook(lambda m, a, n=name: shapes[n].update([tuple(a[0].shape)])))
+        _synchronize(device)
         t1 = time.perf_counter()
         result = segmenter(ct)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        _synchronize(device)
         wall_s = time.perf_counter() - t1
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         np.save(save, result.labelmap)
         for hook in hooks:
             hook.remove()
-        gflop = sum(
-            _count_gflop(net, shapes[name], device)
-            for name, net in (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net))
-        )
+        networks = (("liver", segmenter.liver_net), ("tumor", segmenter.tumor_net))
+        gflop = sum(_count_gflop(net, shapes[n], device) for n, net in networks) if hooks else None
     return {
         "config": config,
+        "runtime": result.runtime,
         "device": device,
         "threads": threads,
         "random_weights": random_weights,
+        "read_s": round(read_s, 2),
         "load_s": round(load_s, 2),
         "wall_s": round(wall_s, 2),
-        "stages_s": {k: round(v, 2) for k, v in result.timings_s.items()},
+        "stages_s": {k: round(v, 2) for k, v in {**result.timings_s, **stages}.items()},
         "peak_rss_gb": round(rss_gb, 2),
-        "gflop": round(gflop, 1),
+        "gflop": None if gflop is None else round(gflop, 1),
         "forward_passes": {k: sum(v.values()) for k, v in shapes.items()},
         "liver_voxels": int((result.labelmap > 0).sum()),
         "lesions": len(result.confidence),
-        "gpu_peak_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if device.startswith("cuda") else None,
+        "gpu_peak_gb": _gpu_peak(device),
     }
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _gpu_peak(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 1e9, 2)
 
 
 def _dice(a: Any, b: Any) -> float:
@@ -180,32 +249,52 @@ def _dice(a: Any, b: Any) -> float:
 
 
 def _add_dice(row: dict[str, Any], labels: Any, truth: Any, fp32_path: Path) -> None:
-    """Dice against the phantom's truth (liver = labels 1 and 2, tumor = 2) and, for bf16, against float32."""
+    """Dice against the phantom's truth (liver = labels 1 and 2, tumor = 2) and, for every row but the torch f32
+    one of its cards, against that row (the same cards run by PyTorch in float32)."""
     row["dice_liver"] = round(_dice(labels > 0, (truth == 1) | (truth == 2)), 4)
     row["dice_tumor"] = round(_dice(labels == 2, truth == 2), 4)
-    if row["config"].endswith("bf16") and fp32_path.is_file():
+    if fp32_path.is_file():
         import numpy as np
 
         reference = np.load(fp32_path)
-        row["agreement_vs_fp32"] = {
+        row["agreement_vs_torch_f32"] = {
             "liver": round(_dice(labels > 0, reference > 0), 4),
             "tumor": round(_dice(labels == 2, reference == 2), 4),
         }
 
 
+def _reference(rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The torch f32 row of the same cards (``torch`` for the demo cards, ``paper`` for the paper's)."""
+    name = "paper" if row["config"].startswith("paper") else "torch"
+    return next((r for r in rows if r["config"] == name), None)
+
+
 def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
     paper = next((r for r in rows if r["config"] == "paper"), None)
     lines = [
-        "| configuration | device, threads | weights | time per CT (s) | speed-up vs paper | peak RSS (GB) "
-        "| GFLOP per CT | achieved GFLOP/s | floor at peak (s) | Dice liver / tumor vs truth |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | runtime | threads | weights | read (s) | load (s) | resample (s) | networks (s) "
+        "| map back (s) | post (s) | time per CT (s) | end to end (s) | speed-up vs torch | speed-up vs paper "
+        "| peak RSS (GB) | GFLOP per CT | floor at peak (s) | Dice liver / tumor vs truth | vs torch f32 |",
+        "|" + "---|" * 19,
     ]
     for r in rows:
-        speedup = f"{paper['wall_s'] / r['wall_s']:.1f}x" if paper else "-"
+        ref = _reference(rows, r)
+        gflop = r["gflop"] if r["gflop"] is not None else (ref or {}).get("gflop")
+        end = r["read_s"] + r["load_s"] + r["wall_s"]
+        vs_torch = "-"
+        if ref is not None:
+            vs_torch = f"{(ref['read_s'] + ref['load_s'] + ref['wall_s']) / end:.2f}x"
+        vs_paper = f"{paper['wall_s'] / r['wall_s']:.1f}x" if paper else "-"
+        st = r["stages_s"]
+        stages = " | ".join(f"{st.get(k, 0.0):.2f}" for k in ("resample_s", "networks_s", "map_back_s", "post_s"))
+        agreement = r.get("agreement_vs_torch_f32")
+        vs_f32 = f"{agreement['liver']:.4f} / {agreement['tumor']:.4f}" if agreement else "-"
+        flops = f"{gflop:.0f} | {gflop / peak_gflops:.2f}" if gflop else "- | -"
+        weights = "random" if r["random_weights"] else "demo"
         lines.append(
-            f"| {r['config']} | {r['device']}, {r['threads']} | {'random' if r['random_weights'] else 'demo'} "
-            f"| {r['wall_s']:.2f} | {speedup} | {r['peak_rss_gb']:.2f} | {r['gflop']:.0f} "
-            f"| {r['gflop'] / r['wall_s']:.0f} | {r['gflop'] / peak_gflops:.2f} | {_dice_cell(r)} |"
+            f"| {r['config']} | {r['runtime']} | {r['threads']} | {weights} | {r['read_s']:.2f} | {r['load_s']:.2f} "
+            f"| {stages} | {r['wall_s']:.2f} | {end:.2f} | {vs_torch} | {vs_paper} | {r['peak_rss_gb']:.2f} "
+            f"| {flops} | {_dice_cell(r)} | {vs_f32} |"
         )
     return "\n".join(lines)
 
@@ -259,7 +348,12 @@ def main() -> int:
                 sys.stderr.write(done.stderr)
                 return 1
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            _add_dice(rows[-1], np.load(save), truth, Path(tmp) / "default.npy")
+            _add_dice(rows[-1], np.load(save), truth, Path(tmp) / "none")
+        # Agreement with the torch f32 row of the same cards, whatever order the rows ran in.
+        for row in rows:
+            reference = Path(tmp) / ("paper.npy" if row["config"].startswith("paper") else "torch.npy")
+            if row["config"] not in ("torch", "paper"):
+                _add_dice(row, np.load(Path(tmp) / f"{row['config']}.npy"), truth, reference)
             sys.stderr.write(f"{config}: {rows[-1]}\n")
     peak = _peak_matmul_gflops(args.device, args.threads)
     size = "x".join(str(n) for n in args.size_ijk)

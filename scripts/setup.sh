@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up SmoothSegNet in a virtual environment (.venv at the repository root, or $SMOOTHSEGNET_VENV).
-#   scripts/setup.sh           the engine and its command line
+#   scripts/setup.sh           the engine and its command line, with PyTorch (CPU build) for training and export
 #   scripts/setup.sh --test    also the test tools and the Debian tools the tests use
 #                              (dicom3tools, orthanc, orthanc-dicomweb, dcmtk; needs root or sudo)
+# A torch-free, CPU-only engine is just 'pip install .' (docs/onnx-runtime.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SMOOTHSEGNET_VENV:-$root/.venv}
@@ -32,6 +33,6 @@ if [ $with_test = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
 else
-  "${pip[@]}" install -e "$root"
+  "${pip[@]}" install -e "$root[torch]"
 fi
 echo "SmoothSegNet is set up in $venv (run: $venv/bin/smoothsegnet --help)"

@@ -82,7 +82,11 @@ if card["task"] == "tumor":
 write_card_file(path, card)
 PY
 done
-echo "bundled $MODELS/smoothsegnet-demo-{liver,tumor}.{json,safetensors}"
+# The ONNX graphs of the new weights (the torch-free CPU runtime; docs/onnx-runtime.md), hashes in the cards.
+for stage in liver tumor; do
+    "$PYTHON" -m SmoothSegNetLib models export "$MODELS/smoothsegnet-demo-$stage.json"
+done
+echo "bundled $MODELS/smoothsegnet-demo-{liver,tumor}.{json,safetensors,onnx}"
 
 "$PYTHON" -m SmoothSegNetLib.evaluation.phantoms --seeds "$SEEDS" --jobs "$JOBS" --threads 1 \
     --liver-model "$MODELS/smoothsegnet-demo-liver.json" \

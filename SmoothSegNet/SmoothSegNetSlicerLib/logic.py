@@ -77,12 +77,14 @@ class SmoothSegNetRunner(ChildJobs):
         waitForCompletion: bool = False,
         timeoutS: float | None = None,
         skipPlausibilityCheck: bool = False,
+        runtime: str = "auto",
     ) -> Any:
         """Segment ``inputVolume``; the result goes into ``outputSegmentation`` (a new node when None).
 
         With ``waitForCompletion`` (scripts, tests) this blocks and returns the segmentation node, or
         raises. Otherwise it returns at once; a Qt timer streams progress to ``progressCallback`` and
-        calls ``completionCallback(segmentationNode or None, error or None)`` at the end.
+        calls ``completionCallback(segmentationNode or None, error or None)`` at the end. ``runtime`` is
+        ``segment --runtime``: ``auto`` (torch on a GPU, the ONNX graphs on the CPU), ``torch`` or ``onnx``.
 
         Raises:
             RuntimeError: a run is already going on, or (when waiting) the run failed.
@@ -104,6 +106,7 @@ class SmoothSegNetRunner(ChildJobs):
                 liver_model=liverModel,
                 tumor_model=tumorModel,
                 skip_plausibility_check=skipPlausibilityCheck,
+                runtime=runtime,
             )
             command = segment_command(request, self.pythonExecutable)
         except Exception:

@@ -11,7 +11,7 @@ from SmoothSegNetLib.commands.segment import make_progress
 from SmoothSegNetLib.models import Registry
 
 NAME = "models"
-HELP = "list, install (offline), download and verify model weights"
+HELP = "list, install (offline), download and verify model weights; export a card's network to ONNX"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install = sub.add_parser("install", help="install weights from a file (offline) after checking their sha256")
     install.add_argument("file", metavar="FILE", help="weights file, or a card JSON with its weights beside it")
     install.add_argument("--card", metavar="ID|CARD", help="the card the weights belong to")
+    install.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="install the weights only, without checking or exporting the ONNX graph (torch runtime only)",
+    )
     _pin_arguments(install)
     download = sub.add_parser("download", help="download a model's weights from its card's URL")
     download.add_argument("id", metavar="ID", help="card id")
@@ -30,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _pin_arguments(download)
     verify = sub.add_parser("verify", help="check the sha256 of installed weights")
     verify.add_argument("id", nargs="?", metavar="ID", help="one model (default: all with weights)")
+    export = sub.add_parser(
+        "export", help="export a card's network to ONNX beside the card and record it in the card (needs PyTorch)"
+    )
+    export.add_argument("card", metavar="CARD.json", help="the card file (its weights verified first)")
 
 
 def _pin_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(registry, args.json)
     if args.action == "install":
-        entry = registry.install(args.file, args.card, pin_sha256=args.pin_sha256, confirm=_confirm(args))
+        entry = registry.install(
+            args.file, args.card, pin_sha256=args.pin_sha256, confirm=_confirm(args), onnx=not args.no_onnx
+        )
         sys.stdout.write(f"installed {entry.card.id} -> {entry.weights_path}\n")
         return 0
     if args.action == "download":
@@ -73,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         )
         sys.stdout.write(f"downloaded {entry.card.id} -> {entry.weights_path}\n")
         return 0
+    if args.action == "export":
+        return _export(registry, args.card)
     results = registry.verify(args.id)
     for result in results:
         sys.stdout.write(f"{'OK  ' if result.ok else 'FAIL'} {result.card_id}: {result.message}\n")
@@ -80,6 +93,24 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         sys.stderr.write(f"error: {len(failed)} model(s) failed verification: {', '.join(failed)}; reinstall them\n")
         return 2
+    return 0
+
+
+def _export(registry: Registry, card_file: str) -> int:
+    from SmoothSegNetLib.errors import InputError
+    from SmoothSegNetLib.models.card import load_card
+    from SmoothSegNetLib.models.onnx_graph import export_beside_card
+
+    if not card_file.endswith(".json"):
+        raise InputError(
+            f"models export: give the card's JSON file (the graph is written beside it), got {card_file!r}"
+        )
+    card = load_card(card_file)
+    weights, sha256 = registry.weights_for(card)
+    section = export_beside_card(card, weights, sha256)
+    sys.stdout.write(
+        f"exported {card.id} -> {section['file']} (opset {section['opset']}, sha256 {section['sha256']})\n"
+    )
     return 0
 
 
@@ -99,6 +130,7 @@ def _list(registry: Registry, as_json: bool) -> int:
                 "version": entry.card.version,
                 "origin": entry.origin,
                 "weights": state,
+                "onnx": "present" if entry.onnx_present else ("missing" if entry.onnx_path else "none"),
                 "title": entry.card.title,
             }
         )
@@ -106,7 +138,8 @@ def _list(registry: Registry, as_json: bool) -> int:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
     for row in rows:
-        sys.stdout.write(f"{row['id']:32s} {row['task']:6s} {row['version']:8s} {row['origin']:8s} {row['weights']}\n")
+        line = f"{row['id']:32s} {row['task']:6s} {row['version']:8s} {row['origin']:8s} {row['weights']}"
+        sys.stdout.write(f"{line}; onnx {row['onnx']}\n")
     if not rows:
         sys.stdout.write("no models known\n")
     return 0

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``segment`` and ``demo``."""
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "torch", "onnx", "openvino", "onnxruntime"),
+        help="auto (torch on a GPU, the ONNX graphs on the CPU) | torch | onnx (fastest installed CPU engine) | "
+        "openvino | onnxruntime (default auto; 'smoothsegnet info' says what runs)",
+    )
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the networks")
     parser.add_argument("--min-lesion-ml", type=float, metavar="ML", help="drop lesions smaller than this")
     parser.add_argument(
@@ -117,6 +124,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         tumor_model=tumor_model,
         liver_only=liver_only,
         device=_device(args.device),
+        runtime=args.runtime,
         threads=args.threads,
         min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence,

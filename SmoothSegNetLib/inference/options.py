@@ -24,7 +24,9 @@ class SegmentOptions:
         tumor_model: tumor card id or path.
         liver_only: skip the tumor stage.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
-        threads: CPU threads for torch (``None`` = torch's default).
+        runtime: ``auto`` (torch on a GPU, the ONNX graphs on the CPU) | ``torch`` | ``onnx`` (the fastest
+            installed CPU engine) | ``openvino`` | ``onnxruntime`` (see :mod:`SmoothSegNetLib.inference.runtime`).
+        threads: CPU threads for the networks (``None`` = the runtime's default).
         min_lesion_ml: lesions smaller than this are dropped (``None`` = the tumor card's value).
         min_lesion_confidence: lesions whose mean tumor decision probability is below this are dropped (given
             back to the liver); ``None`` = the tumor card's value (0 = keep all).
@@ -42,6 +44,7 @@ class SegmentOptions:
     tumor_model: str = DEFAULT_TUMOR_MODEL
     liver_only: bool = False
     device: str = "auto"
+    runtime: str = "auto"
     threads: int | None = None
     min_lesion_ml: float | None = None
     min_lesion_confidence: float | None = None
@@ -53,6 +56,10 @@ class SegmentOptions:
     cpu_bf16: bool = False
 
     def __post_init__(self) -> None:
+        from SmoothSegNetLib.inference.runtime import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.min_lesion_ml is not None and not (math.isfinite(self.min_lesion_ml) and self.min_lesion_ml >= 0):
             raise InputError(f"--min-lesion-ml must be a number >= 0 (ml), got {self.min_lesion_ml!r}")
         conf = self.min_lesion_confidence
@@ -81,6 +88,7 @@ class SegmentationResult:
         device: the device that ran the networks.
         thresholds: the lesion floors used (volume, confidence) and their sources.
         candidates: tumor components the floors dropped (given back to the liver in ``labelmap``), on the grid.
+        runtime: what ran them (runtime, engine, precision, device), e.g. ``onnx (openvino 2026.4.1) f32 on cpu``.
     """
 
     labelmap: np.ndarray
@@ -93,3 +101,4 @@ class SegmentationResult:
     device: str = "cpu"
     thresholds: LesionThresholds = field(default_factory=LesionThresholds)
     candidates: Candidates | None = None
+    runtime: str = ""

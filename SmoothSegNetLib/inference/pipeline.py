@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from SmoothSegNetLib.errors import InputError, ModelError
-from SmoothSegNetLib.inference.device import run_with_oom_fallback, select_device, set_threads
 from SmoothSegNetLib.inference.options import SegmentationResult, SegmentOptions
 from SmoothSegNetLib.inference.postprocess import (
     bounding_box,
@@ -33,9 +31,9 @@ from SmoothSegNetLib.inference.preprocess import (
     window_hu,
 )
 from SmoothSegNetLib.inference.refine import refine_tumor
+from SmoothSegNetLib.inference.runtime import open_runtime
 from SmoothSegNetLib.inference.thresholds import on_grid, split_by_thresholds
-from SmoothSegNetLib.inference.window import RunSettings, predict
-from SmoothSegNetLib.models import ModelCard, Registry, build_network, load_weights
+from SmoothSegNetLib.models import ModelCard, ModelEntry, Registry
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress, sub_progress
 from SmoothSegNetLib.report.candidates import Candidates, LesionThresholds, ThresholdSource
 from SmoothSegNetLib.resample import Interpolation, crop_geometry, resample
@@ -54,31 +52,36 @@ class Segmenter:
     def __init__(self, options: SegmentOptions | None = None, registry: Registry | None = None) -> None:
         self.options = options if options is not None else SegmentOptions()
         self.registry = registry if registry is not None else Registry()
-        set_threads(self.options.threads)
-        self.device = select_device(self.options.device)
+        liver_entry = self._entry(self.options.liver_model, "liver")
+        tumor_entry = None if self.options.liver_only else self._entry(self.options.tumor_model, "tumor")
+        entries = [e for e in (liver_entry, tumor_entry) if e is not None]
+        self.runtime = open_runtime(self.options, all(e.onnx_path is not None for e in entries))
+        self.device = self.runtime.device
         #: Set once a GPU ran out of memory and the networks moved to the CPU: every later case says so.
         self.cpu_fallback_note: str | None = None
-        self.liver_card, self.liver_net, liver_sha = self._load(self.options.liver_model, "liver")
+        self.liver_card, self.liver_net, liver_sha = self._load(liver_entry)
         self.models: list[dict[str, Any]] = [_model_info(self.liver_card, liver_sha)]
         self.tumor_card: ModelCard | None = None
-        self.tumor_net: torch.nn.Module | None = None
-        if not self.options.liver_only:
-            self.tumor_card, self.tumor_net, tumor_sha = self._load(self.options.tumor_model, "tumor")
+        self.tumor_net: Any = None
+        if tumor_entry is not None:
+            self.tumor_card, self.tumor_net, tumor_sha = self._load(tumor_entry)
             self.models.append(_model_info(self.tumor_card, tumor_sha))
         self.thresholds = LesionThresholds() if self.tumor_card is None else self._lesion_thresholds(self.tumor_card)
 
-    def _load(self, name: str, task: str) -> tuple[ModelCard, torch.nn.Module, str | None]:
+    def _entry(self, name: str, task: str) -> ModelEntry:
         entry = self.registry.find(name)
-        card = entry.card
-        if card.task != task:
-            raise ModelError(f"model {card.id!r} is a {card.task} model but was given as the {task} model")
-        network = load_weights(build_network(card), card, path=entry.weights_path, sha256=entry.expected_sha256)
-        return card, network.to(self.device).eval(), entry.expected_sha256
+        if entry.card.task != task:
+            raise ModelError(f"model {entry.card.id!r} is a {entry.card.task} model but was given as the {task} model")
+        return entry
+
+    def _load(self, entry: ModelEntry) -> tuple[ModelCard, Any, str | None]:
+        """The card, its network loaded by the runtime (weights or ONNX graph verified first), its sha256."""
+        return entry.card, self.runtime.load(entry), entry.expected_sha256
 
     # -- one stage ------------------------------------------------------------------------------------
     def _predict(
         self,
-        network: torch.nn.Module,
+        network: Any,
         image_kji: np.ndarray,
         card: ModelCard,
         progress: ProgressCallback,
@@ -91,23 +94,15 @@ class Segmenter:
         with GPU out-of-memory fallback."""
         batch = self.options.batch_size or card.inference.batch_size
         image_ijk = to_network_layout(image_kji)
-
-        def run(device: torch.device, batch_size: int) -> np.ndarray:
-            settings = RunSettings(device, batch_size, self.options.amp, self.options.cpu_bf16)
-            return predict(network.to(device), image_ijk, card, settings, progress, cancel, stage, foreground)
-
-        q, used, fallbacks = run_with_oom_fallback(run, self.device, batch)
-        if used != self.device:
-            if used.type == "cpu":
-                self.cpu_fallback_note = (
-                    f"ran on the CPU: {self.device} ran out of memory in an earlier case of this run, so the "
-                    "networks stayed on the CPU for the rest of it (slower, same results; run this case again "
-                    "on its own to use the GPU)"
-                )
-            self.device = used
-            for net in (self.liver_net, self.tumor_net):
-                if net is not None:
-                    net.to(used)
+        before = str(self.runtime.device)
+        q, fallbacks = self.runtime.predict(network, image_ijk, card, batch, progress, cancel, stage, foreground)
+        self.device = self.runtime.device  # the torch runtime may have fallen back to the CPU
+        if str(self.device) != before and str(self.device) == "cpu":
+            self.cpu_fallback_note = (
+                f"ran on the CPU: {before} ran out of memory in an earlier case of this run, so the "
+                "networks stayed on the CPU for the rest of it (slower, same results; run this case again "
+                "on its own to use the GPU)"
+            )
         warnings.extend(fallbacks)
         return np.ascontiguousarray(from_network_layout(q))
 
@@ -121,7 +116,7 @@ class Segmenter:
         timings: dict[str, float] = {}
         probability: dict[str, np.ndarray] | None = {} if self.options.probability_map else None
         t0 = time.perf_counter()
-        progress("liver", 0.0, f"liver network {self.liver_card.id} on {self.device}")
+        progress("liver", 0.0, f"liver network {self.liver_card.id}: {self.runtime.describe()}")
         liver, q_liver = self._liver_stage(ct, sub_progress(progress, 0.0, 0.5), cancel, warnings)
         if probability is not None:
             probability["liver"] = q_liver.astype(np.float16)
@@ -165,6 +160,7 @@ class Segmenter:
             device=str(self.device),
             thresholds=self.thresholds,
             candidates=candidates,
+            runtime=self.runtime.describe(),
         )
 
     def _liver_stage(

@@ -8,57 +8,83 @@ result is the *decision probability* of the card's target class, ``q = p_t / (p_
 With ``foreground=True`` (a softmax card with a ``background`` class) a second map is returned,
 ``q_fg = 1 - p_background``: above 0.5 where the other classes together outweigh the background (the tumor
 stage's liver-or-tumor decision, used when the card refines the liver).
+
+Everything here is numpy, so the ONNX runtime never imports torch. A network is any callable
+``model(batch) -> logits`` on float32 arrays ``[B, C, i, j, k]`` (an :class:`~SmoothSegNetLib.inference.
+engines.OnnxModel`); a torch module (anything with a ``state_dict``) is wrapped for the torch runtime
+(:mod:`SmoothSegNetLib.inference.runtime_torch`: GPU, mixed precision) as before.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
-from SmoothSegNetLib.inference.device import autocast
 from SmoothSegNetLib.models.card import ModelCard
-from SmoothSegNetLib.models.network import forward_logits
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress
 
 #: Sigma of the Gaussian blending weight, as a fraction of the window size (MONAI's default).
 SIGMA_SCALE = 0.125
 
 
+#: A network as the window code sees it: float32 ``[B, C, i, j, k]`` -> logits ``[B, C_out, i, j, k]``.
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """How one network pass is run (from the card, possibly overridden by the caller)."""
+    """How one network pass is run (from the card, possibly overridden by the caller).
 
-    device: torch.device
+    ``device``, ``amp`` and ``cpu_bf16`` matter only to a torch module (a ``torch.device``); an ONNX model
+    runs on the CPU in float32.
+    """
+
+    device: Any = "cpu"
     batch_size: int = 1
     amp: bool = True
     cpu_bf16: bool = False
 
 
-def decision_probability(logits: torch.Tensor, activation: str, target: int) -> torch.Tensor:
-    """``q`` of the target channel from logits ``[C, ...]`` (see the module docstring)."""
-    logits = logits.float()
-    probs = torch.softmax(logits, dim=0) if activation == "softmax" else torch.sigmoid(logits)
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=0, keepdims=True)
+    return shifted
+
+
+def _probabilities(logits: Any, activation: str) -> np.ndarray:
+    values = np.asarray(logits).astype(np.float32, copy=True)  # a copy: the activation works in place
+    if activation == "softmax":
+        return _softmax(values)
+    return np.asarray(1.0 / (1.0 + np.exp(-values)), dtype=np.float32)
+
+
+def decision_probability(logits: Any, activation: str, target: int) -> np.ndarray:
+    """``q`` of the target channel from logits ``[C, ...]`` (numpy, or a CPU tensor; see the module docstring)."""
+    return _decision(_probabilities(logits, activation), target)
+
+
+def _decision(probs: np.ndarray, target: int) -> np.ndarray:
     p_t = probs[target]
-    others = torch.cat([probs[:target], probs[target + 1 :]], dim=0)
-    if others.shape[0] == 0:
+    if probs.shape[0] == 1:
         return p_t
-    p_o = others.max(dim=0).values
-    return p_t / torch.clamp(p_t + p_o, min=1e-12)
+    p_o = np.max(np.delete(probs, target, axis=0), axis=0)
+    return p_t / np.maximum(p_t + p_o, 1e-12)
 
 
-def decision_maps(logits: torch.Tensor, card: ModelCard, foreground: bool) -> torch.Tensor:
+def decision_maps(logits: Any, card: ModelCard, foreground: bool) -> np.ndarray:
     """``[q]`` or ``[q, q_fg]`` (stacked on a new first axis) from logits ``[C, ...]``."""
-    q = decision_probability(logits, card.activation, card.channel_of(card.task))
+    if foreground and card.activation != "softmax":
+        raise ValueError(f"model card {card.id!r}: a foreground map needs a softmax output")
+    probs = _probabilities(logits, card.activation)
+    q = _decision(probs, card.channel_of(card.task))
     if not foreground:
         return q[None]
-    if card.activation != "softmax":
-        raise ValueError(f"model card {card.id!r}: a foreground map needs a softmax output")
-    p_background = torch.softmax(logits.float(), dim=0)[card.channel_of("background")]
-    return torch.stack([q, 1.0 - p_background])
+    return np.stack([q, 1.0 - probs[card.channel_of("background")]])
 
 
 def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -66,23 +92,32 @@ def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(image, pad) if any(p[1] for p in pad) else image
 
 
-def _forward(
-    network: torch.nn.Module, batch: np.ndarray, settings: RunSettings, mirror_axes: tuple[int, ...] = ()
-) -> torch.Tensor:
+def as_forward(network: Any, settings: RunSettings) -> Forward:
+    """``network`` as a numpy :data:`Forward`: a torch module is wrapped (torch imported only then)."""
+    if hasattr(network, "state_dict"):
+        from SmoothSegNetLib.inference.runtime_torch import torch_forward
+
+        return torch_forward(network, settings)
+    return network  # type: ignore[no-any-return]
+
+
+def _forward(forward: Forward, batch: np.ndarray, mirror_axes: tuple[int, ...] = ()) -> np.ndarray:
     """Logits ``[B, C, i, j, k]``; with ``mirror_axes`` the mean over every combination of flips along those
     network axes (each flipped output flipped back), as nnU-Net's test-time mirroring."""
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(settings.device)
-    with torch.inference_mode(), autocast(settings.device, settings.amp, settings.cpu_bf16):
-        total = forward_logits(network, tensor).float()
-        combos = [c for n in range(1, len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, n)]
-        for combo in combos:
-            dims = [2 + a for a in combo]
-            total += torch.flip(forward_logits(network, torch.flip(tensor, dims)).float(), dims)
-        return (total / (1 + len(combos))).cpu()
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    total = np.array(forward(batch), dtype=np.float32)
+    combos = [c for n in range(1, len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, n)]
+    for combo in combos:
+        axes = tuple(2 + a for a in combo)
+        flipped = np.ascontiguousarray(np.flip(batch, axes))
+        total += np.flip(forward(flipped), axes)
+    if combos:
+        total /= 1 + len(combos)
+    return total
 
 
 def predict_whole(
-    network: torch.nn.Module,
+    network: Any,
     image_ijk: np.ndarray,
     card: ModelCard,
     settings: RunSettings,
@@ -93,14 +128,14 @@ def predict_whole(
     d = card.inference.size_divisible_by
     shape = tuple(int(np.ceil(n / d) * d) for n in image_ijk.shape)
     padded = _pad_to(image_ijk, shape)
-    logits = _forward(network, padded[None, None], settings, card.inference.mirror_axes)[0]
+    logits = _forward(as_forward(network, settings), padded[None, None], card.inference.mirror_axes)[0]
     i, j, k = image_ijk.shape
     q = decision_maps(logits[:, :i, :j, :k], card, foreground)
     return _maps_out(q, foreground)
 
 
-def _maps_out(maps: torch.Tensor, foreground: bool) -> np.ndarray:
-    out = maps.numpy().astype(np.float32, copy=False)
+def _maps_out(maps: np.ndarray, foreground: bool) -> np.ndarray:
+    out = maps.astype(np.float32, copy=False)
     return out if foreground else out[0]
 
 
@@ -132,7 +167,7 @@ def _batches(items: list[tuple[int, int, int]], size: int) -> Iterator[list[tupl
 
 
 def predict_sliding(
-    network: torch.nn.Module,
+    network: Any,
     image_ijk: np.ndarray,
     card: ModelCard,
     settings: RunSettings,
@@ -155,10 +190,11 @@ def predict_sliding(
     acc = np.zeros((channels, *image.shape), dtype=np.float32)
     norm = np.zeros(image.shape, dtype=np.float32)
     done = 0
+    forward = as_forward(network, settings)
     for batch in _batches(positions, settings.batch_size):
         check_cancel(cancel)
         windows = np.stack([image[i : i + roi[0], j : j + roi[1], k : k + roi[2]] for i, j, k in batch])
-        logits = _forward(network, windows[:, None], settings, card.inference.mirror_axes).numpy()
+        logits = _forward(forward, windows[:, None], card.inference.mirror_axes)
         for (i, j, k), out in zip(batch, logits):
             acc[:, i : i + roi[0], j : j + roi[1], k : k + roi[2]] += out * weight
             norm[i : i + roi[0], j : j + roi[1], k : k + roi[2]] += weight
@@ -167,12 +203,12 @@ def predict_sliding(
     acc /= norm
     del norm
     i, j, k = original
-    q = decision_maps(torch.from_numpy(acc[:, :i, :j, :k]), card, foreground)
+    q = decision_maps(acc[:, :i, :j, :k], card, foreground)
     return _maps_out(q, foreground)
 
 
 def predict(
-    network: torch.nn.Module,
+    network: Any,
     image_ijk: np.ndarray,
     card: ModelCard,
     settings: RunSettings,

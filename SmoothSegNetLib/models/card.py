@@ -103,6 +103,19 @@ class WeightsSpec:
 
 
 @dataclass(frozen=True)
+class OnnxSpec:
+    """The network exported as an ONNX graph (for the torch-free CPU runtime): file name (beside the card or in
+    the registry cache), its sha256 (verified before every load, like the weights), the opset, and the versions
+    of the tools that exported it (``exported_with``: torch, onnx, exporter)."""
+
+    file: str
+    sha256: str
+    opset: int
+    exported_with: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """A parsed, validated model card. ``path`` is where it was read from (weights resolve beside it)."""
 
@@ -122,6 +135,7 @@ class ModelCard:
     training: dict[str, Any] = field(hash=False, compare=False)
     intended_use: str
     limitations: str
+    onnx: OnnxSpec | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
@@ -145,6 +159,13 @@ class ModelCard:
         """Where the weights are expected beside the card."""
         base = self.path.parent if self.path is not None else Path.cwd()
         return base / self.weights.file
+
+    def onnx_path(self) -> Path | None:
+        """Where the ONNX graph is expected beside the card (``None``: the card has none)."""
+        if self.onnx is None:
+            return None
+        base = self.path.parent if self.path is not None else Path.cwd()
+        return base / self.onnx.file
 
 
 @lru_cache(maxsize=1)
@@ -227,6 +248,9 @@ def _check_semantics(data: dict[str, Any], source: str) -> None:
                 f"model card {source}: field postprocessing.liver_from_tumor_stage needs a tumor model with a "
                 "softmax output and background and liver classes"
             )
+    graph = data.get("onnx")
+    if graph is not None and graph["file"] == data["weights"]["file"]:
+        raise ModelError(f"model card {source}: field onnx.file must differ from weights.file ({graph['file']!r})")
     inference = data["inference"]
     if inference["mode"] == "sliding" and "roi_size_ijk" not in inference:
         raise ModelError(
@@ -306,8 +330,21 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
         training=dict(data["training"]),
         intended_use=data["intended_use"],
         limitations=data["limitations"],
+        onnx=_onnx_spec(data.get("onnx")),
         path=path,
         raw=data,
+    )
+
+
+def _onnx_spec(data: dict[str, Any] | None) -> OnnxSpec | None:
+    if data is None:
+        return None
+    return OnnxSpec(
+        file=data["file"],
+        sha256=data["sha256"],
+        opset=int(data["opset"]),
+        exported_with={str(k): str(v) for k, v in data.get("exported_with", {}).items()},
+        size_bytes=data.get("size_bytes"),
     )
 
 

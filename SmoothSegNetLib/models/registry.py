@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from SmoothSegNetLib.errors import ModelError
-from SmoothSegNetLib.models.card import ModelCard, load_card
+from SmoothSegNetLib.models.card import ModelCard, load_card, write_card_file
+from SmoothSegNetLib.models.onnx_graph import install_graph
 from SmoothSegNetLib.models.weights import sha256_file
 from SmoothSegNetLib.progress import ProgressCallback, no_progress
 from SmoothSegNetLib.resources import RESOURCES_DIR
@@ -43,10 +44,16 @@ class ModelEntry:
     weights_path: Path
     expected_sha256: str | None
     pinned: bool
+    onnx_path: Path | None = None
+    onnx_sha256: str | None = None
 
     @property
     def weights_present(self) -> bool:
         return self.weights_path.is_file()
+
+    @property
+    def onnx_present(self) -> bool:
+        return self.onnx_path is not None and self.onnx_path.is_file()
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,19 @@ class Registry:
         weights = cached if cached.is_file() else card.weights_path()
         pinned = self._pinned_sha256(card.id)
         expected = card.weights.sha256 if card.weights.sha256 is not None else pinned
-        return ModelEntry(card, origin, weights, expected, pinned is not None and card.weights.sha256 is None)
+        graph: Path | None = None
+        if card.onnx is not None:
+            cached_graph = self.cache_dir / card.id / card.onnx.file
+            graph = cached_graph if cached_graph.is_file() else card.onnx_path()
+        return ModelEntry(
+            card,
+            origin,
+            weights,
+            expected,
+            pinned is not None and card.weights.sha256 is None,
+            graph,
+            card.onnx.sha256 if card.onnx is not None else None,
+        )
 
     def _pinned_sha256(self, card_id: str) -> str | None:
         path = self.cache_dir / card_id / "pinned.json"
@@ -132,6 +151,11 @@ class Registry:
         entry = self._entry(card, "file")
         return entry.weights_path, entry.expected_sha256
 
+    def _staging_dir(self) -> Path:
+        staging = self.cache_dir / ".downloads"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
     # -- install / download -------------------------------------------------------------------------
     def install(
         self,
@@ -140,17 +164,25 @@ class Registry:
         *,
         pin_sha256: bool = False,
         confirm: Confirm | None = None,
+        onnx: bool = True,
     ) -> ModelEntry:
-        """Copy weights (offline) into the cache after checking their hash.
+        """Copy weights (offline) into the cache after checking their hash, with the model's ONNX graph.
+
+        The graph beside the card is checked (sha256, and agreement with the weights on a probe input when
+        PyTorch is installed) and copied; a card without one gets one exported when PyTorch is installed, and
+        the cached card records its sha256 (:func:`~SmoothSegNetLib.models.onnx_graph.install_graph`).
 
         Args:
             weights_file: a weights file, or a card JSON whose weights file lies beside it.
             card: the card (id or file) the weights belong to; needed when ``weights_file`` is weights.
             pin_sha256: for a card without sha256: record this file's hash as the one to trust.
             confirm: asked (with the hash shown) before pinning; ``None`` = refuse to pin.
+            onnx: also install (or export) the ONNX graph; ``False`` installs the weights only (the model then
+                runs with the torch runtime only).
 
         Raises:
-            ModelError: hash mismatch, unknown hash without ``pin_sha256``, pinning not confirmed.
+            ModelError: hash mismatch, unknown hash without ``pin_sha256``, pinning not confirmed, ONNX graph
+                with the wrong hash or disagreeing with the weights (nothing is installed then).
         """
         source = Path(weights_file)
         if not source.is_file():
@@ -186,10 +218,20 @@ class Registry:
                 "refusing to install it; get the right file"
             )
         target_dir = self.cache_dir / model_card.id
-        target_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=self._staging_dir()))
+        try:
+            graph = install_graph(model_card, source, actual, staging) if onnx else None
+            target_dir.mkdir(parents=True, exist_ok=True)
+            for produced in staging.iterdir():
+                os.replace(produced, target_dir / produced.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         _copy_atomic(source, target_dir / model_card.weights.file)
-        if model_card.path is not None and model_card.path != (target_dir / "card.json").resolve():
-            _copy_atomic(model_card.path, target_dir / "card.json")
+        data = dict(model_card.raw)
+        data.pop("onnx", None)
+        if graph is not None:
+            data["onnx"] = graph
+        write_card_file(target_dir / "card.json", data)
         if pinned:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             record = {"sha256": actual, "source": str(source), "pinned_at_utc": stamp}
@@ -252,8 +294,21 @@ class Registry:
                 actual = sha256_file(entry.weights_path)
                 ok = actual == entry.expected_sha256
                 message = "ok" if ok else f"sha256 mismatch: file {actual}, expected {entry.expected_sha256}"
+            if ok and entry.onnx_path is not None:
+                ok, message = _verify_graph(entry)
             results.append(VerifyResult(cid, ok, message))
         return results
+
+
+def _verify_graph(entry: ModelEntry) -> tuple[bool, str]:
+    """The ONNX graph's part of ``verify`` (the weights already verified)."""
+    assert entry.onnx_path is not None
+    if not entry.onnx_path.is_file():
+        return False, f"weights ok, ONNX graph {entry.onnx_path.name} missing"
+    actual = sha256_file(entry.onnx_path)
+    if actual != entry.onnx_sha256:
+        return False, f"ONNX graph sha256 mismatch: file {actual}, expected {entry.onnx_sha256}"
+    return True, "ok (weights and ONNX graph)"
 
 
 def tmp_as(tmp: Path, name: str) -> Path:

@@ -170,6 +170,7 @@ def write_trained_card(
     if not weights.is_file():
         raise ModelError(f"weights file {weights} does not exist: save the weights before writing their card")
     card = copy.deepcopy(template)
+    card.pop("onnx", None)  # a graph of other weights; 'models install' exports the new one
     fmt = "safetensors" if weights.suffix == ".safetensors" else "pt"
     card["weights"] = {
         **card.get("weights", {}),

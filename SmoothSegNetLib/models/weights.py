@@ -27,11 +27,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: Path, expected: str | None, card_id: str) -> None:
+def verify_sha256(path: Path, expected: str | None, card_id: str, kind: str = "weights file") -> None:
     """Raise :class:`ModelError` unless ``path`` exists and its sha256 is ``expected``.
 
     ``expected`` ``None`` (a card whose hash is unknown and was never pinned) is refused: such weights are
-    never loaded.
+    never loaded. ``kind`` names the file in the messages (``weights file`` or ``ONNX graph``).
     """
     if expected is None:
         raise ModelError(
@@ -40,13 +40,13 @@ def verify_sha256(path: Path, expected: str | None, card_id: str) -> None:
         )
     if not path.is_file():
         raise ModelError(
-            f"model {card_id!r}: weights file {path} is missing; install it with "
+            f"model {card_id!r}: {kind} {path} is missing; install it with "
             f"'smoothsegnet models install FILE --card {card_id}' or 'smoothsegnet models download {card_id}'"
         )
     actual = sha256_file(path)
     if actual != expected:
         raise ModelError(
-            f"model {card_id!r}: weights file {path} has sha256 {actual} but the card expects {expected}; "
+            f"model {card_id!r}: {kind} {path} has sha256 {actual} but the card expects {expected}; "
             "the file is damaged or not the right one — download or install it again"
         )
 

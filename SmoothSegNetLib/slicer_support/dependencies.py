@@ -1,13 +1,18 @@
 """Which Python packages the Slicer module still needs, and the one question to ask before installing.
 
-The list is ``Resources/requirements.txt`` (torch excluded: the PyTorch extension installs it). The
-module calls :func:`missing_requirements` on first use (never at import), shows
-:func:`confirmation_text` once, then installs with ``slicer.util.pip_install``.
+On a machine without a usable GPU the module installs only the CPU engine, ``Resources/requirements.txt``
+(the models' ONNX graphs on OpenVINO / ONNX Runtime: no PyTorch, no PyTorch extension). With a usable NVIDIA
+GPU, or when the user asks (:func:`wants_torch`), it adds PyTorch through the PyTorch extension (which picks
+the build for the GPU/driver) and ``Resources/requirements-torch.txt`` (MONAI, ONNX) with pip. The module
+calls :func:`missing_requirements` on first use (never at import), shows :func:`confirmation_text` once,
+then installs with ``slicer.util.pip_install``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,8 @@ from packaging.version import InvalidVersion, Version
 from SmoothSegNetLib.resources import RESOURCES_DIR
 
 REQUIREMENTS_FILE = RESOURCES_DIR / "requirements.txt"
+#: Added to the CPU engine for the torch runtime (GPU), besides torch itself.
+TORCH_REQUIREMENTS_FILE = RESOURCES_DIR / "requirements-torch.txt"
 #: The torch requirement checked separately (installed through the PyTorch extension).
 TORCH_REQUIREMENT = "torch>=2.2"
 
@@ -79,6 +86,31 @@ def missing_requirements(
         if not ok:
             missing.append(Missing(str(requirement), installed))
     return missing
+
+
+def nvidia_gpu_present(run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> bool:
+    """True when ``nvidia-smi`` lists a GPU (the driver works): what the torch runtime needs. Apple MPS is
+    left to the user (:func:`wants_torch` with ``asked``): the CPU engine is fast on Apple CPUs too."""
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        result = run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and "GPU" in result.stdout
+
+
+def wants_torch(asked: bool | None, gpu_present: Callable[[], bool] = nvidia_gpu_present) -> bool:
+    """Whether to install PyTorch: ``asked`` True/False decides; ``None`` (not asked) = a usable GPU is there."""
+    return bool(asked) if asked is not None else gpu_present()
+
+
+def requirements_to_install(with_torch: bool) -> list[Requirement]:
+    """The pip requirements (torch excluded): the CPU engine, plus the torch runtime's with ``with_torch``."""
+    requirements = read_requirements(REQUIREMENTS_FILE)
+    if with_torch:
+        requirements += read_requirements(TORCH_REQUIREMENTS_FILE)
+    return requirements
 
 
 def confirmation_text(missing: list[Missing], torch_missing: Missing | None) -> str:

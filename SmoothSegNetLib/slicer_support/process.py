@@ -32,6 +32,8 @@ class Quality(str, Enum):
 
 
 DEVICES = ("auto", "cpu", "cuda")
+#: ``segment --runtime``: auto = torch on a GPU, the ONNX graphs on the CPU (no PyTorch needed there).
+RUNTIMES = ("auto", "torch", "onnx")
 #: Cards used for ``full`` quality (``Resources/Models``); their weights are installed with "Install model".
 FULL_QUALITY_MODELS = ("paper-liver-segresnetvae", "paper-tumor-segresnetvae")
 #: Seconds to wait, after the child exited, for processes it left behind to close its pipes.
@@ -46,6 +48,7 @@ class SegmentRequest:
         input_path: a volume file or a DICOM series folder.
         output_dir: where ``segment`` writes its outputs (created; must not hold earlier outputs).
         device: ``auto``, ``cpu`` or ``cuda``.
+        runtime: ``auto``, ``torch`` or ``onnx`` (``segment --runtime``).
         quality: ``fast`` (the engine's default cards, the bundled demo models), ``full`` (the
             paper-configuration cards, :data:`FULL_QUALITY_MODELS`, whose weights must be installed),
             ``liver-only`` (skip the tumor stage).
@@ -65,10 +68,13 @@ class SegmentRequest:
     liver_model: str | None = None
     tumor_model: str | None = None
     skip_plausibility_check: bool = False
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if not isinstance(self.quality, Quality):
             raise ValueError(f"quality must be one of {[q.value for q in Quality]}, got {self.quality!r}")
 
@@ -77,6 +83,8 @@ def segment_command(request: SegmentRequest, python_executable: str | None = Non
     """The command line of the ``segment`` child process (``python -m SmoothSegNetLib segment ...``)."""
     command = [python_executable or sys.executable, "-m", "SmoothSegNetLib", "segment", str(request.input_path)]
     command += ["-o", str(request.output_dir), "--progress", "jsonl", "--device", request.device]
+    if request.runtime != "auto":
+        command += ["--runtime", request.runtime]
     full = request.quality == Quality.FULL
     liver_model = request.liver_model or (FULL_QUALITY_MODELS[0] if full else None)
     tumor_model = request.tumor_model or (FULL_QUALITY_MODELS[1] if full else None)
