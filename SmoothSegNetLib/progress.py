@@ -78,24 +78,65 @@ class JsonlProgress:
         self._stream.flush()
 
 
+#: Share of a case's bar per stage of ``run_case``: ``stage -> (start, end)``; the segmenter's stages
+#: (``liver``, ``tumor``, ``done``) already report the fraction of the whole segmentation.
+CASE_STAGES: dict[str, tuple[float, float]] = {
+    "read": (0.0, 0.02),
+    "liver": (0.02, 0.95),
+    "tumor": (0.02, 0.95),
+    "done": (0.02, 0.95),
+    "write": (0.95, 1.0),
+}
+BAR_COLUMNS = 100
+
+
 class TextProgress:
-    """A one-line progress bar on a terminal (plain lines when not a terminal)."""
+    """A one-line progress bar of a case on a terminal (plain lines when not a terminal).
+
+    On a terminal the bar is redrawn in place (carriage return) and moves forward through the case's stages
+    (:data:`CASE_STAGES`); :meth:`finish` ends the line so that what follows starts on a new one. Elsewhere
+    each distinct message is one plain line (a log).
+    """
 
     def __init__(self, stream: IO[str] | None = None, width: int = 30) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._width = width
         self._tty = self._stream.isatty()
         self._last = ""
+        self._drawn = False
+        self._t0 = time.monotonic()
+        self.prefix = ""
+
+    @property
+    def is_bar(self) -> bool:
+        """True when drawing an in-place bar (the stream is a terminal)."""
+        return self._tty
+
+    def start_case(self, prefix: str = "") -> None:
+        """A new case: the bar starts again at 0 % with ``prefix`` (e.g. ``case 2/5``) before it."""
+        self.finish()
+        self.prefix = f"{prefix} " if prefix else ""
+        self._t0 = time.monotonic()
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         fraction = min(max(float(fraction), 0.0), 1.0)
-        filled = int(round(fraction * self._width))
-        line = f"[{'#' * filled}{'.' * (self._width - filled)}] {fraction * 100:5.1f}% {stage}: {message}"
+        start, end = CASE_STAGES.get(stage, (0.0, 1.0))
+        overall = start + (end - start) * fraction
+        filled = int(round(overall * self._width))
+        elapsed = int(time.monotonic() - self._t0)
+        bar = f"{self.prefix}[{'#' * filled}{'.' * (self._width - filled)}] {overall * 100:5.1f}%"
+        line = f"{bar} {elapsed // 60}:{elapsed % 60:02d} {stage}: {message}"
         if self._tty:
-            self._stream.write("\r" + line[:120].ljust(120))
-            if fraction >= 1.0 and stage == "done":
-                self._stream.write("\n")
-        elif line != self._last:
+            self._stream.write("\r" + line[:BAR_COLUMNS].ljust(BAR_COLUMNS))
+            self._drawn = True
+        elif (key := f"{bar} {stage}: {message}") != self._last:
             self._stream.write(line + "\n")
-        self._last = line
+            self._last = key
         self._stream.flush()
+
+    def finish(self) -> None:
+        """End the bar's line (on a terminal, if a bar was drawn)."""
+        if self._tty and self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+        self._drawn = False

@@ -22,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("labelmap", metavar="LABELMAP", help="labelmap file (.nrrd, .nii.gz, .mha, .seg.nrrd)")
     parser.add_argument("--image", required=True, metavar="CT", help="the CT: a volume file or a DICOM series folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    parser.add_argument("--min-lesion-ml", type=float, default=0.0, help="ignore tumor components below this (ml)")
+    parser.add_argument(
+        "--min-lesion-ml",
+        type=float,
+        default=None,
+        help="tumor components below this (ml) are listed as candidates, not lesions (default 0)",
+    )
     parser.add_argument(
         "--split-touching",
         action="store_true",
@@ -53,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from SmoothSegNetLib.io import read_volume
     from SmoothSegNetLib.io.writers import write_labelmap
     from SmoothSegNetLib.report import ReportOptions, label_lesions, measure, write_case_outputs
+    from SmoothSegNetLib.report.candidates import LesionThresholds, ThresholdSource, small_components
     from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 
-    if args.min_lesion_ml < 0:
-        raise InputError(f"--min-lesion-ml must be >= 0, got {args.min_lesion_ml}")
+    min_ml = 0.0 if args.min_lesion_ml is None else float(args.min_lesion_ml)
+    if not (np.isfinite(min_ml) and min_ml >= 0):
+        raise InputError(f"--min-lesion-ml must be a number >= 0 (ml), got {args.min_lesion_ml}")
     ignore = _label_list(args.ignore_labels)
     labels, geometry = read_labelmap(args.labelmap)
     if ignore:
@@ -71,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
     ct = read_volume(args.image)
     require_same_grid(geometry, ct)
     labels = check_labelmap(labels, ct.geometry, "LABELMAP").astype("uint8")
-    options = ReportOptions(min_volume_ml=args.min_lesion_ml, split_touching=args.split_touching)
-    lesions = label_lesions(labels == TUMOR_LABEL, ct.geometry, options.min_volume_ml, split=options.split_touching)
-    report = measure(ct, labels, lesions, options=options)
+    options = ReportOptions(min_volume_ml=min_ml, split_touching=args.split_touching)
+    tumor = labels == TUMOR_LABEL
+    lesions = label_lesions(tumor, ct.geometry, options.min_volume_ml, split=options.split_touching)
+    source = ThresholdSource.DEFAULT if args.min_lesion_ml is None else ThresholdSource.CLI
+    thresholds = LesionThresholds(min_lesion_ml=min_ml, min_lesion_ml_source=source.value)
+    candidates = small_components(tumor, lesions)
+    report = measure(ct, labels, lesions, options=options, thresholds=thresholds, candidates=candidates)
     protect = [Path(args.labelmap), Path(args.image)]
     with StagedOutputDir(args.output, protect=protect) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)

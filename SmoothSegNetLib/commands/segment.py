@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -53,6 +54,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
+    parser.add_argument(
+        "--refine-grid",
+        choices=("isotropic", "input"),
+        help="where Chan-Vese runs: isotropic (slice-thickness independent) or input (the paper's; default: card)",
+    )
     parser.add_argument("--cpu-bf16", action="store_true", help="bfloat16 on CPU (faster on AMX CPUs, not exact)")
     parser.add_argument("--probability-map", action="store_true", help="also write probability_*.nrrd")
     parser.add_argument(
@@ -77,6 +83,19 @@ def make_progress(kind: str | None) -> ProgressCallback:
     return no_progress
 
 
+def summary_line(outdir: Path) -> str:
+    """One line on a finished case, with the numbers of its report.json (read back: the same numbers).
+
+    ``OUTDIR: liver 1431.066 ml, 2 lesion(s), tumor 118.314 ml, 1 warning(s)``
+    """
+    report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
+    burden = report["tumor_burden"]
+    return (
+        f"{outdir}: liver {report['liver']['volume_ml']} ml, {burden['count']} lesion(s), "
+        f"tumor {burden['total_volume_ml']} ml, {len(report['warnings'])} warning(s)"
+    )
+
+
 def _device(name: str) -> str:
     # Under torchrun with several GPUs, each rank takes the GPU of its LOCAL_RANK.
     local = os.environ.get("LOCAL_RANK")
@@ -95,6 +114,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence,
         refine=args.refine,
+        refine_grid=args.refine_grid,
         probability_map=args.probability_map,
         cpu_bf16=args.cpu_bf16,
     )
@@ -127,7 +147,9 @@ def run_cases(cases: list[Case], args: argparse.Namespace, options: SegmentOptio
     progress = make_progress(args.progress)
     outputs = outputs_from_args(args)
     failures = 0
-    for case in todo:
+    for n, case in enumerate(todo, start=1):
+        if isinstance(progress, TextProgress):
+            progress.start_case(f"case {n}/{len(todo)}" if len(todo) > 1 else "")
         try:
             run_case(case, segmenter, outputs, series_uid=args.series, progress=progress, cancel=CANCEL)
         except InputError as exc:
@@ -135,6 +157,13 @@ def run_cases(cases: list[Case], args: argparse.Namespace, options: SegmentOptio
                 raise
             failures += 1
             sys.stderr.write(f"error: {case.input}: {' '.join(str(exc).split())}\n")
+            continue
+        finally:
+            if isinstance(progress, TextProgress):
+                progress.finish()
+        if args.progress != "jsonl":  # jsonl: stdout carries only the JSON progress records
+            sys.stdout.write(summary_line(case.outdir) + "\n")
+            sys.stdout.flush()
     if failures:
         sys.stderr.write(f"error: {failures} of {len(todo)} case(s) failed; the others are complete\n")
         return 2

@@ -107,6 +107,8 @@ def write_result(stage: StagedOutputDir, ct: CTVolume, result: SegmentationResul
         confidence=result.confidence,
         models=result.models,
         warnings=(*ct.warnings, *result.warnings),
+        thresholds=result.thresholds,
+        candidates=result.candidates,
     )
     write_case_outputs(
         stage,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.report.candidates import Candidates, LesionThresholds
 
 DEFAULT_LIVER_MODEL = "smoothsegnet-demo-liver"
 DEFAULT_TUMOR_MODEL = "smoothsegnet-demo-tumor"
@@ -28,6 +29,8 @@ class SegmentOptions:
         min_lesion_confidence: lesions whose mean tumor decision probability is below this are dropped (given
             back to the liver); ``None`` = the tumor card's value (0 = keep all).
         refine: morphological Chan–Vese refinement of tumors (``None`` = as the tumor card says).
+        refine_grid: where Chan–Vese runs, ``isotropic`` or ``input`` (the paper's; depends on the slice
+            thickness), see :class:`~SmoothSegNetLib.inference.refine.RefineGrid` (``None`` = the tumor card's).
         probability_map: also return the decision probabilities on the input grid.
         batch_size: windows per forward pass (``None`` = the card's).
         amp: mixed precision (float16) on GPU.
@@ -43,6 +46,7 @@ class SegmentOptions:
     min_lesion_ml: float | None = None
     min_lesion_confidence: float | None = None
     refine: bool | None = None
+    refine_grid: str | None = None
     probability_map: bool = False
     batch_size: int | None = None
     amp: bool = True
@@ -54,6 +58,8 @@ class SegmentOptions:
         conf = self.min_lesion_confidence
         if conf is not None and not (math.isfinite(conf) and 0 <= conf < 1):
             raise InputError(f"--min-lesion-confidence must be a number in [0, 1), got {conf!r}")
+        if self.refine_grid is not None and self.refine_grid not in ("isotropic", "input"):
+            raise InputError(f"--refine-grid must be isotropic or input, got {self.refine_grid!r}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads must be >= 1, got {self.threads!r}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -73,6 +79,8 @@ class SegmentationResult:
         models: one dict per model used (id, title, version, task, sha256).
         timings_s: seconds per stage.
         device: the device that ran the networks.
+        thresholds: the lesion floors used (volume, confidence) and their sources.
+        candidates: tumor components the floors dropped (given back to the liver in ``labelmap``), on the grid.
     """
 
     labelmap: np.ndarray
@@ -83,3 +91,5 @@ class SegmentationResult:
     models: tuple[dict[str, Any], ...] = ()
     timings_s: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    thresholds: LesionThresholds = field(default_factory=LesionThresholds)
+    candidates: Candidates | None = None

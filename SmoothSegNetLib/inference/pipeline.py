@@ -15,14 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference.device import run_with_oom_fallback, select_device, set_threads
 from SmoothSegNetLib.inference.options import SegmentationResult, SegmentOptions
 from SmoothSegNetLib.inference.postprocess import (
     bounding_box,
-    chan_vese_refine,
     fill_holes,
     largest_component,
     liver_context,
@@ -34,9 +32,12 @@ from SmoothSegNetLib.inference.preprocess import (
     to_network_layout,
     window_hu,
 )
+from SmoothSegNetLib.inference.refine import refine_tumor
+from SmoothSegNetLib.inference.thresholds import on_grid, split_by_thresholds
 from SmoothSegNetLib.inference.window import RunSettings, predict
 from SmoothSegNetLib.models import ModelCard, Registry, build_network, load_weights
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress, sub_progress
+from SmoothSegNetLib.report.candidates import Candidates, LesionThresholds, ThresholdSource
 from SmoothSegNetLib.resample import Interpolation, crop_geometry, resample
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
@@ -55,6 +56,8 @@ class Segmenter:
         self.registry = registry if registry is not None else Registry()
         set_threads(self.options.threads)
         self.device = select_device(self.options.device)
+        #: Set once a GPU ran out of memory and the networks moved to the CPU: every later case says so.
+        self.cpu_fallback_note: str | None = None
         self.liver_card, self.liver_net, liver_sha = self._load(self.options.liver_model, "liver")
         self.models: list[dict[str, Any]] = [_model_info(self.liver_card, liver_sha)]
         self.tumor_card: ModelCard | None = None
@@ -62,6 +65,7 @@ class Segmenter:
         if not self.options.liver_only:
             self.tumor_card, self.tumor_net, tumor_sha = self._load(self.options.tumor_model, "tumor")
             self.models.append(_model_info(self.tumor_card, tumor_sha))
+        self.thresholds = LesionThresholds() if self.tumor_card is None else self._lesion_thresholds(self.tumor_card)
 
     def _load(self, name: str, task: str) -> tuple[ModelCard, torch.nn.Module, str | None]:
         entry = self.registry.find(name)
@@ -94,6 +98,12 @@ class Segmenter:
 
         q, used, fallbacks = run_with_oom_fallback(run, self.device, batch)
         if used != self.device:
+            if used.type == "cpu":
+                self.cpu_fallback_note = (
+                    f"ran on the CPU: {self.device} ran out of memory in an earlier case of this run, so the "
+                    "networks stayed on the CPU for the rest of it (slower, same results; run this case again "
+                    "on its own to use the GPU)"
+                )
             self.device = used
             for net in (self.liver_net, self.tumor_net):
                 if net is not None:
@@ -107,7 +117,7 @@ class Segmenter:
     ) -> SegmentationResult:
         """Segment ``ct``; see :func:`segment`."""
         _check_ct(ct)
-        warnings: list[str] = []
+        warnings: list[str] = [] if self.cpu_fallback_note is None else [self.cpu_fallback_note]
         timings: dict[str, float] = {}
         probability: dict[str, np.ndarray] | None = {} if self.options.probability_map else None
         t0 = time.perf_counter()
@@ -120,22 +130,23 @@ class Segmenter:
         labelmap = liver.astype(np.uint8)
         lesions = np.zeros(ct.geometry.shape_kji, dtype=np.uint16)
         confidence: dict[int, float] = {}
+        candidates: Candidates | None = None
         if not liver.any():
             warnings.append("no liver found in the field of view: the labelmap is empty (is this an abdominal CT?)")
         elif self.tumor_card is not None and self.tumor_net is not None:
             t1 = time.perf_counter()
-            box, tumor_lesions, q_tumor, confidence, refined = self._tumor_stage(
-                ct, liver, sub_progress(progress, 0.5, 0.98), cancel, warnings
-            )
-            if refined is not None:
-                labelmap[box] = refined.mask
+            stage = self._tumor_stage(ct, liver, sub_progress(progress, 0.5, 0.98), cancel, warnings)
+            box, confidence = stage.box, stage.confidence
+            if stage.refined is not None:
+                labelmap[box] = stage.refined.mask
                 if probability is not None:
-                    probability["liver"][box] = refined.q.astype(np.float16)
-            labelmap[box][tumor_lesions > 0] = 2
-            lesions[box] = tumor_lesions
+                    probability["liver"][box] = stage.refined.q.astype(np.float16)
+            labelmap[box][stage.lesions > 0] = 2
+            lesions[box] = stage.lesions
+            candidates = on_grid(stage.candidates, box, ct.geometry.shape_kji)
             if probability is not None:
                 full = np.zeros(ct.geometry.shape_kji, dtype=np.float16)
-                full[box] = q_tumor
+                full[box] = stage.q
                 probability["tumor"] = full
             timings["tumor_s"] = time.perf_counter() - t1
             if not confidence:
@@ -152,6 +163,8 @@ class Segmenter:
             models=tuple(self.models),
             timings_s=timings,
             device=str(self.device),
+            thresholds=self.thresholds,
+            candidates=candidates,
         )
 
     def _liver_stage(
@@ -166,10 +179,9 @@ class Segmenter:
         q = self._predict(self.liver_net, image, card, progress, cancel, "liver", warnings)
         del image
         q_input = np.zeros(ct.geometry.shape_kji, dtype=np.float32)
-        sub = box if self.options.probability_map else _support_box(q, grid, region)
-        if sub is not None:
-            target = q_input[box]
-            target[sub] = resample(q, grid, crop_geometry(region, sub), Interpolation.LINEAR, 0.0)
+        # ``box`` places the region in the input; the region itself is mapped back whole or only where q can
+        # reach 0.5 (the same mask either way). Its indices are relative to the region, not to the input.
+        q_input[box] = _map_back(q, grid, region, self.options.probability_map)
         liver = q_input >= 0.5
         if card.post.largest_component:
             liver = largest_component(liver)
@@ -184,10 +196,8 @@ class Segmenter:
         progress: ProgressCallback,
         cancel: CancelCheck | None,
         warnings: list[str],
-    ) -> tuple[Slices, np.ndarray, np.ndarray, dict[int, float], _RefinedLiver | None]:
+    ) -> _TumorStage:
         """Lesions in the liver box; with ``liver_from_tumor_stage`` also the liver the tumor network sees."""
-        from SmoothSegNetLib.report import label_lesions
-
         card = self.tumor_card
         assert card is not None and self.tumor_net is not None  # guarded by the caller
         box = _tumor_box(liver, ct.geometry, card)
@@ -219,7 +229,9 @@ class Segmenter:
         iterations = self._refine_iterations(card)
         if iterations:
             check_cancel(cancel)
-            tumor = chan_vese_refine(window_hu(ct_crop, card.input.hu_window), tumor, context, iterations)
+            refine_grid = self.options.refine_grid or card.post.chan_vese_grid
+            image_crop = window_hu(ct_crop, card.input.hu_window)
+            tumor = refine_tumor(image_crop, tumor, context, crop_geom, iterations, refine_grid)
         refined = None
         if with_liver:
             q_fg = _map_back(maps[1], grid, crop_geom, True) * context
@@ -231,17 +243,19 @@ class Segmenter:
                 warnings.append(
                     "the tumor network found no liver in the liver stage's mask: the liver stage's mask is kept"
                 )
-        min_ml = self.options.min_lesion_ml if self.options.min_lesion_ml is not None else card.post.min_lesion_ml
-        lesions = label_lesions(tumor, crop_geom, min_volume_ml=min_ml)
-        confidence = _lesion_confidence(q_crop, lesions)
-        min_conf = self.options.min_lesion_confidence
-        min_conf = card.post.min_lesion_confidence if min_conf is None else min_conf
-        if min_conf > 0 and any(v < min_conf for v in confidence.values()):
-            # Unsure lesions go back to liver; the rest are numbered again by decreasing volume.
-            kept = [n for n, v in confidence.items() if v >= min_conf]
-            lesions = label_lesions(np.isin(lesions, kept), crop_geom)
-            confidence = _lesion_confidence(q_crop, lesions)
-        return box, lesions, q_crop, confidence, refined
+        lesions, confidence, candidates = split_by_thresholds(tumor, q_crop, crop_geom, self.thresholds)
+        return _TumorStage(box, lesions, q_crop, confidence, refined, candidates)
+
+    def _lesion_thresholds(self, card: ModelCard) -> LesionThresholds:
+        """The floors a tumor component must reach to be a lesion: the options' values, else the card's."""
+        cli, from_card = ThresholdSource.CLI.value, ThresholdSource.CARD.value
+        min_ml, min_conf = self.options.min_lesion_ml, self.options.min_lesion_confidence
+        return LesionThresholds(
+            min_lesion_ml=card.post.min_lesion_ml if min_ml is None else min_ml,
+            min_lesion_ml_source=from_card if min_ml is None else cli,
+            min_lesion_confidence=card.post.min_lesion_confidence if min_conf is None else min_conf,
+            min_lesion_confidence_source=from_card if min_conf is None else cli,
+        )
 
     def _refine_iterations(self, card: ModelCard) -> int:
         if self.options.refine is None:
@@ -249,6 +263,18 @@ class Segmenter:
         if not self.options.refine:
             return 0
         return card.post.chan_vese_iterations or DEFAULT_REFINE_ITERATIONS
+
+
+@dataclass(frozen=True)
+class _TumorStage:
+    """What the tumor stage found in its ``box`` of the input grid (arrays are crops ``[k, j, i]`` of the box)."""
+
+    box: Slices
+    lesions: np.ndarray
+    q: np.ndarray
+    confidence: dict[int, float]
+    refined: _RefinedLiver | None
+    candidates: Candidates
 
 
 @dataclass(frozen=True)
@@ -265,15 +291,6 @@ def tumor_stage_mask(liver_kji: np.ndarray, crop: Geometry, grid: Geometry, dila
     function, from the reference liver."""
     liver_grid = resample(liver_kji.astype(np.uint8), crop, grid, Interpolation.LINEAR, 0) != 0
     return liver_context(liver_grid, _spacing_kji(grid), dilation_mm)
-
-
-def _lesion_confidence(q: np.ndarray, lesions: np.ndarray) -> dict[int, float]:
-    """Lesion id -> mean decision probability inside it."""
-    count = int(lesions.max()) if lesions.size else 0
-    if not count:
-        return {}
-    means = ndimage.mean(q, labels=lesions, index=np.arange(1, count + 1))
-    return {n + 1: round(float(v), 4) for n, v in enumerate(np.atleast_1d(means))}
 
 
 def _spacing_kji(geometry: Geometry) -> tuple[float, float, float]:

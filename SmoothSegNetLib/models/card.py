@@ -84,6 +84,7 @@ class PostSpec:
     largest_component: bool = True
     fill_holes: bool = True
     chan_vese_iterations: int = 0
+    chan_vese_grid: str = "isotropic"
     min_lesion_ml: float = 0.1
     liver_from_tumor_stage: bool = False
     min_lesion_confidence: float = 0.0
@@ -288,6 +289,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             largest_component=bool(post.get("largest_component", True)),
             fill_holes=bool(post.get("fill_holes", True)),
             chan_vese_iterations=int(post.get("chan_vese_iterations", 0)),
+            chan_vese_grid=str(post.get("chan_vese_grid", "isotropic")),
             min_lesion_ml=float(post.get("min_lesion_ml", 0.1)),
             liver_from_tumor_stage=bool(post.get("liver_from_tumor_stage", False)),
             min_lesion_confidence=float(post.get("min_lesion_confidence", 0.0)),

@@ -1,4 +1,8 @@
-"""``report.json`` and ``report.csv`` writers (one CSV row per lesion, units in the headers)."""
+"""``report.json`` and ``report.csv`` writers (one CSV row per lesion, units in the headers).
+
+After the lesions, report.csv lists the candidates (tumor components under a lesion threshold, not counted in
+the burden) with ``status`` ``candidate`` and their ``reason``; a lesion row has ``status`` ``lesion``.
+"""
 
 from __future__ import annotations
 
@@ -28,12 +32,20 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("paper_size_group", "categories.paper_size_group"),
     ("touches_outside_liver", "touches_outside_liver"),
 )
+#: Trailing columns: whether the row is a lesion or a dropped candidate, and why it was dropped.
+STATUS_COLUMNS = ("status", "reason")
 
 
 def _get(entry: dict[str, Any], dotted: str) -> Any:
+    """The value at ``dotted`` (``a.b.0``); ``None`` where the entry has no such key (a candidate's HU)."""
     value: Any = entry
     for part in dotted.split("."):
-        value = value[int(part)] if isinstance(value, list) else value[part]
+        if isinstance(value, list):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
     return value
 
 
@@ -45,13 +57,15 @@ def write_report_json(path: str | Path, report: dict[str, Any]) -> None:
 
 
 def write_report_csv(path: str | Path, report: dict[str, Any]) -> None:
-    """One row per lesion, in lesion id order; an empty tumor burden gives the header row only."""
+    """One row per lesion (id order), then one per candidate; no lesion and no candidate: the header only."""
     with Path(path).open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow([header for header, _ in CSV_COLUMNS])
-        for lesion in report["lesions"]:
+        writer.writerow([*(header for header, _ in CSV_COLUMNS), *STATUS_COLUMNS])
+        rows = [(lesion, "lesion") for lesion in report["lesions"]]
+        rows += [(candidate, "candidate") for candidate in report.get("candidates", [])]
+        for entry, status in rows:
             row = []
             for _, key in CSV_COLUMNS:
-                value = _get(lesion, key)
+                value = _get(entry, key)
                 row.append("" if value is None else value)
-            writer.writerow(row)
+            writer.writerow([*row, status, entry.get("reason", "")])

@@ -15,6 +15,13 @@ from scipy import ndimage
 from SmoothSegNetLib import __version__
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.report.axes import max_diameter_3d_mm, recist_axes, xy_mm_to_lps
+from SmoothSegNetLib.report.candidates import (
+    Candidates,
+    LesionThresholds,
+    ThresholdSource,
+    measure_candidates,
+    small_components,
+)
 from SmoothSegNetLib.report.categories import LIRADS_NOTE, milan_size_check, size_categories
 from SmoothSegNetLib.report.codes import measurement_codes
 from SmoothSegNetLib.report.lesions import label_lesions
@@ -169,6 +176,8 @@ def measure(
     models: Iterable[Any] = (),
     warnings: Iterable[str] = (),
     options: ReportOptions | None = None,
+    thresholds: LesionThresholds | None = None,
+    candidates: Candidates | None = None,
 ) -> dict[str, Any]:
     """Measure liver and lesions; the content of ``report.json``.
 
@@ -181,6 +190,10 @@ def measure(
         models: model card entries (mappings or dataclasses with id, title, version, sha256, ...).
         warnings: notes to carry into the report (e.g. from reading or inference).
         options: lesion finding options when ``lesions`` is ``None``.
+        thresholds: the lesion floors used, stated in the report (default: ``options.min_volume_ml`` when
+            lesions are found here, else none applied).
+        candidates: tumor components the floors dropped, listed as ``candidates[]`` (not in the burden);
+            default: with ``lesions`` ``None``, the components under ``options.min_volume_ml``.
 
     Returns:
         A JSON-ready dict following ``SmoothSegNetLib/schemas/report.schema.json``.
@@ -201,8 +214,16 @@ def measure(
             split=options.split_touching,
             split_neck_depth_mm=options.split_neck_depth_mm,
         )
+        if candidates is None and options.min_volume_ml > 0:
+            candidates = small_components(tumor, instances)
     else:
         instances = _check_lesions(lesions, tumor, geometry)
+    if thresholds is None:
+        found_here = lesions is None
+        thresholds = LesionThresholds(
+            min_lesion_ml=options.min_volume_ml if found_here else None,
+            min_lesion_ml_source=(ThresholdSource.DEFAULT if found_here else ThresholdSource.NOT_APPLIED).value,
+        )
     count = int(instances.max()) if instances.size else 0
     objects = ndimage.find_objects(instances.astype(np.int32), max_label=count)
     entries = []
@@ -224,6 +245,17 @@ def measure(
         notes.append("touching lesions were split by a distance-transform watershed (split_touching)")
     if lesions is None and options.min_volume_ml > 0:
         notes.append(f"tumor components under {options.min_volume_ml:g} ml were not counted as lesions")
+    candidate_entries: list[dict[str, Any]] = []
+    if candidates is not None and candidates.count:
+
+        def measure_one(n: int, instances: np.ndarray, box: tuple[slice, ...]) -> dict[str, Any]:
+            return _lesion(n, instances, box, ct, liver_or_tumor, None)
+
+        candidate_entries, left_out = measure_candidates(candidates, measure_one)
+        notes.append(
+            f"{candidates.count} tumor candidate(s) under the lesion thresholds are listed under candidates "
+            "and not counted in the tumor burden" + (f" ({left_out} smallest not listed)" if left_out else "")
+        )
     return {
         "schema": SCHEMA_ID,
         "software": {"name": "SmoothSegNet", "version": __version__},
@@ -238,6 +270,8 @@ def measure(
         },
         "milan_size_check": milan_size_check([e["long_axis_mm"] for e in entries]),
         "lesions": entries,
+        "thresholds": thresholds.as_report(),
+        "candidates": candidate_entries,
         "models": model_entries,
         "measurement_codes": measurement_codes(),
         "warnings": list(dict.fromkeys(all_warnings)),
