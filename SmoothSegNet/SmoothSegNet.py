@@ -23,6 +23,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from SmoothSegNetSlicerLib.live import LiveReport
 from SmoothSegNetSlicerLib.logic import (
     ENGINE_PARENT_DIR,
     SmoothSegNetRunner,
@@ -59,8 +60,9 @@ network (the method of arXiv 2410.10005), lists every lesion (volume, RECIST lon
 3D diameter, mean HU) and exports DICOM-SEG and a structured report.<br><br>
 <b>Warning:</b> the bundled demo models are trained on synthetic phantoms only. They show that the
 software works; they say nothing about performance on patients. Not for clinical use.<br><br>
-Steps: select the CT, click <i>Segment Liver &amp; Tumors</i>, correct the segments in Segment Editor,
-click <i>Recompute report</i>, then export or send to the PACS.
+Steps: select the CT, click <i>Segment Liver &amp; Tumors</i>, correct the segments in Segment Editor
+(the lesion table follows each edit by itself; <i>Recompute report</i> measures again on request), then
+export or send to the PACS.
 """
         self.parent.acknowledgementText = """
 Method: SmoothSegNet, "A Global-Local Framework for Liver Tumor Segmentation with Clinical
@@ -157,6 +159,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._report: dict[str, Any] | None = None
         self._editedLesionIds: tuple[int, ...] = ()
         self._downloadQueue: list[str] = []
+        self._live: LiveReport | None = None
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -201,6 +204,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self._watchEdits(None)
         if self.logic is not None and self.logic.isRunning:
             self.logic.cancel()
 
@@ -215,6 +219,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller: Any, event: Any) -> None:
         if self.logic is not None and self.logic.isRunning:
             self.logic.cancel()
+        self._watchEdits(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller: Any, event: Any) -> None:
@@ -358,13 +363,30 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.outputSegmentation = node
             self._showResult(node)
             self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor, then click Recompute report."
+            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor: the table follows each edit."
         self._updateView()
 
     def _showResult(self, node: Any) -> None:
         node.CreateClosedSurfaceRepresentation()
         slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
         self._showReport(self.logic.storedReport(node))
+        self._watchEdits(node)
+
+    def _watchEdits(self, segmentation: Any) -> None:
+        """The live table: re-measure (debounced) after every edit of ``segmentation``; None stops it."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        if segmentation is not None and volume is not None:
+            self._live = LiveReport(self.logic, volume, segmentation, self._onLiveUpdated)
+            self._live.start()
+
+    def _onLiveUpdated(self, report: dict[str, Any], edited: tuple[int, ...]) -> None:
+        self._showReport(report, edited)
+        self.ui.statusLabel.text = (
+            f"Table updated after the edit; edited lesions: {', '.join(map(str, edited)) or 'none'}"
+        )
 
     def _fail(self, error: Exception) -> None:
         logging.error("SmoothSegNet: %s", error, exc_info=error)
@@ -378,6 +400,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The latest report is on the lesion table node (recomputed); the network's is on the segmentation.
         table = self.logic.tableFor(node)
         self._showReport(self.logic.storedReport(table) or self.logic.storedReport(node))
+        self._watchEdits(node)
         self._updateView()
 
     def onRecomputeButton(self) -> None:

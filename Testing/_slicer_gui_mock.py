@@ -119,7 +119,12 @@ def load_fake_ui(path: str) -> FakeWidget:
 
 
 class FakeTimer:
-    """QTimer stand-in: never fires by itself; tests call the logic's poll as the timer would."""
+    """QTimer stand-in: never fires by itself; tests call the logic's poll (or ``slot``) as the timer would."""
+
+    active = False
+
+    def setSingleShot(self, single: bool) -> None:
+        self.single_shot = single
 
     def setInterval(self, ms: int) -> None:
         self.interval = ms

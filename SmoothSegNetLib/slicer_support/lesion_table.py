@@ -48,7 +48,8 @@ def lesion_table_columns(path: Path = TABLE_FILE) -> tuple[LesionTableColumn, ..
 
 def _value(lesion: dict[str, Any], column: LesionTableColumn, edited: bool, lesion_name: str) -> Any:
     if column.key == "edited":
-        return "yes" if edited else ""
+        manual = lesion.get("axes_source") == "manual"  # RECIST lines moved by hand (markups)
+        return ", ".join(text for text, on in (("yes", edited), ("manual axes", manual)) if on)
     if column.key == "segment":
         return lesion_name
     value = lesion.get(column.key)
