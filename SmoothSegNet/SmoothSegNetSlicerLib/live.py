@@ -52,17 +52,27 @@ def qtSingleShotTimer(delayMs: int, callback: Callable[[], None]) -> SingleShotT
 def applyManualAxes(report: dict[str, Any], segmentationNode: Any, lesionIds: dict[int, str]) -> None:
     """Put the hand-set RECIST axes (segment tag :data:`TAG_MANUAL_AXES`) into the report's lesions.
 
-    A lesion with manual axes gets ``axes_source: "manual"`` and the lengths of the user's lines.
+    A lesion with manual axes gets ``axes_source: "manual"``, the lengths of the user's lines and the size
+    categories of its new long axis; the burden's largest long axis, the Milan size check and a warning follow.
     """
     from SmoothSegNetLib import mrml
+    from SmoothSegNetLib.report.categories import milan_size_check, size_categories
 
     segmentation = segmentationNode.GetSegmentation()
+    manual = []
     for lesion in report.get("lesions", []):
         segment = segmentation.GetSegment(lesionIds.get(int(lesion["id"]), ""))
         text = mrml._tag(segment, TAG_MANUAL_AXES) if segment is not None else None
         if text:
             lesion.update(json.loads(text))
             lesion["axes_source"] = "manual"
+            lesion["categories"] = size_categories(lesion["long_axis_mm"])
+            manual.append(str(lesion["id"]))
+    if manual:
+        long_axes = [lesion["long_axis_mm"] for lesion in report["lesions"]]
+        report["tumor_burden"]["largest_long_axis_mm"] = max(long_axes)
+        report["milan_size_check"] = milan_size_check(long_axes)
+        report["warnings"].append(f"lesion(s) {', '.join(manual)}: RECIST axes measured by hand (markups lines)")
 
 
 class LiveReport:
