@@ -21,14 +21,13 @@ from SmoothSegNetSlicerLib.corrections import (
     ManualAxesWatcher,
     deleteLesion,
     lpsToRas,
-    recistLineNodes,
     showRecistLines,
 )
 from SmoothSegNetSlicerLib.live import TAG_MANUAL_AXES
 
 
-def _current_report(scene: dict[str, Any]) -> dict[str, Any]:
-    return scene["runner"].storedReport(scene["runner"].tableFor(scene["node"]))  # type: ignore[no-any-return]
+def _current_report(opened: dict[str, Any]) -> dict[str, Any]:
+    return opened["runner"].storedReport(opened["runner"].tableFor(opened["node"]))  # type: ignore[no-any-return]
 
 
 def test_lps_to_ras_flips_first_two_axes() -> None:

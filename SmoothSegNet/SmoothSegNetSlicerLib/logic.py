@@ -162,6 +162,10 @@ class SmoothSegNetRunner(ChildJobs):
             self.scene, outputDir, inputVolume, per_lesion=perLesion, segmentation_node=outputSegmentation
         )
         report = self.storedReport(node)
+        if perLesion:
+            from SmoothSegNetSlicerLib.candidates import importCandidates
+
+            importCandidates(node, inputVolume, Path(outputDir), report)
         table = None
         if report is not None:
             table = mrml.table_from_report(self.scene, report, self.tableFor(node))
