@@ -37,7 +37,7 @@ class PythonQtTimer(QtCore.QTimer):
         _connect(self, signature, slot)
 
 
-class ctkCollapsibleButton(QtWidgets.QGroupBox):  # noqa: N801  (the .ui's class name)
+class ctkCollapsibleButton(QtWidgets.QGroupBox):
     """STAND-IN for CTK's collapsible button: a group box titled with ``text``."""
 
     def _text(self) -> str:
@@ -49,7 +49,7 @@ class ctkCollapsibleButton(QtWidgets.QGroupBox):  # noqa: N801  (the .ui's class
     text = QtCore.Property(str, _text, _setText)  # type: ignore[assignment]
 
 
-class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801
+class qMRMLNodeComboBox(QtWidgets.QComboBox):
     """STAND-IN for qMRML's node selector: shows the current node's name, emits ``currentNodeChanged``."""
 
     currentNodeChanged = QtCore.Signal(object)
@@ -62,7 +62,7 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801
         self.addItem(node.GetName() if node is not None else "None")
 
 
-class ctkDirectoryButton(QtWidgets.QPushButton):  # noqa: N801
+class ctkDirectoryButton(QtWidgets.QPushButton):
     """STAND-IN for CTK's directory button: a push button showing ``directory``."""
 
     def _directory(self) -> str:
@@ -74,7 +74,7 @@ class ctkDirectoryButton(QtWidgets.QPushButton):  # noqa: N801
     directory = QtCore.Property(str, _directory, _setDirectory)
 
 
-class qMRMLWidget(QtWidgets.QWidget):  # noqa: N801
+class qMRMLWidget(QtWidgets.QWidget):
     """STAND-IN for qMRML's base widget (the panel's root): remembers the scene."""
 
     mrmlSceneChanged = QtCore.Signal(object)

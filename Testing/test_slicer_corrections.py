@@ -19,6 +19,7 @@ from SmoothSegNetLib import mrml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SmoothSegNet"))
 from SmoothSegNetSlicerLib.corrections import (
     ManualAxesWatcher,
+    addLesionSegment,
     deleteLesion,
     lpsToRas,
     showRecistLines,
@@ -98,3 +99,17 @@ def test_delete_lesion_gives_voxels_to_liver_and_closes_the_gap(scene: dict[str,
     assert node.GetSegmentation().GetSegment("lesion_2").GetName() == "Lesion 1"
     with pytest.raises(ValueError, match="lesion 5 has no segment"):
         deleteLesion(node, volume, 5)
+
+
+def test_add_lesion_hook_adds_the_next_lesion_measured(scene: dict[str, Any]) -> None:  # noqa: F811
+    timer, node, volume = scene["timer"], scene["node"], scene["volume"]
+    mask = np.zeros(SHAPE_KJI, bool)
+    mask[2:4, 8:10, 4:6] = True  # 8 voxels in the liver, touching no lesion
+    segment_id = addLesionSegment(node, volume, mask)
+    timer.fire()
+    report, edited = scene["updates"][-1]
+    assert [lesion["voxel_count"] for lesion in report["lesions"]] == [27, 8, 8] and edited == (3,)
+    assert node.GetSegmentation().GetSegment(segment_id).GetName() == "Lesion 3"
+    assert np.array_equal(mrml.labelmap_from_segmentation(node, volume).lesions == 3, mask)
+    with pytest.raises(ValueError, match="holds no voxel"):
+        addLesionSegment(node, volume, np.zeros(SHAPE_KJI, bool))

@@ -135,3 +135,27 @@ def deleteLesion(segmentationNode: Any, inputVolume: Any, lesionId: int) -> None
     for node in recistLineNodes(scene, segmentId).values():
         scene.RemoveNode(node)
     segmentation.RemoveSegment(segmentId)
+
+
+def addLesionSegment(segmentationNode: Any, inputVolume: Any, maskKji: np.ndarray) -> str:
+    """Hook for "Add lesion at point" (the engine's ``add-lesion`` gives the mask): add it as the next lesion.
+
+    ``maskKji`` is bool on the input volume's grid. The segment is hand-added (no digest tag), so it is marked
+    edited; the live table numbers, names and measures it. Returns the new segment id.
+    Raises ValueError for an empty mask.
+    """
+    from SmoothSegNetLib import mrml
+    from SmoothSegNetLib.slicer_support.masks import BoxMask
+    from SmoothSegNetLib.terminology import segment_for_label
+
+    mask = BoxMask.from_full(np.asarray(maskKji, dtype=bool))
+    if not mask.any():
+        raise ValueError("maskKji holds no voxel: nothing to add as a lesion")
+    segmentation = segmentationNode.GetSegmentation()
+    segmentId = segmentation.GenerateUniqueSegmentID("lesion_added")
+    mrml._add_segment(
+        segmentationNode, segmentId, "Lesion", segment_for_label(mrml.TUMOR_LABEL), mask,
+        mrml.geometry_from_node(inputVolume),
+    )  # fmt: skip
+    segmentation.GetSegment(segmentId).RemoveTag(mrml.TAG_DIGEST)
+    return str(segmentId)
