@@ -4,7 +4,8 @@ Segment Editor fires a burst of events per stroke (segment modified, node modifi
 restarts one single-shot timer on each event (a debounce, 500 ms by default); when it fires, the segments
 are read back onto the CT grid on the fast path (:func:`SmoothSegNetLib.mrml.labelmap_from_segmentation`:
 Slicer's shared labelmap layers, segments as bounding boxes), measured with the engine's ``measure`` (via
-:func:`SmoothSegNetLib.slicer_support.session.recompute_report`, the same call as "Recompute report") and
+:func:`SmoothSegNetLib.slicer_support.session.recompute_report_in_box`: "Recompute report"'s measure on
+the labels' bounding box) and
 the lesion table node, segment names and the panel follow. bench/slicer_bridge.py times it.
 
 No Qt is needed except the default timer (``qt.QTimer``); tests pass a timer stand-in and an MRML scene
@@ -150,13 +151,13 @@ class LiveReport:
     def update(self) -> dict[str, Any]:
         """Measure the segments as they are now and update the table node, segment names and the panel."""
         from SmoothSegNetLib import mrml
-        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report
+        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report_in_box
 
         self._updating = True
         try:
             arrays = mrml.labelmap_from_segmentation(self.segmentationNode, self.inputVolume)
             result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
-            report = recompute_report(self.ct(), result, self.runner.storedReport(self.segmentationNode))
+            report = recompute_report_in_box(self.ct(), result, self.runner.storedReport(self.segmentationNode))
             self.measureCount += 1
             applyManualAxes(report, self.segmentationNode, arrays.lesion_ids)
             self.report, _table, self.edited = self.runner.applyMeasuredReport(
