@@ -23,6 +23,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from SmoothSegNetSlicerLib.live import LiveReport
 from SmoothSegNetSlicerLib.logic import (
     ENGINE_PARENT_DIR,
     SmoothSegNetRunner,
@@ -42,6 +43,9 @@ from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachin
 QUALITIES = ["fast", "full", "liver-only"]
 DEVICES = ["auto", "cpu", "cuda"]
 SETTINGS_PREFIX = "SmoothSegNet/"
+#: The candidates table: (header, report.json candidates[] key).
+CANDIDATE_COLUMNS = [("ID", "id"), ("Volume (ml)", "volume_ml"), ("Long axis (mm)", "long_axis_mm"),
+                     ("Confidence", "confidence"), ("Reason", "reason")]  # fmt: skip
 
 
 class SmoothSegNet(ScriptedLoadableModule):
@@ -59,8 +63,9 @@ network (the method of arXiv 2410.10005), lists every lesion (volume, RECIST lon
 3D diameter, mean HU) and exports DICOM-SEG and a structured report.<br><br>
 <b>Warning:</b> the bundled demo models are trained on synthetic phantoms only. They show that the
 software works; they say nothing about performance on patients. Not for clinical use.<br><br>
-Steps: select the CT, click <i>Segment Liver &amp; Tumors</i>, correct the segments in Segment Editor,
-click <i>Recompute report</i>, then export or send to the PACS.
+Steps: select the CT, click <i>Segment Liver &amp; Tumors</i>, correct the segments in Segment Editor
+(the lesion table follows each edit by itself; <i>Recompute report</i> measures again on request), then
+export or send to the PACS.
 """
         self.parent.acknowledgementText = """
 Method: SmoothSegNet, "A Global-Local Framework for Liver Tumor Segmentation with Clinical
@@ -163,6 +168,8 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._report: dict[str, Any] | None = None
         self._editedLesionIds: tuple[int, ...] = ()
         self._downloadQueue: list[str] = []
+        self._live: LiveReport | None = None
+        self._axesWatchers: list[Any] = []
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -185,6 +192,10 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installModelButton.connect("clicked(bool)", self.onInstallModelButton)
         self.ui.downloadModelsButton.connect("clicked(bool)", self.onDownloadModelsButton)
         self.ui.lesionTableWidget.connect("itemSelectionChanged()", self.onLesionSelected)
+        self.ui.showRecistButton.connect("clicked(bool)", self.onShowRecistButton)
+        self.ui.deleteLesionButton.connect("clicked(bool)", self.onDeleteLesionButton)
+        self.ui.acceptCandidateButton.connect("clicked(bool)", lambda *a: self._reviewCandidate(accept=True))
+        self.ui.rejectCandidateButton.connect("clicked(bool)", lambda *a: self._reviewCandidate(accept=False))
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateView)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputChanged)
         for name in ("pacsHostLineEdit", "pacsAetLineEdit"):
@@ -204,9 +215,14 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for index, column in enumerate(columns):
             table.setColumnHidden(index, not column.visible)
         table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
+        candidates = self.ui.candidateTableWidget
+        candidates.setColumnCount(len(CANDIDATE_COLUMNS))
+        candidates.setHorizontalHeaderLabels([title for title, _key in CANDIDATE_COLUMNS])
+        candidates.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self._watchEdits(None)
         if self.logic is not None and self.logic.isRunning:
             self.logic.cancel()
 
@@ -221,6 +237,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller: Any, event: Any) -> None:
         if self.logic is not None and self.logic.isRunning:
             self.logic.cancel()
+        self._watchEdits(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller: Any, event: Any) -> None:
@@ -282,6 +299,8 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else "Available when the CT was loaded from DICOM (DICOM module) and a result exists"
         )
         self.ui.sendToPacsButton.enabled = fromDicom and bool(self.ui.pacsHostLineEdit.text)
+        for name in ("showRecistButton", "deleteLesionButton", "acceptCandidateButton", "rejectCandidateButton"):
+            getattr(self.ui, name).enabled = hasResult
 
     def _showReport(self, report: dict[str, Any] | None, edited: tuple[int, ...] = ()) -> None:
         from SmoothSegNetLib.slicer_support.lesion_table import lesion_table_rows
@@ -301,6 +320,23 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 item = qt.QTableWidgetItem(format_cell(value, column))
                 item.setToolTip(column.description)
                 table.setItem(row, index, item)
+        self._showCandidates()
+
+    def _showCandidates(self) -> None:
+        """The candidates still to review (from the network's report), hidden in the views until accepted."""
+        from SmoothSegNetSlicerLib.candidates import candidateRows
+
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        rows = candidateRows(self.logic.storedReport(segmentation), segmentation) if segmentation else []
+        table = self.ui.candidateTableWidget
+        table.setRowCount(0)
+        for row, candidate in enumerate(rows):
+            table.insertRow(row)
+            for index, (_title, key) in enumerate(CANDIDATE_COLUMNS):
+                value = candidate.get(key)
+                text = "—" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+                table.setItem(row, index, qt.QTableWidgetItem(text))
+        self.ui.candidatesLabel.text = f"Candidates to review: {len(rows) or 'none'}"
 
     # -- actions -------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
@@ -364,13 +400,33 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.outputSegmentation = node
             self._showResult(node)
             self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor, then click Recompute report."
+            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor: the table follows each edit."
         self._updateView()
 
     def _showResult(self, node: Any) -> None:
         node.CreateClosedSurfaceRepresentation()
         slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
         self._showReport(self.logic.storedReport(node))
+        self._watchEdits(node)
+
+    def _watchEdits(self, segmentation: Any) -> None:
+        """The live table: re-measure (debounced) after every edit of ``segmentation``; None stops it."""
+        for watcher in self._axesWatchers:
+            watcher.stop()
+        self._axesWatchers = []
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        if segmentation is not None and volume is not None:
+            self._live = LiveReport(self.logic, volume, segmentation, self._onLiveUpdated)
+            self._live.start()
+
+    def _onLiveUpdated(self, report: dict[str, Any], edited: tuple[int, ...]) -> None:
+        self._showReport(report, edited)
+        self.ui.statusLabel.text = (
+            f"Table updated after the edit; edited lesions: {', '.join(map(str, edited)) or 'none'}"
+        )
 
     def _fail(self, error: Exception) -> None:
         logging.error("SmoothSegNet: %s", error, exc_info=error)
@@ -384,6 +440,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The latest report is on the lesion table node (recomputed); the network's is on the segmentation.
         table = self.logic.tableFor(node)
         self._showReport(self.logic.storedReport(table) or self.logic.storedReport(node))
+        self._watchEdits(node)
         self._updateView()
 
     def onRecomputeButton(self) -> None:
@@ -437,6 +494,47 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for editorNode in slicer.util.getNodesByClass("vtkMRMLSegmentEditorNode"):
                 editorNode.SetAndObserveSegmentationNode(segmentation)
                 editorNode.SetSelectedSegmentID(segmentId)
+
+    def _selectedId(self, table: Any) -> int | None:
+        rows = {index.row() for index in table.selectedIndexes()}
+        return int(table.item(min(rows), 0).text()) if rows else None
+
+    def onShowRecistButton(self) -> None:
+        """The selected lesion's RECIST axes as markups lines; moving an end point makes them manual axes."""
+        from SmoothSegNetSlicerLib.corrections import ManualAxesWatcher, showRecistLines
+
+        lesionId = self._selectedId(self.ui.lesionTableWidget)
+        if lesionId is None or self._report is None:
+            self.ui.statusLabel.text = "Select a lesion in the table first"
+            return
+        segmentation = self._parameterNode.outputSegmentation
+        with slicer.util.tryWithErrorDisplay("Showing the RECIST lines failed."):
+            lines = showRecistLines(slicer.mrmlScene, segmentation, self._report, lesionId)
+            self._axesWatchers.append(ManualAxesWatcher(segmentation, lines))
+
+    def onDeleteLesionButton(self) -> None:
+        """Delete the selected lesion (voxels back to liver); the live table renumbers."""
+        from SmoothSegNetSlicerLib.corrections import deleteLesion
+
+        lesionId = self._selectedId(self.ui.lesionTableWidget)
+        if lesionId is None:
+            self.ui.statusLabel.text = "Select a lesion in the table first"
+            return
+        with slicer.util.tryWithErrorDisplay("Deleting the lesion failed."):
+            deleteLesion(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume, lesionId)
+            self.ui.statusLabel.text = f"Lesion {lesionId} deleted; its voxels are liver again"
+
+    def _reviewCandidate(self, accept: bool) -> None:
+        from SmoothSegNetSlicerLib.candidates import acceptCandidate, rejectCandidate
+
+        candidateId = self._selectedId(self.ui.candidateTableWidget)
+        if candidateId is None:
+            self.ui.statusLabel.text = "Select a candidate in the table first"
+            return
+        with slicer.util.tryWithErrorDisplay("Reviewing the candidate failed."):
+            (acceptCandidate if accept else rejectCandidate)(self._parameterNode.outputSegmentation, candidateId)
+            self.ui.statusLabel.text = f"Candidate {candidateId} {'accepted as a lesion' if accept else 'rejected'}"
+        self._showCandidates()
 
     def _exportDirectory(self) -> Path:
         from SmoothSegNetLib.slicer_support.session import export_folder_name

@@ -237,6 +237,22 @@ def _add_segment(node: Any, segment_id: str, name: str, style: SegmentSpec, mask
         raise RuntimeError(f"Slicer refused the labelmap of segment {name!r}")
 
 
+def set_segment_mask(segmentation_node: Any, segment_id: str, mask_kji: np.ndarray, reference_volume_node: Any) -> None:
+    """Replace a segment's voxels by ``mask_kji`` (bool ``[k, j, i]`` on the reference volume's grid).
+
+    As a Segment Editor stroke does: the segmentation node fires SegmentModified. Raises RuntimeError when
+    Slicer refuses the labelmap.
+    """
+    reference = geometry_from_node(reference_volume_node)
+    image = _oriented_image_of(BoxMask.from_full(mask_kji), reference)
+    slicer = _slicer()
+    mode = slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
+    if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        image, segmentation_node, segment_id, mode
+    ):
+        raise RuntimeError(f"Slicer refused the labelmap of segment {segment_id!r}")
+
+
 def _check_same_grid(geometry: Geometry, reference: Geometry, what: str) -> None:
     if not geometry.same_grid(reference, atol=GRID_TOLERANCE_MM):
         raise InputError(

@@ -119,7 +119,12 @@ def load_fake_ui(path: str) -> FakeWidget:
 
 
 class FakeTimer:
-    """QTimer stand-in: never fires by itself; tests call the logic's poll as the timer would."""
+    """QTimer stand-in: never fires by itself; tests call the logic's poll (or ``slot``) as the timer would."""
+
+    active = False
+
+    def setSingleShot(self, single: bool) -> None:
+        self.single_shot = single
 
     def setInterval(self, ms: int) -> None:
         self.interval = ms
@@ -306,13 +311,19 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "SmoothSegNet"
 
 
 def open_panel(
-    monkeypatch: Any, tmp_path: Path, ct_kji: Any, geometry: Any, dicom_files: dict[str, Path] | None = None
+    monkeypatch: Any,
+    tmp_path: Path,
+    ct_kji: Any,
+    geometry: Any,
+    dicom_files: dict[str, Path] | None = None,
+    gui: tuple[types.ModuleType, Callable[[str], Any], Callable[[Any], Any]] | None = None,
 ) -> dict[str, Any]:
     """Load SmoothSegNet.py with the stand-ins, a real scene holding the CT, and the panel set up.
 
     The logic is pointed at tiny threshold models (liver = HU > 50, tumor = HU > 150) and this Python.
     ``dicom_files`` (SOP instance UID -> file) marks the CT as loaded from DICOM and stands in for
-    Slicer's DICOM database (a CTK/Qt object).
+    Slicer's DICOM database (a CTK/Qt object). ``gui`` = (qt module, loadUI, childWidgetVariables) replaces the
+    attribute-bag widgets (Testing/_slicer_pyside.py: the real .ui in PySide6).
     """
     import functools
     import importlib.util
@@ -324,7 +335,7 @@ def open_panel(
 
     from SmoothSegNetLib import mrml
 
-    monkeypatch.setitem(sys.modules, "qt", fake_qt())
+    monkeypatch.setitem(sys.modules, "qt", gui[0] if gui else fake_qt())
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", fake_scripted_loadable_module())
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", fake_parameter_node_wrapper())
     monkeypatch.syspath_prepend(str(MODULE_DIR))
@@ -332,6 +343,9 @@ def open_panel(
     monkeypatch.setattr(slicer, "mrmlScene", headless.scene, raising=False)
     dialogs = Dialogs()
     dialogs.install(slicer, monkeypatch)
+    if gui is not None:
+        monkeypatch.setattr(slicer.util, "loadUI", gui[1], raising=False)
+        monkeypatch.setattr(slicer.util, "childWidgetVariables", gui[2], raising=False)
     if dicom_files is not None:
         database = types.SimpleNamespace(fileForInstance=lambda uid: str(dicom_files.get(uid, "")))
         monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)

@@ -81,7 +81,14 @@ def test_guimock_segment_table_click_recompute(panel: dict[str, Any]) -> None:
     assert slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
         mrml._oriented_image(grown, geometry), node, "lesion_2"
     )
-    widget.onRecomputeButton()
+    timer = widget._live._timer  # the live table's debounce timer (a stand-in QTimer: the test fires it)
+    assert timer.active and timer.interval == 500 and table.cell(1, "Edited") == ""
+    timer.active = False
+    timer.slot()
+    assert table.cell(1, "Edited") == "yes" and table.cell(0, "Edited") == ""
+    assert table.cell(1, "Volume (ml)") == f"{12 * 0.9 * 0.9 * 2.0 / 1000:.1f}"  # 8 + 4 painted voxels
+    assert ui.statusLabel.text == "Table updated after the edit; edited lesions: 2"
+    widget.onRecomputeButton()  # the button stays (scripts): the same numbers from the engine's child
     assert widget._state.state == State.RUNNING  # measured in the engine's child, not on the GUI thread
     poll_until_done(widget)
     assert dialogs.errors == [] and widget._state.state == State.IDLE

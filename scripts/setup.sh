@@ -2,7 +2,8 @@
 # Set up SmoothSegNet in a virtual environment (.venv at the repository root, or $SMOOTHSEGNET_VENV).
 #   scripts/setup.sh           the engine and its command line, with PyTorch (CPU build) for training and export
 #   scripts/setup.sh --test    also the test tools and the Debian tools the tests use
-#                              (dicom3tools, orthanc, orthanc-dicomweb, dcmtk; needs root or sudo)
+#                              (dicom3tools, orthanc, orthanc-dicomweb, dcmtk, fonts-dejavu-core and the Qt
+#                              libraries PySide6 needs; needs root or sudo)
 # A torch-free, CPU-only engine is just 'pip install .' (docs/onnx-runtime.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,10 @@ if [ $with_test = 1 ]; then
   { command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ]; } || need+=(orthanc)
   [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
   command -v dcmsend >/dev/null || need+=(dcmtk)
+  # The panel test (Testing/test_slicer_panel_pyside.py): PySide6's Qt libraries and a font to draw text with.
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  "$venv/bin/python" -c "import PySide6.QtWidgets" >/dev/null 2>&1 ||
+    need+=(libegl1 libgl1 libfontconfig1 libxkbcommon0 libdbus-1-3 libglib2.0-0)
   if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

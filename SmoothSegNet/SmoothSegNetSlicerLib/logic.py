@@ -167,6 +167,10 @@ class SmoothSegNetRunner(ChildJobs):
             self.scene, outputDir, inputVolume, per_lesion=perLesion, segmentation_node=outputSegmentation
         )
         report = self.storedReport(node)
+        if perLesion:
+            from SmoothSegNetSlicerLib.candidates import importCandidates
+
+            importCandidates(node, inputVolume, Path(outputDir), report)
         table = None
         if report is not None:
             table = mrml.table_from_report(self.scene, report, self.tableFor(node))
@@ -199,26 +203,37 @@ class SmoothSegNetRunner(ChildJobs):
         The measuring runs in the export job's child process; waiting returns the tuple, otherwise
         ``completionCallback(tuple or None, error or None)`` gets it.
         """
-        from SmoothSegNetLib.slicer_support.session import TUMOR_SEGMENT_ID
 
         def apply(arrays: Any, reportDir: Path) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
             report = json.loads((reportDir / "report.json").read_text(encoding="utf-8"))
-            perLesion = TUMOR_SEGMENT_ID not in arrays.lesion_ids.values()
-            if perLesion:  # one segment per lesion: names follow the (gap-free) numbering
-                mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
-            edited = tuple(arrays.edited_lesion_ids) if perLesion else ()
-            # Keep the original network report for confidences; the current one goes on the table node.
-            if self.storedReport(segmentationNode) is None:
-                segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
-            table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), edited)
-            mrml.place_beside(table, inputVolume)
-            segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
-            return report, table, edited
+            return self.applyMeasuredReport(inputVolume, segmentationNode, report, arrays)
 
         return self._runExportJob(
             inputVolume, segmentationNode, None, {"report_only": True, "picture": False}, apply,
             progressCallback, completionCallback, waitForCompletion, timeoutS,
         )  # fmt: skip
+
+    def applyMeasuredReport(
+        self, inputVolume: Any, segmentationNode: Any, report: dict[str, Any], arrays: Any
+    ) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
+        """Bring a report of the current segments (``arrays``: ``mrml.SegmentationArrays``) into the scene.
+
+        Lesion segments are renamed to the gap-free numbering; the table node gets the report and the edited
+        marks. Returns (report, table node, edited lesion ids). Used by "Recompute report" and the live table.
+        """
+        from SmoothSegNetLib.slicer_support.session import TUMOR_SEGMENT_ID
+
+        perLesion = TUMOR_SEGMENT_ID not in arrays.lesion_ids.values()
+        if perLesion:  # one segment per lesion: names follow the (gap-free) numbering
+            mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
+        edited = tuple(arrays.edited_lesion_ids) if perLesion else ()
+        # Keep the original network report for confidences; the current one goes on the table node.
+        if self.storedReport(segmentationNode) is None:
+            segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
+        table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), edited)
+        mrml.place_beside(table, inputVolume)
+        segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
+        return report, table, edited
 
     def exportResults(
         self,

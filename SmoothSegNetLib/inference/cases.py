@@ -1,6 +1,7 @@
 """One case (read -> segment -> write every output, all or nothing) and cohorts (case lists, resume, sharding).
 
-A case's output folder holds ``segmentation.nrrd``, ``lesions.nrrd``, ``segmentation.seg.nrrd``,
+A case's output folder holds ``segmentation.nrrd``, ``lesions.nrrd``, ``candidates.nrrd`` (the tumor
+components under the lesion floors, numbered as report.json ``candidates[]``), ``segmentation.seg.nrrd``,
 ``report.json``, ``report.csv``, ``overview.png`` (and on request ``seg.dcm``, ``sr.dcm``,
 ``probability_liver.nrrd``, ``probability_tumor.nrrd``). Everything is written through a
 :class:`~SmoothSegNetLib.outputs.StagedOutputDir`; only after it is all in place is the completion marker
@@ -16,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,6 +118,7 @@ def write_result(stage: StagedOutputDir, ct: CTVolume, result: SegmentationResul
         thresholds=result.thresholds,
         candidates=result.candidates,
     )
+    write_labelmap(stage.path("candidates.nrrd"), candidate_labelmap(result, report), geometry)
     write_case_outputs(
         stage,
         ct,
@@ -127,6 +129,20 @@ def write_result(stage: StagedOutputDir, ct: CTVolume, result: SegmentationResul
         dicom_sr=outputs.dicom_sr,
         per_lesion_segments=outputs.per_lesion_segments,
     )
+
+
+def candidate_labelmap(result: SegmentationResult, report: dict[str, Any]) -> np.ndarray:
+    """uint16 ``[k, j, i]`` on the CT grid: candidate k of report.json ``candidates[]`` has value k, 0 elsewhere.
+
+    Candidates the report does not list (beyond its limit) are left out, so the file and the report match.
+    """
+    shape = result.labelmap.shape
+    if result.candidates is None:
+        return np.zeros(shape, np.uint16)
+    listed = np.zeros(int(result.candidates.instances.max(initial=0)) + 1, np.uint16)
+    ids = [int(entry["id"]) for entry in report.get("candidates", [])]
+    listed[ids] = ids
+    return listed[result.candidates.instances]
 
 
 def _write_marker(case: Case, result: SegmentationResult) -> None:

@@ -70,6 +70,9 @@ def check_labelmap(labelmap: np.ndarray, geometry: Geometry, name: str = "labelm
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
             raise InputError(f"{name} must hold whole label values 0, 1, 2; got non-integer values ({array.dtype})")
         array = array.astype(np.int64)
+    # min/max first: two passes instead of np.unique's sort of the whole CT grid (the live table re-measures)
+    if array.size and 0 <= array.min() and array.max() <= TUMOR_LABEL:
+        return array
     values = np.unique(array)
     bad = [int(v) for v in values if v not in (0, LIVER_LABEL, TUMOR_LABEL)]
     if bad:
@@ -85,15 +88,19 @@ def _check_lesions(lesions: np.ndarray, tumor: np.ndarray, geometry: Geometry) -
         raise InputError(f"lesions has shape {array.shape} but the CT has {geometry.shape_kji}: use the CT grid")
     if not np.issubdtype(array.dtype, np.integer):
         raise InputError(f"lesions must be an integer instance map, got dtype {array.dtype}")
-    if np.any(array < 0):
+    if np.issubdtype(array.dtype, np.signedinteger) and np.any(array < 0):
         raise InputError("lesions has negative values: instance ids must be 1..n")
-    outside = (array > 0) & ~tumor
+    marked = array > 0
+    outside = marked & ~tumor
     if outside.any():
         raise InputError(f"lesions marks {int(outside.sum())} voxels that are not tumor (label 2) in the labelmap")
-    ids = np.unique(array[array > 0])
+    # Ids present, by counting (no sort of the whole grid); a map with ids beyond uint16 is refused by the gap rule.
+    top = int(array.max()) if array.size else 0
+    counts = np.bincount(array[marked].astype(np.int64), minlength=top + 1) if top else np.zeros(1, np.int64)
+    ids = np.flatnonzero(counts[1:]) + 1
     if len(ids) and not np.array_equal(ids, np.arange(1, len(ids) + 1)):
-        raise InputError(f"lesion ids must be 1..n without gaps, got {ids[:10].tolist()}")
-    return array.astype(np.uint16)
+        raise InputError(f"lesion ids must be 1..n without gaps, got {list(ids[:10])}")
+    return array if array.dtype == np.uint16 else array.astype(np.uint16)
 
 
 def _model_entry(model: Any) -> dict[str, Any]:
@@ -269,7 +276,7 @@ def measure(
             min_lesion_ml_source=(ThresholdSource.DEFAULT if found_here else ThresholdSource.NOT_APPLIED).value,
         )
     count = int(instances.max()) if instances.size else 0
-    objects = ndimage.find_objects(instances.astype(np.int32), max_label=count)
+    objects = ndimage.find_objects(instances, max_label=count)  # uint16 as it is: no full-grid int32 copy
     entries = []
     for n in range(1, count + 1):
         box = objects[n - 1]

@@ -63,7 +63,9 @@ def _value(
     report: dict[str, Any], lesion: dict[str, Any], column: LesionTableColumn, edited: bool, lesion_name: str
 ) -> Any:
     if column.key == "edited":
-        return "yes" if edited or lesion.get("edited") else ""
+        manual = lesion.get("axes_source") == "manual"  # RECIST lines moved by hand (markups)
+        marks = (("yes", edited or bool(lesion.get("edited"))), ("manual axes", manual))
+        return ", ".join(text for text, on in marks if on)
     if column.key == "segment":
         return lesion_name
     value = _case_value(report, column.key) if column.scope == "case" else lesion.get(column.key)

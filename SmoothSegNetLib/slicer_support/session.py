@@ -112,6 +112,38 @@ def _still_edited(previous_report: dict[str, Any] | None, result: EditedResult) 
     return tuple(sorted(edited))
 
 
+def recompute_report_in_box(
+    ct: CTVolume, result: EditedResult, previous_report: dict[str, Any] | None
+) -> dict[str, Any]:
+    """:func:`recompute_report` measured on the labels' bounding box (plus one voxel): the same report, faster.
+
+    Every number is measured on the same voxels (a lesion's face ring included: the box has a one-voxel
+    margin, as ``measure`` pads each lesion), positions through the cropped grid's geometry (its origin is the
+    box's first voxel), and grid indices (``long_axis_slice_k``) and the ``input`` entry are those of the full
+    grid. The live table uses it: on a 512x512x300 CT the liver box is a small part of the grid.
+    """
+    import dataclasses
+
+    from SmoothSegNetLib.report.measure import _input_entry
+
+    labelled = np.flatnonzero(result.labelmap.any(axis=(1, 2)))
+    if labelled.size == 0:
+        return recompute_report(ct, result, previous_report)
+    bounds = [np.flatnonzero(result.labelmap.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1))]
+    box = tuple(slice(max(int(b[0]) - 1, 0), min(int(b[-1]) + 2, n)) for b, n in zip(bounds, ct.array.shape))
+    corner_ijk = np.array([b.start for b in box][::-1], dtype=float)
+    g = ct.geometry
+    geometry = Geometry.create(ct.array[box].shape, g.spacing_mm, g.index_to_lps(corner_ijk), g.direction_array)
+    crop = dataclasses.replace(ct, array=ct.array[box], geometry=geometry)
+    cropped = dataclasses.replace(result, labelmap=result.labelmap[box], lesions=result.lesions[box])
+    report = recompute_report(crop, cropped, previous_report)
+    report["input"] = _input_entry(ct)
+    for lesion in report["lesions"]:
+        if lesion.get("long_axis_slice_k") is not None:
+            lesion["long_axis_slice_k"] += box[0].start
+    return report
+
+
 def write_export(
     outdir: Path, ct: CTVolume, result: EditedResult, report: dict[str, Any], *, picture: bool = True
 ) -> list[Path]:
