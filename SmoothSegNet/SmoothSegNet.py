@@ -381,11 +381,39 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateView()
 
     def onRecomputeButton(self) -> None:
+        """Measure the segments as they are now, in the engine's child process; the table follows at the end."""
+        if self._state.busy:
+            return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Recompute report failed.", waitCursor=True):
-            report, _table, edited = self.logic.recomputeReport(p.inputVolume, p.outputSegmentation)
+        try:
+            self._state.handle(Event.START, job="report measurement")
+            self._updateView()
+            self.ui.statusLabel.text = "Recomputing the report…"
+            self.logic.recomputeReport(
+                p.inputVolume,
+                p.outputSegmentation,
+                progressCallback=self._onProgress,
+                completionCallback=self._onRecomputed,
+                waitForCompletion=False,
+            )
+            self._state.handle(Event.STARTED)
+        except Exception as exc:
+            self._fail(exc)
+        self._updateView()
+
+    def _onRecomputed(self, answer: Any, error: Exception | None) -> None:
+        if self._state.state == State.CANCELLING:
+            self._state.handle(Event.STOPPED)
+            self.ui.statusLabel.text = "Cancelled"
+        elif error is not None:
+            self._fail(error)
+        else:
+            self._state.handle(Event.FINISHED)
+            report, _table, edited = answer
             self._showReport(report, edited)
+            self._state.handle(Event.IMPORTED)
             self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
+        self._updateView()
 
     def onLesionSelected(self) -> None:
         from SmoothSegNetLib.slicer_support.session import lesion_centre_ras
@@ -405,51 +433,69 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 editorNode.SetSelectedSegmentID(segmentId)
 
     def _exportDirectory(self) -> Path:
-        return (
-            Path(self.ui.exportDirectoryButton.directory) / f"{self._parameterNode.inputVolume.GetName()}-SmoothSegNet"
-        )
+        from SmoothSegNetLib.slicer_support.session import export_folder_name
+
+        name = export_folder_name(self._parameterNode.inputVolume.GetName())  # "6: Abdomen 1/2" is no folder name
+        return Path(self.ui.exportDirectoryButton.directory) / name
 
     def onExportReportButton(self) -> None:
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            written = self.logic.exportResults(p.inputVolume, p.outputSegmentation, self._exportDirectory())
-            self.ui.statusLabel.text = f"Wrote {len(written)} files into {self._exportDirectory()}"
+        self._startExport(dicom=False, send=False)
 
     def onExportDicomButton(self) -> None:
-        import tempfile
-
-        from SmoothSegNetLib.slicer_support.session import dicom_export_command, dicom_folder_from_files
-
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
-            outdir = self._exportDirectory()
-            self.logic.exportResults(p.inputVolume, p.outputSegmentation, outdir, picture=True)
-            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in dicomInstanceUids(p.inputVolume)]
-            if not all(files):
-                raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
-            with tempfile.TemporaryDirectory(prefix="SmoothSegNet-series-") as folder:
-                series = dicom_folder_from_files([Path(f) for f in files], Path(folder) / "series")
-                command = dicom_export_command(
-                    outdir, series, per_lesion=p.perLesionSegments, python_executable=self.logic.pythonExecutable
-                )
-                self.logic.runEngine(command)
-            self.ui.statusLabel.text = f"Wrote seg.dcm and sr.dcm into {outdir}"
+        self._startExport(dicom=True, send=False)
 
     def onSendToPacsButton(self) -> None:
-        from SmoothSegNetLib.slicer_support.session import send_command
+        # Always the segments as they are now (a seg.dcm of an earlier export may be stale), exported and
+        # then sent by one job: a failed export sends nothing.
+        self._startExport(dicom=True, send=True)
 
-        with slicer.util.tryWithErrorDisplay("Sending to the PACS failed.", waitCursor=True):
-            outdir = self._exportDirectory()
-            if not (outdir / "seg.dcm").is_file():
-                self.onExportDicomButton()
-            command = send_command(
-                outdir,
-                self.ui.pacsHostLineEdit.text,
-                self.ui.pacsPortSpinBox.value,
-                self.ui.pacsAetLineEdit.text,
-                self.logic.pythonExecutable,
+    def _startExport(self, dicom: bool, send: bool) -> None:
+        """Export (and send) in the engine's child process; the Apply button cancels it meanwhile."""
+        from SmoothSegNetLib.slicer_support.export_job import PacsTarget
+
+        if self._state.busy:
+            return
+        p = self._parameterNode
+        what = "send to the PACS" if send else "DICOM export" if dicom else "export"
+        try:
+            self._state.handle(Event.START, job=what)
+            self._updateView()
+            uids = dicomInstanceUids(p.inputVolume) if dicom else []
+            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids] if dicom else None
+            pacs = None
+            if send:
+                ui = self.ui
+                pacs = PacsTarget(ui.pacsHostLineEdit.text, int(ui.pacsPortSpinBox.value), ui.pacsAetLineEdit.text)
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = f"Starting the {what}…"
+            self.logic.exportResults(
+                p.inputVolume,
+                p.outputSegmentation,
+                self._exportDirectory(),
+                picture=True,
+                dicomSeriesFiles=files,
+                perLesion=p.perLesionSegments,
+                pacs=pacs,
+                progressCallback=self._onProgress,
+                completionCallback=self._onExportCompleted,
+                waitForCompletion=False,
             )
-            self.ui.statusLabel.text = self.logic.runEngine(command).strip() or "Sent"
+            self._state.handle(Event.STARTED)
+        except Exception as exc:
+            self._fail(exc)
+        self._updateView()
+
+    def _onExportCompleted(self, summary: Any, error: Exception | None) -> None:
+        if self._state.state == State.CANCELLING:
+            self._state.handle(Event.STOPPED)
+            self.ui.statusLabel.text = "Cancelled"
+        elif error is not None:
+            self._fail(error)
+        else:
+            self._state.handle(Event.FINISHED)
+            self._state.handle(Event.IMPORTED)
+            self.ui.statusLabel.text = str(summary)
+        self._updateView()
 
     def onInstallModelButton(self) -> None:
         from SmoothSegNetLib.slicer_support.session import install_model_command

@@ -12,12 +12,16 @@ the reference volume's grid; segments are exported back onto exactly that grid.
 
 Segment tags written here (read back by :func:`labelmap_from_segmentation`):
 ``SmoothSegNet.Label`` ("1" liver, "2" tumor), ``SmoothSegNet.LesionId`` (report lesion id) and
-``SmoothSegNet.MaskDigest`` (sha1 of the mask as imported, to tell which segments were edited).
+``SmoothSegNet.MaskDigest`` (digest of the mask as imported, to tell which segments were edited: ``v2:`` and
+a sha1 of its bounding box and bits; tags of older scenes, a sha1 of the full grid's bits, are still read).
+
+Speed: segments are read from Slicer's shared labelmap layers and kept as their bounding boxes
+(:mod:`SmoothSegNetLib.slicer_support.masks`), so re-measuring costs about one export of all segments, not
+one full-grid export per segment (bench/slicer_bridge.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ import numpy as np
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.slicer_support.lesion_table import LesionTableColumn, lesion_table_columns, lesion_table_rows
+from SmoothSegNetLib.slicer_support.masks import BoxMask, SegmentMask, assemble
 from SmoothSegNetLib.terminology import SegmentSpec, segment_for_label
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
@@ -182,27 +187,30 @@ def _read_labelmap(path: Path) -> tuple[np.ndarray, Geometry]:
     return sitk.GetArrayFromImage(image), Geometry.from_sitk(image)
 
 
-def _mask_digest(mask: np.ndarray) -> str:
-    return hashlib.sha1(np.packbits(mask.astype(bool, copy=False)).tobytes()).hexdigest()
-
-
 def _oriented_image(mask: np.ndarray, geometry: Geometry) -> Any:
     """A vtkOrientedImageData (uint8, 0/1) holding ``mask`` ([k, j, i]) on ``geometry``.
 
     Only the bounding box of the mask is stored (its VTK extent places it on the grid), so small
     lesions in a large CT stay cheap; an empty mask gives a one-voxel image of 0.
     """
+    return _oriented_image_of(BoxMask.from_full(mask), geometry)
+
+
+def _oriented_image_of(mask: BoxMask, geometry: Geometry) -> Any:
+    """:func:`_oriented_image` of a mask already cut to its bounding box."""
     import vtk
     from vtk.util import numpy_support
 
     slicer = _slicer()
-    found = np.argwhere(mask)
-    low, high = (found.min(axis=0), found.max(axis=0)) if found.size else (np.zeros(3, int), np.zeros(3, int))
-    box = mask[low[0] : high[0] + 1, low[1] : high[1] + 1, low[2] : high[2] + 1]
+    low, high, voxels = [0, 0, 0], [0, 0, 0], np.zeros(1, np.uint8)
+    if mask.box is not None and mask.mask is not None:
+        low = [int(b.start) for b in mask.box]
+        high = [int(b.stop) - 1 for b in mask.box]
+        voxels = mask.mask.astype(np.uint8).ravel()
     image = slicer.vtkOrientedImageData()
-    image.SetExtent(int(low[2]), int(high[2]), int(low[1]), int(high[1]), int(low[0]), int(high[0]))
+    image.SetExtent(low[2], high[2], low[1], high[1], low[0], high[0])
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = box.astype(np.uint8).ravel()
+    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels
     image.SetImageToWorldMatrix(_numpy_to_matrix(geometry.ijk_to_ras()))
     return image
 
@@ -214,18 +222,16 @@ def _set_terminology(segment: Any, entry: str) -> None:
         segment.SetTag(_slicer().vtkSegment.GetTerminologyEntryTagName(), entry)
 
 
-def _add_segment(
-    node: Any, segment_id: str, name: str, style: SegmentSpec, mask: np.ndarray, geometry: Geometry
-) -> None:
+def _add_segment(node: Any, segment_id: str, name: str, style: SegmentSpec, mask: BoxMask, geometry: Geometry) -> None:
     slicer = _slicer()
     segmentation = node.GetSegmentation()
     segmentation.AddEmptySegment(segment_id, name, [c / 255.0 for c in style.color_rgb])
     segment = segmentation.GetSegment(segment_id)
     _set_terminology(segment, style.slicer_terminology_entry())  # the same entry as in segmentation.seg.nrrd
     segment.SetTag(TAG_LABEL, str(style.label))
-    segment.SetTag(TAG_DIGEST, _mask_digest(mask))
+    segment.SetTag(TAG_DIGEST, mask.digest())
     ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        _oriented_image(mask, geometry), node, segment_id
+        _oriented_image_of(mask, geometry), node, segment_id
     )
     if not ok:
         raise RuntimeError(f"Slicer refused the labelmap of segment {name!r}")
@@ -325,15 +331,21 @@ def _fill_segments(
     node.GetSegmentation().RemoveAllSegments()
     node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    from scipy import ndimage
+
     liver = segment_for_label(LIVER_LABEL)
-    _add_segment(node, "liver", liver.name, liver, labelmap == LIVER_LABEL, reference)
+    _add_segment(node, "liver", liver.name, liver, BoxMask.from_full(labelmap == LIVER_LABEL), reference)
     tumor = segment_for_label(TUMOR_LABEL)
     if lesions is None:
-        _add_segment(node, "tumor", tumor.name, tumor, labelmap == TUMOR_LABEL, reference)
+        _add_segment(node, "tumor", tumor.name, tumor, BoxMask.from_full(labelmap == TUMOR_LABEL), reference)
         return
-    for lesion_id in sorted(int(v) for v in np.unique(lesions) if v != 0):
+    # One pass for every lesion's box, then each lesion inside its box: not one full-grid mask per lesion.
+    for lesion_id, box in enumerate(ndimage.find_objects(lesions), start=1):
+        if box is None:
+            continue
         segment_id = f"lesion_{lesion_id}"
-        _add_segment(node, segment_id, _lesion_name(lesion_id, tumor), tumor, lesions == lesion_id, reference)
+        mask = BoxMask.from_region(reference.shape_kji, [b.start for b in box], lesions[box] == lesion_id)
+        _add_segment(node, segment_id, _lesion_name(lesion_id, tumor), tumor, mask, reference)
         node.GetSegmentation().GetSegment(segment_id).SetTag(TAG_LESION_ID, str(lesion_id))
 
 
@@ -422,9 +434,75 @@ def lesion_id_of_segment(segment: Any) -> int | None:
     return int(tag) if tag is not None and tag.isdigit() else None
 
 
-def _lesion_order(item: tuple[str, Any, np.ndarray]) -> tuple[int, int]:
-    tag = _tag(item[1], TAG_LESION_ID)
+def _lesion_order(segment: Any) -> tuple[int, int]:
+    tag = _tag(segment, TAG_LESION_ID)
     return (0, int(tag)) if tag is not None and tag.isdigit() else (1, 0)
+
+
+def _on_grid_layer_array(image: Any, reference_ijk_to_ras: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """A shared labelmap layer's voxels ``[k, j, i]`` and its first voxel's index on the reference grid.
+
+    ``None`` when the layer is not an integer labelmap whose voxels are the reference grid's voxels (then
+    its segments go through Slicer's export, which resamples).
+    """
+    import vtk
+    from vtk.util import numpy_support
+
+    if image is None or not image.IsA("vtkOrientedImageData") or image.GetNumberOfScalarComponents() != 1:
+        return None
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    layer = _matrix_to_numpy(matrix)
+    if not np.allclose(layer[:3, :3], reference_ijk_to_ras[:3, :3], rtol=0.0, atol=1e-6):
+        return None
+    # The layer may start elsewhere (Slicer grows layers): a whole number of voxels away keeps the voxels.
+    shift_ijk = np.linalg.solve(reference_ijk_to_ras[:3, :3], layer[:3, 3] - reference_ijk_to_ras[:3, 3])
+    if not np.allclose(shift_ijk, np.round(shift_ijk), rtol=0.0, atol=1e-4):
+        return None
+    x0, x1, y0, y1, z0, z1 = image.GetExtent()
+    di, dj, dk = (int(v) for v in np.round(shift_ijk))
+    first_kji = (z0 + dk, y0 + dj, x0 + di)
+    if x1 < x0 or y1 < y0 or z1 < z0 or image.GetPointData().GetScalars() is None:
+        return np.zeros((0, 0, 0), np.uint8), first_kji
+    array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    if array.dtype.kind not in "ui":
+        return None
+    return array.reshape(z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1), first_kji
+
+
+def _masks_from_layers(
+    segmentation: Any, reference_ijk_to_ras: np.ndarray, shape_kji: tuple[int, int, int]
+) -> dict[str, BoxMask]:
+    """Segment id -> :class:`BoxMask` for every segment held in a layer on the reference grid.
+
+    One pass over each layer (``find_objects`` gives every label's box), then each segment is compared
+    inside its own box only: no full-grid array per segment, unlike one export per segment.
+    """
+    from scipy import ndimage
+
+    masks: dict[str, BoxMask] = {}
+    source = getattr(segmentation, "GetSourceRepresentationName", None) or segmentation.GetMasterRepresentationName
+    if source() != _slicer().vtkSegmentationConverter.GetBinaryLabelmapRepresentationName():
+        return masks  # closed surfaces first: Slicer converts them
+    for layer in range(segmentation.GetNumberOfLayers()):
+        found = _on_grid_layer_array(segmentation.GetLayerDataObject(layer), reference_ijk_to_ras)
+        if found is None:
+            continue
+        array, offset = found
+        low = [max(0, -o) for o in offset]  # clip the layer to the reference grid
+        high = [min(n, size - o) for n, size, o in zip(array.shape, shape_kji, offset)]
+        region = array[tuple(slice(a, max(a, b)) for a, b in zip(low, high))]
+        origin = [o + a for o, a in zip(offset, low)]
+        boxes = ndimage.find_objects(region) if region.size else []
+        for segment_id in segmentation.GetSegmentIDsForLayer(layer):
+            value = int(segmentation.GetSegment(segment_id).GetLabelValue())
+            box = boxes[value - 1] if 0 < value <= len(boxes) else None
+            if box is None:
+                masks[segment_id] = BoxMask.from_region(shape_kji, origin, np.zeros((0, 0, 0), bool))
+                continue
+            start = [o + b.start for o, b in zip(origin, box)]
+            masks[segment_id] = BoxMask.from_region(shape_kji, start, region[box] == value)
+    return masks
 
 
 def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: Any) -> SegmentationArrays:
@@ -435,14 +513,16 @@ def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: An
     order (imported ones by their id, then hand-added ones in segment order) and are numbered 1..n
     without gaps: a lesion segment that was deleted or emptied closes its gap, as ``measure`` requires.
     Call :func:`rename_lesion_segments` to make the segment names follow.
+
+    Segments in a labelmap layer on the reference grid (the usual case: the import and Segment Editor
+    keep that geometry) are read from the layer directly; any other segment is exported by Slicer
+    (``ExportSegmentsToLabelmapNode``) onto the reference grid. Both give the same voxels.
     """
     _check_volume_node(reference_volume_node, "reference_volume_node")
     reference = geometry_from_node(reference_volume_node)
-    labelmap = np.zeros(reference.shape_kji, dtype=np.uint8)
-    lesions = np.zeros(reference.shape_kji, dtype=np.uint16)
     segmentation = segmentation_node.GetSegmentation()
-    tumor_masks: list[tuple[str, Any, np.ndarray]] = []
-    liver_edited = False
+    on_grid = _masks_from_layers(segmentation, reference.ijk_to_ras(), reference.shape_kji)
+    items = []
     for index in range(segmentation.GetNumberOfSegments()):
         segment_id = segmentation.GetNthSegmentID(index)
         segment = segmentation.GetSegment(segment_id)
@@ -450,21 +530,12 @@ def labelmap_from_segmentation(segmentation_node: Any, reference_volume_node: An
         if role is None:
             log.info("segment %r is neither liver nor tumor; ignored in the report", segment.GetName())
             continue
-        mask = _export_segment(segmentation_node, segment_id, reference_volume_node, reference)
-        if role == LIVER_LABEL:
-            labelmap[mask & (labelmap == 0)] = LIVER_LABEL
-            liver_edited = liver_edited or _tag(segment, TAG_DIGEST) != _mask_digest(mask)
-        elif mask.any():
-            tumor_masks.append((segment_id, segment, mask))
-    lesion_ids: dict[int, str] = {}
-    edited: list[int] = []
-    for lesion_id, (segment_id, segment, mask) in enumerate(sorted(tumor_masks, key=_lesion_order), start=1):
-        labelmap[mask] = TUMOR_LABEL
-        lesions[mask & (lesions == 0)] = lesion_id
-        lesion_ids[lesion_id] = segment_id
-        if _tag(segment, TAG_DIGEST) != _mask_digest(mask):
-            edited.append(lesion_id)
-    return SegmentationArrays(labelmap, lesions, lesion_ids, tuple(edited), liver_edited, reference)
+        mask = on_grid.get(segment_id)
+        if mask is None:
+            mask = BoxMask.from_full(_export_segment(segmentation_node, segment_id, reference_volume_node, reference))
+        items.append(SegmentMask(segment_id, role, _lesion_order(segment), _tag(segment, TAG_DIGEST), mask))
+    labelmap, lesions, lesion_ids, edited, liver_edited = assemble(reference.shape_kji, items)
+    return SegmentationArrays(labelmap, lesions, lesion_ids, edited, liver_edited, reference)
 
 
 def rename_lesion_segments(segmentation_node: Any, lesion_ids: dict[int, str]) -> None:

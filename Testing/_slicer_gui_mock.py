@@ -259,6 +259,7 @@ class Dialogs:
         self.questions: list[str] = []
         self.answer = True
         self.jumps: list[tuple[float, ...]] = []
+        self.details: list[str | None] = []  # the detailedText of each error dialog (None when none given)
 
     def install(self, slicer: Any, monkeypatch: Any) -> None:
         util = slicer.util
@@ -266,7 +267,12 @@ class Dialogs:
         monkeypatch.setattr(
             util, "childWidgetVariables", lambda panel: types.SimpleNamespace(**panel.children), raising=False
         )
-        monkeypatch.setattr(util, "errorDisplay", lambda text, *a, **k: self.errors.append(str(text)), raising=False)
+
+        def error_display(text: str, *args: Any, **kwargs: Any) -> None:
+            self.errors.append(str(text))
+            self.details.append(kwargs.get("detailedText"))
+
+        monkeypatch.setattr(util, "errorDisplay", error_display, raising=False)
 
         def confirm(text: str, *args: Any, **kwargs: Any) -> bool:
             self.questions.append(text)

@@ -94,8 +94,22 @@ def test_recompute_after_an_edit_marks_it_and_grows_the_volume(run: dict[str, An
 
 
 def test_export_writes_the_current_segments(run: dict[str, Any], tmp_path: Path) -> None:
-    written = run["runner"].exportResults(run["volume"], run["node"], tmp_path / "export", picture=False)
-    assert sorted(p.name for p in written) == ["lesions.nrrd", "report.csv", "report.json", "segmentation.nrrd"]
+    events: list[Any] = []
+    summary = run["runner"].exportResults(
+        run["volume"], run["node"], tmp_path / "export", picture=False, progressCallback=events.append, timeoutS=300
+    )
+    assert summary == f"Wrote 4 files into {(tmp_path / 'export').resolve()}"
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "lesions.nrrd",
+        "report.csv",
+        "report.json",
+        "segmentation.nrrd",
+    ]
+    assert [e.stage for e in events] == ["report", "report", "done"] and events[-1].fraction == 1.0
+    report = json.loads((tmp_path / "export" / "report.json").read_text())
+    voxel_ml = 0.8 * 0.7 * 2.5 / 1000
+    assert report["lesions"][0]["volume_ml"] == pytest.approx(48 * voxel_ml, abs=1e-4)
+    assert not run["runner"].isRunning
 
 
 def test_bad_input_is_refused_before_anything_starts(run: dict[str, Any]) -> None:

@@ -127,3 +127,25 @@ def test_why_cannot_apply_explains_the_disabled_button() -> None:
     machine = WidgetStateMachine()
     view = machine.view(why_cannot_apply(has_input_volume=False))
     assert not view.button_enabled and view.button_tooltip.startswith("Select an input CT volume")
+
+
+def test_state_machine_names_the_export_job_it_runs() -> None:
+    """Exports and PACS sends go through the same states, progress bar and Cancel button as a segmentation."""
+    machine = WidgetStateMachine()
+    machine.handle(Event.START, job="send to the PACS")
+    machine.handle(Event.STARTED)
+    view = machine.view()
+    assert (view.button_text, view.button_enabled, view.progress_visible, view.inputs_enabled) == (
+        CANCEL_TEXT,
+        True,
+        True,
+        False,
+    )
+    assert view.button_tooltip == "Stop the send to the PACS (kills the worker process)"
+    machine.handle(Event.FAIL, "the PACS refused the association")
+    assert machine.view().button_tooltip == (
+        "Last send to the PACS failed: the PACS refused the association. Click to segment again."
+    )
+    machine.handle(Event.START)  # a segmentation again: named as before
+    assert machine.job == "segmentation"
+    assert machine.view().button_tooltip == "Stop the segmentation (kills the worker process)"

@@ -15,6 +15,7 @@ from SmoothSegNetLib.slicer_support.session import (
     EditedResult,
     carried_confidence,
     dicom_export_command,
+    export_folder_name,
     install_model_command,
     lesion_centre_ras,
     previous_report_from_text,
@@ -126,3 +127,20 @@ def test_one_tumor_segment_is_split_into_lesions_again() -> None:
     assert [lesion["voxel_count"] for lesion in report["lesions"]] == [27, 8]
     assert all(lesion["confidence"] is None for lesion in report["lesions"])
     assert "the tumor segment was edited by hand after the network result" in report["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("volume_name", "folder"),
+    [
+        ("CT abdomen", "CT abdomen-SmoothSegNet"),
+        ("6: Abdomen 1/2", "6_ Abdomen 1_2-SmoothSegNet"),  # ':' is invalid on Windows, '/' makes a subfolder
+        ('a<b>c"d\\e|f?g*h', "a_b_c_d_e_f_g_h-SmoothSegNet"),
+        ("tab\there\x00", "tab_here_-SmoothSegNet"),  # control characters
+        ("  series. ", "series-SmoothSegNet"),  # no leading/trailing spaces or dots
+        ("..", "CT-SmoothSegNet"),
+        ("", "CT-SmoothSegNet"),
+        ("x" * 300, "x" * 100 + "-SmoothSegNet"),  # stays well under Windows' 260-character paths
+    ],
+)
+def test_export_folder_name_is_one_valid_folder_on_every_system(volume_name: str, folder: str) -> None:
+    assert export_folder_name(volume_name) == folder

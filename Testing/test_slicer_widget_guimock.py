@@ -82,7 +82,9 @@ def test_guimock_segment_table_click_recompute(panel: dict[str, Any]) -> None:
         mrml._oriented_image(grown, geometry), node, "lesion_2"
     )
     widget.onRecomputeButton()
-    assert dialogs.errors == []
+    assert widget._state.state == State.RUNNING  # measured in the engine's child, not on the GUI thread
+    poll_until_done(widget)
+    assert dialogs.errors == [] and widget._state.state == State.IDLE
     assert table.cell(1, "Edited") == "yes" and table.cell(0, "Edited") == ""
     assert ui.statusLabel.text == "Report recomputed; edited lesions: 2"
 
@@ -132,3 +134,95 @@ def test_guimock_the_slicer_selftest_passes(panel: dict[str, Any]) -> None:
     test = panel["module"].SmoothSegNetTest()
     test.runTest()
     assert test.messages[-1] == "Self-test passed"
+
+
+def test_guimock_export_folder_from_a_volume_name_with_a_slash_and_colon(panel: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 12 item 9: the export folder is one folder whatever the volume is called."""
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    widget.onApplyButton()
+    poll_until_done(widget)
+    panel["volume"].SetName("6: Abdomen 1/2")
+    widget.ui.exportDirectoryButton.directory = str(tmp_path / "exports")
+    widget.onExportReportButton()
+    poll_until_done(widget)
+    assert dialogs.errors == []
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["6_ Abdomen 1_2-SmoothSegNet"]
+    assert (tmp_path / "exports" / "6_ Abdomen 1_2-SmoothSegNet" / "report.json").is_file()
+
+
+def test_guimock_failure_details_reach_the_error_dialog(panel: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 12 item 9: what the engine said (its log) is in the dialog's details, not dropped by the cleanup."""
+    import functools
+
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    missing = tmp_path / "no-such-card.json"
+    widget.logic.process = functools.partial(widget.logic.process, tumorModel=str(missing))
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.FAILED
+    assert len(dialogs.errors) == 1 and "bad input" in dialogs.errors[0]
+    assert dialogs.details[0] is not None and "error:" in dialogs.details[0] and str(missing) in dialogs.details[0]
+
+
+def test_guimock_export_runs_off_the_gui_thread_with_progress(panel: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 15 "never freeze": the button returns at once; measuring and writing run in the engine's child."""
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    ui = widget.ui
+    widget.onApplyButton()
+    poll_until_done(widget)
+    ui.exportDirectoryButton.directory = str(tmp_path / "exports")
+    widget.onExportReportButton()
+    outdir = tmp_path / "exports" / "CT abdomen-SmoothSegNet"
+    assert widget._state.state == State.RUNNING and widget.logic.isRunning  # not done on this thread
+    assert ui.applyButton.text == "Cancel" and ui.applyButton.toolTip == "Stop the export (kills the worker process)"
+    assert not ui.exportReportButton.enabled and not ui.recomputeButton.enabled
+    assert not outdir.exists()
+    poll_until_done(widget)
+    assert dialogs.errors == [] and widget._state.state == State.IDLE
+    assert ui.statusLabel.text == f"Wrote 5 files into {outdir}" and ui.progressBar.value == 100
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "lesions.nrrd",
+        "overview.png",
+        "report.csv",
+        "report.json",
+        "segmentation.nrrd",
+    ]
+
+
+def test_guimock_cancel_an_export_leaves_nothing(panel: dict[str, Any], tmp_path: Path) -> None:
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    widget.onApplyButton()
+    poll_until_done(widget)
+    widget.ui.exportDirectoryButton.directory = str(tmp_path / "exports")
+    widget.onExportReportButton()
+    widget.onApplyButton()  # Cancel
+    assert widget._state.state == State.CANCELLING
+    poll_until_done(widget)
+    assert widget._state.state == State.IDLE and widget.ui.statusLabel.text == "Cancelled"
+    assert dialogs.errors == [] and not (tmp_path / "exports").exists()
+
+
+def test_guimock_input_ct_is_written_uncompressed_by_a_worker_thread(
+    panel: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's input CT: gzip NRRD on the GUI thread took 3.7 s for 400 slices."""
+    import threading
+
+    from SmoothSegNetLib.io import writers
+
+    calls: list[tuple[str, bool]] = []
+    real = writers.write_volume
+
+    def recording(path: Any, ct: Any, protect: Any = (), **kwargs: Any) -> Any:
+        calls.append((threading.current_thread().name, kwargs.get("compress", True)))
+        written = real(path, ct, protect, **kwargs)
+        assert b"encoding: raw" in Path(written).read_bytes()[:1000]
+        return written
+
+    monkeypatch.setattr(writers, "write_volume", recording)
+    widget = panel["widget"]
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert panel["dialogs"].errors == [] and widget._parameterNode.outputSegmentation is not None
+    assert calls == [("SmoothSegNet-prepare", False)]
+    assert threading.main_thread().name != "SmoothSegNet-prepare"

@@ -33,6 +33,7 @@ def dicom_panel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dic
     files = {s.sop_instance_uid: Path(s.path) for s in ct.dicom.slices}
     opened = open_panel(monkeypatch, tmp_path, ct.array, ct.geometry, dicom_files=files)
     opened["series_uid"] = ct.dicom.series_instance_uid
+    opened["dicom_files"] = files  # the stand-in database reads this dict: tests may take slices out
     yield opened
     opened["widget"].cleanup()
 
@@ -58,6 +59,7 @@ def test_guimock_dicom_seg_sr_export_and_send_to_orthanc(
     widget._savePacsSettings()
     assert ui.sendToPacsButton.enabled
     widget.onSendToPacsButton()  # exports seg.dcm + sr.dcm first, then C-STOREs them
+    poll_until_done(widget)
     assert dialogs.errors == []
     outdir = tmp_path / "exports" / "CT abdomen-SmoothSegNet"
     seg = pydicom.dcmread(outdir / "seg.dcm")
@@ -68,3 +70,63 @@ def test_guimock_dicom_seg_sr_export_and_send_to_orthanc(
     assert set(stored) == {seg.SOPInstanceUID, sr.SOPInstanceUID}
     # The PACS rewrites the file meta header; the dataset's pixel data must arrive byte for byte.
     assert pydicom.dcmread(io.BytesIO(stored[seg.SOPInstanceUID])).PixelData == seg.PixelData
+
+
+def _segment_and_point_at_orthanc(panel: dict[str, Any], orthanc: Orthanc, exports: Path) -> Any:  # noqa: F811
+    widget = panel["widget"]
+    orthanc.delete_everything()
+    widget.onApplyButton()
+    poll_until_done(widget)
+    widget.ui.exportDirectoryButton.directory = str(exports)
+    widget.ui.pacsHostLineEdit.text = "127.0.0.1"
+    widget.ui.pacsPortSpinBox.value = orthanc.dicom_port
+    widget.ui.pacsAetLineEdit.text = orthanc.aet
+    widget._savePacsSettings()
+    return widget
+
+
+def _stored_segment_labels(orthanc: Orthanc) -> list[list[str]]:  # noqa: F811
+    stored = [pydicom.dcmread(io.BytesIO(data)) for data in orthanc.instances_by_sop_uid().values()]
+    return [[s.SegmentLabel for s in ds.SegmentSequence] for ds in stored if ds.Modality == "SEG"]
+
+
+def test_send_to_pacs_sends_the_current_segments_not_an_earlier_export(
+    dicom_panel: dict[str, Any],
+    orthanc: Orthanc,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 12 item 6: a seg.dcm left by an earlier export must not be sent after the segments changed."""
+    widget = _segment_and_point_at_orthanc(dicom_panel, orthanc, tmp_path / "exports")
+    widget.onSendToPacsButton()
+    poll_until_done(widget)
+    assert dicom_panel["dialogs"].errors == []
+    assert _stored_segment_labels(orthanc) == [["Liver", "Lesion 1"]]
+    orthanc.delete_everything()
+    node = widget._parameterNode.outputSegmentation
+    node.GetSegmentation().RemoveSegment("lesion_1")  # the radiologist deletes the lesion in Segment Editor
+    widget.onSendToPacsButton()
+    poll_until_done(widget)
+    assert dicom_panel["dialogs"].errors == []
+    assert _stored_segment_labels(orthanc) == [["Liver"]]  # today's segments, not the earlier seg.dcm
+    seg = pydicom.dcmread(tmp_path / "exports" / "CT abdomen-SmoothSegNet" / "seg.dcm")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Liver"]
+
+
+def test_a_failed_export_stops_the_send(
+    dicom_panel: dict[str, Any],
+    orthanc: Orthanc,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 12 item 6: when the export fails, nothing is sent (not even the seg.dcm of an earlier export)."""
+    widget, dialogs = _segment_and_point_at_orthanc(dicom_panel, orthanc, tmp_path / "exports"), dicom_panel["dialogs"]
+    widget.onSendToPacsButton()
+    poll_until_done(widget)
+    assert dialogs.errors == [] and len(orthanc.instances_by_sop_uid()) == 2
+    orthanc.delete_everything()
+    files = dicom_panel["dicom_files"]
+    files.pop(next(iter(files)))  # one slice is no longer in Slicer's DICOM database: the export fails
+    widget.onSendToPacsButton()
+    poll_until_done(widget)
+    assert len(dialogs.errors) == 1 and "no longer in the DICOM database" in dialogs.errors[0]
+    assert orthanc.instances_by_sop_uid() == {}  # nothing was sent
+    assert not widget.ui.statusLabel.text.startswith("sent")

@@ -7,7 +7,7 @@ the child process). Everything here raises; the widget decides how to show it.
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import shutil
 import sys
@@ -31,20 +31,9 @@ if str(ENGINE_PARENT_DIR) not in sys.path:
     sys.path.insert(0, str(ENGINE_PARENT_DIR))
 
 from SmoothSegNetLib import mrml
-from SmoothSegNetLib.slicer_support.process import (
-    ChildProcess,
-    Finished,
-    Quality,
-    SegmentRequest,
-    segment_command,
-)
-from SmoothSegNetLib.slicer_support.protocol import ProgressEvent, ProtocolReader
-
-ProgressCallback = Callable[[ProgressEvent], None]
-CompletionCallback = Callable[[Any, Exception | None], None]
-
-#: How often the GUI polls the child process (ms).
-POLL_INTERVAL_MS = 200
+from SmoothSegNetLib.slicer_support.process import Quality, SegmentRequest, segment_command
+from SmoothSegNetLib.slicer_support.protocol import ProtocolReader
+from SmoothSegNetSlicerLib.jobs import ChildJobs, CompletionCallback, ProgressCallback
 
 
 def pythonSlicerExecutable() -> str:
@@ -62,21 +51,18 @@ def engineEnvironment() -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
 
 
-class SmoothSegNetRunner:
-    """Runs one segmentation at a time and imports its result into ``scene``."""
+class SmoothSegNetRunner(ChildJobs):
+    """Runs one job at a time (segmentation, report, export, send, download) and brings results into ``scene``."""
 
     def __init__(self, scene: Any, pythonExecutable: str | None = None) -> None:
+        ChildJobs.__init__(self)
         self.scene = scene
         self.pythonExecutable = pythonExecutable or pythonSlicerExecutable()
-        self._child: ChildProcess | None = None
-        self._timer: Any = None
-        self._job: dict[str, Any] = {}
+
+    def _childEnvironment(self) -> dict[str, str]:
+        return engineEnvironment()
 
     # -- running -------------------------------------------------------------------------------
-    @property
-    def isRunning(self) -> bool:
-        return self._child is not None
-
     def process(
         self,
         inputVolume: Any,
@@ -103,12 +89,11 @@ class SmoothSegNetRunner:
         """
         if self.isRunning:
             raise RuntimeError("a segmentation is already running: wait for it or cancel it first")
+        self._lastReader = None  # an error before the child starts must not show an earlier run's log
         ct = mrml.volume_from_node(inputVolume)  # checks the node (no transform, grey levels) first
         workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-"))
+        inputPath = workDir / "input.nrrd"
         try:
-            from SmoothSegNetLib.io.writers import write_volume
-
-            inputPath = write_volume(workDir / "input.nrrd", ct)
             request = SegmentRequest(
                 inputPath,
                 workDir / "output",
@@ -129,11 +114,18 @@ class SmoothSegNetRunner:
             )
             return node
 
+        def prepare() -> None:
+            from SmoothSegNetLib.io.writers import write_volume
+
+            # Uncompressed, and from a worker thread: gzip took 3.7 s for 400 slices on the GUI thread.
+            write_volume(inputPath, ct, compress=False)
+
         job = {
             "workDir": workDir,
             "progress": progressCallback,
             "completion": completionCallback,
             "onSuccess": onSuccess,
+            "prepare": prepare,
         }
         return self._start(command, job, "Segmentation", waitForCompletion, timeoutS)
 
@@ -151,6 +143,7 @@ class SmoothSegNetRunner:
         """
         if self.isRunning:
             raise RuntimeError("another job is running: wait for it or cancel it first")
+        self._lastReader = None
         command = [self.pythonExecutable, "-m", "SmoothSegNetLib", "models", "download", cardId, "--progress", "jsonl"]
 
         def onSuccess() -> Any:
@@ -159,94 +152,6 @@ class SmoothSegNetRunner:
 
         job = {"progress": progressCallback, "completion": completionCallback, "onSuccess": onSuccess}
         return self._start(command, job, f"Downloading {cardId}", waitForCompletion, timeoutS)
-
-    def _start(
-        self, command: list[str], job: dict[str, Any], what: str, waitForCompletion: bool, timeoutS: float | None
-    ) -> Any:
-        try:
-            self._child = ChildProcess(command, env=engineEnvironment(), what=what)
-        except Exception:
-            if job.get("workDir") is not None:
-                shutil.rmtree(job["workDir"], ignore_errors=True)
-            raise
-        logging.info("SmoothSegNet: started %s", " ".join(command))
-        self._job = job
-        if waitForCompletion:
-            return self._waitAndFinish(timeoutS)
-        import qt
-
-        self._timer = qt.QTimer()
-        self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self._poll)
-        self._timer.start()
-        return None
-
-    def cancel(self) -> None:
-        """Stop the running child and everything it started; no result is imported.
-
-        With the GUI timer running this does not block: SIGTERM now, SIGKILL from the next polls if the
-        child is still there after the grace period.
-        """
-        if self._child is not None:
-            self._child.cancel(wait=self._timer is None)
-
-    def _waitAndFinish(self, timeoutS: float | None) -> Any:
-        child = self._child
-        assert child is not None
-        try:
-            events, finished = child.wait(timeout_s=timeoutS)
-            for event in events:
-                self._report(event)
-            return self._finish(finished)
-        finally:
-            self._cleanup()
-
-    def _report(self, event: ProgressEvent) -> None:
-        callback = self._job.get("progress")
-        if callback is not None:
-            callback(event)
-
-    def _poll(self) -> None:
-        child = self._child
-        if child is None:
-            return
-        events, finished = child.poll()
-        for event in events:
-            self._report(event)
-        if finished is None:
-            return
-        completion = self._job.get("completion")
-        node, error = None, None
-        try:
-            node = self._finish(finished)
-        except Exception as exc:  # handed to the widget, which shows it
-            error = exc
-        finally:
-            self._cleanup()
-        if completion is not None:
-            completion(node, error)
-
-    def _finish(self, finished: Finished) -> Any:
-        if self._child is not None and self._child.cancel_requested:
-            raise RuntimeError("cancelled by the user")  # even if it finished first: the user asked for nothing
-        if finished.returncode != 0:
-            raise RuntimeError(finished.message)
-        return self._job["onSuccess"]()
-
-    def _cleanup(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._child = None
-        workDir = self._job.get("workDir")
-        if workDir is not None:
-            shutil.rmtree(workDir, ignore_errors=True)
-        self._job = {}
-
-    @property
-    def protocol(self) -> ProtocolReader | None:
-        """What the running child has said so far (log lines for a details box)."""
-        return self._child.reader if self._child is not None else None
 
     # -- result ----------------------------------------------------------------------------------
     def importResult(
@@ -274,41 +179,121 @@ class SmoothSegNetRunner:
 
         return previous_report_from_text(node.GetAttribute(mrml.ATTRIBUTE_REPORT)) if node is not None else None
 
-    def recomputeReport(self, inputVolume: Any, segmentationNode: Any) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
-        """Measure the segments as they are now (after edits); returns (report, table node, edited lesion ids).
+    def recomputeReport(
+        self,
+        inputVolume: Any,
+        segmentationNode: Any,
+        progressCallback: ProgressCallback | None = None,
+        completionCallback: CompletionCallback | None = None,
+        waitForCompletion: bool = True,
+        timeoutS: float | None = None,
+    ) -> tuple[dict[str, Any], Any, tuple[int, ...]] | None:
+        """Measure the segments as they are now (after edits): (report, table node, edited lesion ids).
 
         Lesion segments are renumbered without gaps (a deleted lesion closes its gap) and named to match.
+        The measuring runs in the export job's child process; waiting returns the tuple, otherwise
+        ``completionCallback(tuple or None, error or None)`` gets it.
         """
-        import json
+        from SmoothSegNetLib.slicer_support.session import TUMOR_SEGMENT_ID
 
-        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report, with_lesions_split
+        def apply(arrays: Any, reportDir: Path) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
+            report = json.loads((reportDir / "report.json").read_text(encoding="utf-8"))
+            perLesion = TUMOR_SEGMENT_ID not in arrays.lesion_ids.values()
+            if perLesion:  # one segment per lesion: names follow the (gap-free) numbering
+                mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
+            edited = tuple(arrays.edited_lesion_ids) if perLesion else ()
+            # Keep the original network report for confidences; the current one goes on the table node.
+            if self.storedReport(segmentationNode) is None:
+                segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
+            table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), edited)
+            mrml.place_beside(table, inputVolume)
+            segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
+            return report, table, edited
 
-        ct = mrml.volume_from_node(inputVolume)
-        arrays = mrml.labelmap_from_segmentation(segmentationNode, inputVolume)
-        result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
-        report = recompute_report(ct, result, self.storedReport(segmentationNode))
-        split = with_lesions_split(ct, result)
-        if split is result:  # one segment per lesion: names follow the (gap-free) numbering
-            mrml.rename_lesion_segments(segmentationNode, arrays.lesion_ids)
-        # Keep the original network report for confidences; the current one goes on the table node.
-        if self.storedReport(segmentationNode) is None:
-            segmentationNode.SetAttribute(mrml.ATTRIBUTE_REPORT, json.dumps(report))
-        table = mrml.table_from_report(self.scene, report, self.tableFor(segmentationNode), split.edited_lesion_ids)
-        mrml.place_beside(table, inputVolume)
-        segmentationNode.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
-        return report, table, split.edited_lesion_ids
+        return self._runExportJob(
+            inputVolume, segmentationNode, None, {"report_only": True, "picture": False}, apply,
+            progressCallback, completionCallback, waitForCompletion, timeoutS,
+        )  # fmt: skip
 
     def exportResults(
-        self, inputVolume: Any, segmentationNode: Any, outputDir: Path, picture: bool = True
-    ) -> list[Path]:
-        """segmentation.nrrd, lesions.nrrd, report.json, report.csv (and overview.png) of the current segments."""
-        from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report, write_export
+        self,
+        inputVolume: Any,
+        segmentationNode: Any,
+        outputDir: Path,
+        picture: bool = True,
+        dicomSeriesFiles: list[str] | None = None,
+        perLesion: bool = True,
+        pacs: Any = None,
+        progressCallback: ProgressCallback | None = None,
+        completionCallback: CompletionCallback | None = None,
+        waitForCompletion: bool = True,
+        timeoutS: float | None = None,
+    ) -> str | None:
+        """Export the segments as they are now into ``outputDir``, in a child process (export_job).
 
+        Always: segmentation.nrrd, lesions.nrrd, report.json/csv (and overview.png). With
+        ``dicomSeriesFiles`` (the source slices' files): seg.dcm and sr.dcm too. With ``pacs``
+        (:class:`~SmoothSegNetLib.slicer_support.export_job.PacsTarget`): then sent there; a failed export
+        sends nothing. Waiting returns the job's summary line; otherwise
+        ``completionCallback(summary or None, error or None)`` is called at the end.
+
+        Raises:
+            RuntimeError: another job is running, or a source slice is no longer in the DICOM database, or
+                (when waiting) the job failed.
+        """
+        if dicomSeriesFiles is not None and not all(dicomSeriesFiles):
+            raise RuntimeError("some source slices are no longer in the DICOM database: import the series again")
+        options = {"picture": picture, "dicom": dicomSeriesFiles is not None, "per_lesion": perLesion, "pacs": pacs}
+
+        def summary(arrays: Any, reportDir: Path) -> Any:
+            reader = self._child.reader if self._child is not None else None
+            return reader.log_lines[-1] if reader and reader.log_lines else f"Exported into {outputDir}"
+
+        return self._runExportJob(
+            inputVolume, segmentationNode, Path(outputDir).resolve(), options, summary,
+            progressCallback, completionCallback, waitForCompletion, timeoutS, dicomSeriesFiles or [],
+        )  # fmt: skip
+
+    def _runExportJob(
+        self,
+        inputVolume: Any,
+        segmentationNode: Any,
+        outputDir: Path | None,
+        options: dict[str, Any],
+        onSuccess: Callable[[Any, Path], Any],
+        progressCallback: ProgressCallback | None,
+        completionCallback: CompletionCallback | None,
+        waitForCompletion: bool,
+        timeoutS: float | None,
+        seriesFiles: list[str] | None = None,
+    ) -> Any:
+        """Read the segments here (fast: shared layers); the job's files are written by a worker thread."""
+        from SmoothSegNetLib.slicer_support.export_job import ExportJob, export_job_command, write_job
+        from SmoothSegNetLib.slicer_support.session import EditedResult
+
+        if self.isRunning:
+            raise RuntimeError("another job is running: wait for it or cancel it first")
+        self._lastReader = None
         ct = mrml.volume_from_node(inputVolume)
         arrays = mrml.labelmap_from_segmentation(segmentationNode, inputVolume)
         result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
-        report = recompute_report(ct, result, self.storedReport(segmentationNode))
-        return write_export(Path(outputDir), ct, result, report, picture=picture)
+        workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-job-"))
+        target = outputDir if outputDir is not None else workDir / "report"
+        exportJob = ExportJob(
+            str(target), arrays.lesion_ids, arrays.edited_lesion_ids, self.storedReport(segmentationNode), **options
+        )
+        series = [Path(f) for f in seriesFiles or []]
+        job = {
+            "workDir": workDir,
+            "progress": progressCallback,
+            "completion": completionCallback,
+            "onSuccess": lambda: onSuccess(arrays, target),
+            "prepare": lambda: write_job(workDir, ct, result, exportJob, series),
+        }
+        what = "Recomputing the report" if exportJob.report_only else "Export"
+        if exportJob.dicom:
+            what = "Sending to the PACS" if exportJob.pacs is not None else "DICOM export"
+        return self._start(export_job_command(workDir, self.pythonExecutable), job, what, waitForCompletion, timeoutS)
 
     def runEngine(self, command: list[str], timeoutS: float = 600) -> str:
         """Run a short engine command (export, send, models install) and return its stdout; raise on failure."""

@@ -55,13 +55,13 @@ def _suffix_of(path: Path, allowed: Sequence[str], what: str) -> str:
     )
 
 
-def _write_sitk(image: Any, target: Path, final: Path) -> None:
-    """Write ``image`` to ``target`` (a temporary name) with compression; errors become :class:`ExportError`."""
+def _write_sitk(image: Any, target: Path, final: Path, compress: bool = True) -> None:
+    """Write ``image`` to ``target`` (a temporary name), compressed unless told; errors become :class:`ExportError`."""
     import SimpleITK as sitk
 
     try:
         # .nii.gz is gzipped by its name; NRRD and MHA need the flag (gzip / zlib).
-        sitk.WriteImage(image, str(target), useCompression=True)
+        sitk.WriteImage(image, str(target), useCompression=compress)
     except RuntimeError as exc:
         raise ExportError(f"cannot write {final}: {str(exc).strip().splitlines()[-1]}") from exc
 
@@ -83,7 +83,7 @@ def _protect_list(protect: Iterable[PathLike], extra: Iterable[str] = ()) -> lis
     return items
 
 
-def write_volume(path: PathLike, ct: CTVolume, protect: Iterable[PathLike] = ()) -> Path:
+def write_volume(path: PathLike, ct: CTVolume, protect: Iterable[PathLike] = (), *, compress: bool = True) -> Path:
     """Write a CT volume, keeping its voxel type and geometry.
 
     Args:
@@ -91,6 +91,8 @@ def write_volume(path: PathLike, ct: CTVolume, protect: Iterable[PathLike] = ())
         ct: the volume; ``ct.array`` ``[k, j, i]`` is written with its own dtype (int16 stays int16).
         protect: input paths that must never be overwritten (``ct.source`` and, for a DICOM source, its
             slice files are protected as well).
+        compress: ``False`` writes NRRD/MHA uncompressed (a temporary file for a child process: gzip costs
+            seconds on a real CT).
 
     Returns:
         The path written.
@@ -109,7 +111,7 @@ def write_volume(path: PathLike, ct: CTVolume, protect: Iterable[PathLike] = ())
         extra.extend(ct.dicom.paths)
     image = _to_sitk(array, ct.geometry, "ct.array")
     with _atomic(final, _protect_list(protect, extra)) as tmp:
-        _write_sitk(image, tmp, final)
+        _write_sitk(image, tmp, final, compress)
     log.debug("wrote volume %s (%s, %s)", final, array.dtype, array.shape)
     return final
 

@@ -183,6 +183,24 @@ def lesion_centre_ras(report: dict[str, Any], lesion_id: int) -> tuple[float, fl
     return None
 
 
+#: Characters no folder name may hold on Windows (plus the control characters), and '/' on every system.
+_FORBIDDEN_IN_FOLDER_NAMES = frozenset('<>:"/\\|?*') | frozenset(chr(c) for c in range(32))
+#: Longest volume-name part of an export folder name (Windows paths are limited to 260 characters).
+EXPORT_NAME_MAX_CHARS = 100
+
+
+def export_folder_name(volume_name: str) -> str:
+    """``<volume name>-SmoothSegNet``, made one valid folder name on Windows, macOS and Linux.
+
+    Slicer names volumes after the DICOM series description ("6: Abdomen 1/2"): ``<>:"/\\|?*`` and control
+    characters become ``_``, leading and trailing spaces and dots go, the name is cut to
+    :data:`EXPORT_NAME_MAX_CHARS`; an empty result becomes ``CT``.
+    """
+    cleaned = "".join("_" if c in _FORBIDDEN_IN_FOLDER_NAMES else c for c in volume_name)
+    cleaned = cleaned[:EXPORT_NAME_MAX_CHARS].strip(" .")
+    return f"{cleaned or 'CT'}-SmoothSegNet"
+
+
 def same_grid(a: Geometry, b: Geometry) -> bool:
     """Whether two grids coincide to 1 µm (used before reusing a result on another volume)."""
     return a.same_grid(b, atol=1e-3)

@@ -49,6 +49,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 }
 
 APPLY_TEXT = "Segment Liver & Tumors"
+#: The job :meth:`WidgetStateMachine.handle` assumes on START (exports name theirs).
+SEGMENTATION_JOB = "segmentation"
 CANCEL_TEXT = "Cancel"
 
 
@@ -73,13 +75,18 @@ class WidgetStateMachine:
     def __init__(self) -> None:
         self.state = State.IDLE
         self.failure: str = ""
+        self.job: str = SEGMENTATION_JOB
 
     @property
     def busy(self) -> bool:
         return self.state in (State.STARTING, State.RUNNING, State.IMPORTING, State.CANCELLING)
 
-    def handle(self, event: Event, message: str = "") -> State:
-        """Apply ``event``; ``message`` is kept as the failure text on :attr:`Event.FAIL`."""
+    def handle(self, event: Event, message: str = "", job: str = SEGMENTATION_JOB) -> State:
+        """Apply ``event``; ``message`` is kept as the failure text on :attr:`Event.FAIL`.
+
+        ``job`` (with :attr:`Event.START`) names what runs: the segmentation, or an export or PACS send,
+        which go through the same child process, progress bar and Cancel button.
+        """
         try:
             self.state = TRANSITIONS[(self.state, event)]
         except KeyError:
@@ -88,19 +95,22 @@ class WidgetStateMachine:
             self.failure = message
         elif event == Event.START:
             self.failure = ""
+            self.job = job
         return self.state
 
     def view(self, cannot_apply_reason: str = "") -> PanelView:
         """The panel for the current state; ``cannot_apply_reason`` from :func:`why_cannot_apply`."""
         if self.state in (State.STARTING, State.RUNNING):
-            return PanelView(CANCEL_TEXT, True, "Stop the segmentation (kills the worker process)", True, False)
+            return PanelView(CANCEL_TEXT, True, f"Stop the {self.job} (kills the worker process)", True, False)
         if self.state == State.CANCELLING:
             return PanelView(CANCEL_TEXT, False, "Cancelling…", True, False)
         if self.state == State.IMPORTING:
             return PanelView(APPLY_TEXT, False, "Loading the result into the scene…", True, False)
         tooltip = cannot_apply_reason or "Segment the liver and its tumors in the input CT"
         if self.state == State.FAILED and not cannot_apply_reason:
-            tooltip = f"Last run failed: {self.failure}. Click to try again."
+            tooltip = f"Last {self.job} failed: {self.failure}. Click to segment again."
+            if self.job == SEGMENTATION_JOB:
+                tooltip = f"Last run failed: {self.failure}. Click to try again."
         return PanelView(APPLY_TEXT, not cannot_apply_reason, tooltip, False, True)
 
 
