@@ -36,6 +36,8 @@ from SmoothSegNetSlicerLib.selftest import SmoothSegNetTest
 # Importing the logic put the engine (SmoothSegNetLib) on sys.path; these imports need it.
 ENGINE_DIR = ENGINE_PARENT_DIR
 
+from SmoothSegNetSlicerLib.followup_panel import FollowupPanel
+
 from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
 from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachine, why_cannot_apply
 
@@ -76,6 +78,7 @@ class SmoothSegNetParameterNode:
     inputVolume: the CT. outputSegmentation: where the result goes (None: a new node).
     quality: fast (demo models) | full (installed paper-configuration models) | liver-only.
     device: auto | cpu | cuda. perLesionSegments: one segment per lesion instead of one "Tumor".
+    priorVolume, priorSegmentation: the earlier study of "Compare with prior study".
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -83,6 +86,8 @@ class SmoothSegNetParameterNode:
     quality: Annotated[str, Choice(QUALITIES)] = "fast"
     device: Annotated[str, Choice(DEVICES)] = "auto"
     perLesionSegments: bool = True
+    priorVolume: vtkMRMLScalarVolumeNode
+    priorSegmentation: vtkMRMLSegmentationNode
 
 
 class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
@@ -157,6 +162,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._report: dict[str, Any] | None = None
         self._editedLesionIds: tuple[int, ...] = ()
         self._downloadQueue: list[str] = []
+        self.followupPanel: FollowupPanel | None = None  # "Compare with prior study" (followup_panel.py)
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -187,6 +193,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._loadPacsSettings()
         self._setupLesionTable()
         self.ui.exportDirectoryButton.directory = str(Path.home())
+        self.followupPanel = FollowupPanel(self)
         self.initializeParameterNode()
         self._updateView()
 
@@ -276,6 +283,8 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else "Available when the CT was loaded from DICOM (DICOM module) and a result exists"
         )
         self.ui.sendToPacsButton.enabled = fromDicom and bool(self.ui.pacsHostLineEdit.text)
+        if self.followupPanel is not None:
+            self.followupPanel.updateView()
 
     def _showReport(self, report: dict[str, Any] | None, edited: tuple[int, ...] = ()) -> None:
         from SmoothSegNetLib.slicer_support.lesion_table import lesion_table_rows

@@ -12,12 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _followup_helpers import GRID, _visit
-from _mrml_helpers import add_volume
+from _followup_helpers import GRID, _visit, import_study
 
 from SmoothSegNetLib import mrml
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.io import read_volume
 from SmoothSegNetLib.phantom import make_phantom
 from SmoothSegNetLib.phantom.followup import make_followup_phantom
 from SmoothSegNetLib.slicer_support.followup import TABLE_COLUMNS
@@ -25,14 +23,6 @@ from SmoothSegNetLib.slicer_support.followup import TABLE_COLUMNS
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SmoothSegNet"))
 from SmoothSegNetSlicerLib.followup_logic import LAYOUT_ID, VIEWS
 from SmoothSegNetSlicerLib.logic import SmoothSegNetRunner
-
-
-def _import_study(scene: Any, folder: Path, name: str) -> tuple[Any, Any]:
-    """The visit's CT as a volume node and its result as a segmentation node (as the module imports a run)."""
-    report = json.loads((folder / "report.json").read_text())
-    ct = read_volume(report["input"]["path"])
-    volume = add_volume(scene, ct.array, ct.geometry, name)
-    return volume, mrml.import_result(scene, folder, volume)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +34,8 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     headless = mrml.create_headless_scene()
     scene = headless.scene
     layout = scene.AddNewNodeByClass("vtkMRMLLayoutNode")  # Slicer's application logic has one
-    priorVolume, priorSeg = _import_study(scene, prior, "prior CT")
-    currentVolume, currentSeg = _import_study(scene, current, "current CT")
+    priorVolume, priorSeg = import_study(scene, prior, "prior CT")
+    currentVolume, currentSeg = import_study(scene, current, "current CT")
     runner = SmoothSegNetRunner(scene, pythonExecutable=sys.executable)
     events: list[Any] = []
     result = runner.compareWithPrior(
