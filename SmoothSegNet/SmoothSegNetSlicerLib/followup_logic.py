@@ -218,8 +218,9 @@ class FollowupJobs:
 
     def centreOnLesion(self, result: FollowupResult, trackingId: str) -> dict[str, tuple[float, float, float] | None]:
         """Centre the prior views on the lesion in the prior study and the current views on it in the current
-        study (RAS); a study where the lesion is absent keeps its views. Returns the centres."""
-        centres = followup_support.row_centres_ras(result.data, trackingId, result.visit)
+        study (RAS); where the lesion is absent (new, disappeared), on the other study's position mapped through
+        the registration. Returns the centres."""
+        centres = followup_support.row_view_centres_ras(result.data, trackingId, result.visit)
         for name, study, orientation, _label in VIEWS:
             centre = centres[study]
             if centre is not None:
