@@ -136,10 +136,19 @@ def test_prior_output_folder_and_bad_input(compared: dict[str, Any]) -> None:
     assert not runner.isRunning
     before = runner.followupResult
     result = runner.compareWithPrior(
-        currentVolume, currentSeg, priorVolume, priorFolder=compared["prior"], phase="arterial",
-        waitForCompletion=True, timeoutS=300,
+        currentVolume, currentSeg, priorFolder=compared["prior"], phase="arterial", waitForCompletion=True,
+        timeoutS=300,
     )  # fmt: skip
     data = json.loads((result.outputDir / "followup.json").read_text())
     assert result.rows() == before.rows()  # the folder is the same study as the scene's prior
     assert data["recist"] == before.data["recist"] and data["mrecist"] == before.data["mrecist"]
     assert not before.outputDir.exists()  # the earlier comparison's folder is removed
+    # No prior CT node given: the folder's CT and segmentation were loaded, on the prior CT's exact grid.
+    assert result.priorVolume not in (None, priorVolume) and result.priorVolume.GetName() == "Prior CT (prior)"
+    assert mrml.geometry_from_node(result.priorVolume) == mrml.geometry_from_node(priorVolume)
+    assert np.array_equal(mrml.volume_from_node(result.priorVolume).array, mrml.volume_from_node(priorVolume).array)
+    loaded = mrml.labelmap_from_segmentation(result.priorSegmentation, result.priorVolume)
+    given = mrml.labelmap_from_segmentation(compared["segmentations"][0], priorVolume)
+    assert np.array_equal(loaded.lesions, given.lesions) and np.array_equal(loaded.labelmap, given.labelmap)
+    views = runner.showSideBySide(result)
+    assert views[0][1].GetBackgroundVolumeID() == result.priorVolume.GetID()

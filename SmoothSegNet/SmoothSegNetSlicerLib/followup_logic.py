@@ -48,6 +48,17 @@ def layout_xml() -> str:
     return f'<layout type="vertical">{items}</layout>'
 
 
+def _folderCt(folder: Path) -> Any:
+    """The CT an output folder's report.json names (None when it names none that exists here)."""
+    from SmoothSegNetLib.io import read_volume
+
+    entry = json.loads((folder / "report.json").read_text(encoding="utf-8")).get("input", {})
+    for key in ("path", "source"):
+        if entry.get(key) and Path(entry[key]).is_file():
+            return read_volume(entry[key])
+    return None
+
+
 @dataclass
 class FollowupResult:
     """A finished comparison: the output folder (kept until the next one), followup.json, and the scene nodes."""
@@ -91,8 +102,9 @@ class FollowupJobs:
     ) -> FollowupResult | None:
         """Compare the current study (CT + segmentation in the scene) with the prior one: a prior CT and its
         segmentation in the scene, or a prior output folder of segment/report (then ``priorVolume``, if
-        given, is only shown). Runs in the child process; waiting returns the :class:`FollowupResult`,
-        otherwise ``completionCallback(result or None, error or None)`` gets it.
+        given, is only shown; without it the folder's CT and segmentation are loaded into the scene). Runs
+        in the child process; waiting returns the :class:`FollowupResult`, otherwise
+        ``completionCallback(result or None, error or None)`` gets it.
 
         Raises:
             InputError: a study is incomplete or the prior is the current study (the message says which).
@@ -112,14 +124,25 @@ class FollowupJobs:
         workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-followup-job-"))
         outputDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-followup-")) / "followup"
         job = FollowupJob([prior, None], str(outputDir), phase)
+        loaded: dict[str, Any] = {}
+
+        def prepare() -> None:
+            write_followup_job(workDir, job, studies)
+            if prior is not None and priorVolume is None:  # the folder's CT, read here rather than on the GUI thread
+                loaded["ct"] = _folderCt(Path(prior))
 
         def onSuccess() -> FollowupResult:
             data = json.loads((outputDir / "followup.json").read_text(encoding="utf-8"))
             previous = self.followupResult
             if previous is not None and previous.outputDir != outputDir:
                 shutil.rmtree(previous.outputDir.parent, ignore_errors=True)
+            volume, segmentation = priorVolume, priorSegmentation
+            if loaded.get("ct") is not None:
+                assert prior is not None
+                volume = self._addVolume(loaded["ct"], f"Prior CT ({Path(prior).name})")
+                segmentation = mrml.import_result(self.scene, prior, volume)  # type: ignore[attr-defined]
             self.followupResult = FollowupResult(
-                outputDir, data, priorVolume, currentVolume, priorSegmentation, currentSegmentation
+                outputDir, data, volume, currentVolume, segmentation, currentSegmentation
             )
             return self.followupResult
 
@@ -128,10 +151,19 @@ class FollowupJobs:
             "progress": progressCallback,
             "completion": completionCallback,
             "onSuccess": onSuccess,
-            "prepare": lambda: write_followup_job(workDir, job, studies),
+            "prepare": prepare,
         }
         command = followup_job_command(workDir, self.pythonExecutable)  # type: ignore[attr-defined]
         return self._start(command, jobSpec, "Follow-up comparison", waitForCompletion, timeoutS)  # type: ignore[attr-defined]
+
+    def _addVolume(self, ct: Any, name: str) -> Any:
+        import slicer
+
+        node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)  # type: ignore[attr-defined]
+        slicer.util.updateVolumeFromArray(node, ct.array)
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ct.geometry.ijk_to_ras()))
+        node.CreateDefaultDisplayNodes()
+        return node
 
     def _sceneStudy(self, volume: Any, segmentation: Any, which: str) -> Any:
         from SmoothSegNetLib.slicer_support.followup_job import SceneStudy
