@@ -101,8 +101,13 @@ def test_guimock_compare_table_click_export(panel: dict[str, Any], tmp_path: Pat
     assert sorted(p.name for p in outdir.iterdir()) == ["followup.csv", "followup.json", "followup.png", "transforms"]
 
 
-def test_guimock_cancel_the_comparison(panel: dict[str, Any]) -> None:
+def test_guimock_cancel_the_comparison(panel: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
     widget = panel["widget"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the job's folders go
     _select_studies(panel)
     widget.followupPanel.onCompareButton()
     widget.followupPanel.onCompareButton()  # the section's button is Cancel now
@@ -111,6 +116,7 @@ def test_guimock_cancel_the_comparison(panel: dict[str, Any]) -> None:
     assert widget._state.state == State.IDLE and widget.ui.followupStatusLabel.text == "Cancelled"
     assert widget.logic.followupResult is None and widget.ui.followupTableWidget.rows == []
     assert panel["dialogs"].errors == [] and widget.ui.compareButton.enabled
+    assert list(scratch.iterdir()) == []  # the job folder and any partial follow-up output are gone
 
 
 def test_guimock_prior_folder_without_report_is_one_error(panel: dict[str, Any], tmp_path: Path) -> None:

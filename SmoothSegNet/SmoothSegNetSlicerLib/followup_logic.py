@@ -122,7 +122,7 @@ class FollowupJobs:
         studies = {1: self._sceneStudy(currentVolume, currentSegmentation, "current")}
         prior = self._priorVisit(priorVolume, priorSegmentation, priorFolder, currentVolume, studies)
         workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-followup-job-"))
-        outputDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-followup-")) / "followup"
+        outputDir = workDir / "followup"  # removed with the job folder unless the job succeeds
         job = FollowupJob([prior, None], str(outputDir), phase)
         loaded: dict[str, Any] = {}
 
@@ -132,18 +132,18 @@ class FollowupJobs:
                 loaded["ct"] = _folderCt(Path(prior))
 
         def onSuccess() -> FollowupResult:
-            data = json.loads((outputDir / "followup.json").read_text(encoding="utf-8"))
+            kept = Path(tempfile.mkdtemp(prefix="SmoothSegNet-followup-")) / "followup"
+            shutil.move(outputDir, kept)  # kept for the export until the next comparison
+            data = json.loads((kept / "followup.json").read_text(encoding="utf-8"))
             previous = self.followupResult
-            if previous is not None and previous.outputDir != outputDir:
+            if previous is not None:
                 shutil.rmtree(previous.outputDir.parent, ignore_errors=True)
             volume, segmentation = priorVolume, priorSegmentation
             if loaded.get("ct") is not None:
                 assert prior is not None
                 volume = self._addVolume(loaded["ct"], f"Prior CT ({Path(prior).name})")
                 segmentation = mrml.import_result(self.scene, prior, volume)  # type: ignore[attr-defined]
-            self.followupResult = FollowupResult(
-                outputDir, data, volume, currentVolume, segmentation, currentSegmentation
-            )
+            self.followupResult = FollowupResult(kept, data, volume, currentVolume, segmentation, currentSegmentation)
             return self.followupResult
 
         jobSpec = {
