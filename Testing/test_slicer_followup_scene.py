@@ -152,3 +152,25 @@ def test_prior_output_folder_and_bad_input(compared: dict[str, Any]) -> None:
     assert np.array_equal(loaded.lesions, given.lesions) and np.array_equal(loaded.labelmap, given.labelmap)
     views = runner.showSideBySide(result)
     assert views[0][1].GetBackgroundVolumeID() == result.priorVolume.GetID()
+
+
+def test_bad_prior_folder_fails_in_the_child_with_one_error_line(
+    compared: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's refusal (exit 2, one error: line) reaches the caller as the error; nothing is kept."""
+    import shutil
+    import tempfile
+
+    runner = compared["runner"]
+    broken = tmp_path / "broken"
+    shutil.copytree(compared["prior"], broken)
+    (broken / "lesions.nrrd").unlink()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = runner.followupResult
+    _volume, currentSeg = compared["segmentations"]
+    with pytest.raises(RuntimeError, match=r"has no lesions\.nrrd") as caught:
+        runner.compareWithPrior(compared["volumes"][1], currentSeg, priorFolder=broken, waitForCompletion=True)
+    assert "Traceback" not in str(caught.value)
+    assert runner.followupResult is before and not runner.isRunning and list(scratch.iterdir()) == []
