@@ -2,8 +2,8 @@
 
 The logic writes a job folder (:func:`write_followup_job`, from a worker thread): for each study taken from
 the scene (the current one, and the prior one unless it is an output folder) an export-job folder
-``visit_N/`` (its CT, labelmap and lesion instances, see :mod:`.export_job`), and ``followup.json``-free
-``job.json`` naming the visits, the output folder and the phase. The child
+``visit_N/`` (its CT, labelmap and lesion instances, see :mod:`.export_job`), and ``followup_job.json``
+naming the visits, the output folder and the phase. The child
 (``python -m SmoothSegNetLib.slicer_support.followup_job JOB_DIR --progress jsonl``):
 
 1. measures each scene study into ``visit_N/study`` (report.json, segmentation.nrrd, lesions.nrrd: the folder
