@@ -130,3 +130,29 @@ def test_guimock_prior_folder_without_report_is_one_error(panel: dict[str, Any],
     assert widget._state.state == State.FAILED and not widget.logic.isRunning
     assert len(dialogs.errors) == 1 and "has no report.json" in dialogs.errors[0]
     assert widget.ui.followupStatusLabel.text.startswith("Failed: prior output folder")
+
+
+def test_guimock_cancel_while_the_child_registers(
+    panel: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel once the child is at work (SIGTERM to its process tree): no result, no folder left."""
+    import tempfile
+    import time
+
+    widget = panel["widget"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _select_studies(panel)
+    widget.followupPanel.onCompareButton()
+    deadline = time.monotonic() + 120
+    while "register" not in widget.ui.followupStatusLabel.text.lower():
+        assert time.monotonic() < deadline and widget.logic.isRunning, widget.ui.followupStatusLabel.text
+        widget.logic._poll()
+        time.sleep(0.05)
+    assert widget.logic._child is not None  # the child runs: this cancel kills it
+    widget.followupPanel.onCompareButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.IDLE and widget.ui.followupStatusLabel.text == "Cancelled"
+    assert widget.logic.followupResult is None and panel["dialogs"].errors == []
+    assert list(scratch.iterdir()) == []
