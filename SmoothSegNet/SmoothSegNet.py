@@ -37,6 +37,8 @@ from SmoothSegNetSlicerLib.selftest import SmoothSegNetTest
 # Importing the logic put the engine (SmoothSegNetLib) on sys.path; these imports need it.
 ENGINE_DIR = ENGINE_PARENT_DIR
 
+from SmoothSegNetSlicerLib.followup_panel import FollowupPanel
+
 from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
 from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachine, why_cannot_apply
 
@@ -81,6 +83,7 @@ class SmoothSegNetParameterNode:
     inputVolume: the CT. outputSegmentation: where the result goes (None: a new node).
     quality: fast (demo models) | full (installed paper-configuration models) | liver-only.
     device: auto | cpu | cuda. perLesionSegments: one segment per lesion instead of one "Tumor".
+    priorVolume, priorSegmentation: the earlier study of "Compare with prior study".
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -88,6 +91,8 @@ class SmoothSegNetParameterNode:
     quality: Annotated[str, Choice(QUALITIES)] = "fast"
     device: Annotated[str, Choice(DEVICES)] = "auto"
     perLesionSegments: bool = True
+    priorVolume: vtkMRMLScalarVolumeNode
+    priorSegmentation: vtkMRMLSegmentationNode
 
 
 class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
@@ -170,6 +175,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._downloadQueue: list[str] = []
         self._live: LiveReport | None = None
         self._axesWatchers: list[Any] = []
+        self.followupPanel: FollowupPanel | None = None  # "Compare with prior study" (followup_panel.py)
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -204,6 +210,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._loadPacsSettings()
         self._setupLesionTable()
         self.ui.exportDirectoryButton.directory = str(Path.home())
+        self.followupPanel = FollowupPanel(self)
         self.initializeParameterNode()
         self._updateView()
 
@@ -301,6 +308,8 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sendToPacsButton.enabled = fromDicom and bool(self.ui.pacsHostLineEdit.text)
         for name in ("showRecistButton", "deleteLesionButton", "acceptCandidateButton", "rejectCandidateButton"):
             getattr(self.ui, name).enabled = hasResult
+        if self.followupPanel is not None:
+            self.followupPanel.updateView()
 
     def _showReport(self, report: dict[str, Any] | None, edited: tuple[int, ...] = ()) -> None:
         from SmoothSegNetLib.slicer_support.lesion_table import lesion_table_rows

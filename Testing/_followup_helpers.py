@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from conftest import run_cli
@@ -25,3 +27,16 @@ def _visit(root: Path, name: str, phantom) -> Path:
     assert result.returncode == 0, result.stderr
     shutil.copy(src / "labels.nrrd", out / "segmentation.nrrd")
     return out
+
+
+def import_study(scene: Any, folder: Path, name: str) -> tuple[Any, Any]:
+    """A visit's CT as a volume node and its result as a segmentation node (as the module imports a run)."""
+    from _mrml_helpers import add_volume
+
+    from SmoothSegNetLib import mrml
+    from SmoothSegNetLib.io import read_volume
+
+    report = json.loads((folder / "report.json").read_text())
+    ct = read_volume(report["input"]["path"])
+    volume = add_volume(scene, ct.array, ct.geometry, name)
+    return volume, mrml.import_result(scene, folder, volume)

@@ -33,6 +33,7 @@ if str(ENGINE_PARENT_DIR) not in sys.path:
 from SmoothSegNetLib import mrml
 from SmoothSegNetLib.slicer_support.process import Quality, SegmentRequest, segment_command
 from SmoothSegNetLib.slicer_support.protocol import ProtocolReader
+from SmoothSegNetSlicerLib.followup_logic import FollowupJobs
 from SmoothSegNetSlicerLib.jobs import ChildJobs, CompletionCallback, ProgressCallback
 
 
@@ -51,8 +52,8 @@ def engineEnvironment() -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
 
 
-class SmoothSegNetRunner(ChildJobs):
-    """Runs one job at a time (segmentation, report, export, send, download) and brings results into ``scene``."""
+class SmoothSegNetRunner(FollowupJobs, ChildJobs):
+    """Runs one job at a time (segmentation, report, export, send, download, follow-up); results go into ``scene``."""
 
     def __init__(self, scene: Any, pythonExecutable: str | None = None) -> None:
         ChildJobs.__init__(self)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from SmoothSegNetLib.volume import LPS_TO_RAS
 
 TABLE_COLUMNS = (
@@ -65,6 +67,30 @@ def row_centres_ras(data: dict[str, Any], tracking_id: str, visit: int) -> dict[
                 "followup": _ras(row["followup_centroid_lps_mm"]),
             }
     raise KeyError(f"no tracked lesion {tracking_id!r} at visit {visit} in followup.json")
+
+
+def row_view_centres_ras(
+    data: dict[str, Any], tracking_id: str, visit: int
+) -> dict[str, tuple[float, float, float] | None]:
+    """Where to centre each study's views on a row click (RAS).
+
+    Where the lesion exists, its centroid (as :func:`row_centres_ras`). Where it is absent (a new lesion has
+    no prior, a disappeared one no current position), the other study's centroid mapped through the visit's
+    affine registration (``registration[].affine_lps`` maps baseline LPS to follow-up LPS), so that both
+    views show the same anatomy.
+    """
+    row = next((r for r in data["lesions"] if r["tracking_id"] == tracking_id and r["visit"] == visit), None)
+    if row is None:
+        raise KeyError(f"no tracked lesion {tracking_id!r} at visit {visit} in followup.json")
+    base, follow = row["baseline_centroid_lps_mm"], row["followup_centroid_lps_mm"]
+    entry = next((e for e in data.get("registration", []) if e["visit"] == visit), None)
+    if entry is not None and (base is None) != (follow is None):
+        affine = np.asarray(entry["affine_lps"], dtype=float)
+        if base is None:
+            base = (np.linalg.inv(affine) @ [*map(float, follow), 1.0])[:3]
+        else:
+            follow = (affine @ [*map(float, base), 1.0])[:3]
+    return {"baseline": _ras(base), "followup": _ras(follow)}
 
 
 def response_summary(data: dict[str, Any]) -> str:
