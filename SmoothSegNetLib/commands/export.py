@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from SmoothSegNetLib.io import read_volume
     from SmoothSegNetLib.io.writers import write_labelmap
     from SmoothSegNetLib.report import label_lesions, measure
+    from SmoothSegNetLib.report.candidates import carry_candidates, thresholds_from_report
     from SmoothSegNetLib.report.edits import carry_edits
     from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
@@ -84,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
     # network confidence (and an earlier edit stays an edit).
     previous = previous_report(outdir)
     carried = carry_edits(previous, stored, lesions)
+    # The floors the network run used, and what they dropped (minus candidates accepted by hand since).
+    candidates = None
+    candidate_path = outdir / "candidates.nrrd"
+    if candidate_path.is_file():
+        stored_candidates, candidate_geometry = read_labelmap(candidate_path, "candidates.nrrd")
+        if candidate_geometry.same_grid(ct.geometry, atol=1e-3):
+            candidates = carry_candidates(previous, stored_candidates.astype(np.uint16), tumor)
     report = measure(
         ct,
         labels,
@@ -92,9 +100,13 @@ def run(args: argparse.Namespace) -> int:
         confidence=carried.confidence,
         edited=carried.edited,
         warnings=carried.warnings,
+        thresholds=thresholds_from_report(previous),
+        candidates=candidates,
     )
     with StagedOutputDir(outdir, protect=[Path(args.dicom), seg_path]) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)
+        if candidates is not None:
+            write_labelmap(stage.path("candidates.nrrd"), candidates.instances, ct.geometry)
         write_case_outputs(
             stage,
             ct,

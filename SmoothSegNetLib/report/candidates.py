@@ -147,3 +147,59 @@ def measure_candidates(candidates: Candidates, measure_one: MeasureOne) -> tuple
             }
         )
     return entries, candidates.count - listed
+
+
+def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds | None:
+    """The ``thresholds`` block of an earlier report.json, to state again when its folder is measured again
+    (``export`` after a hand correction); ``None`` when it has none or it is not readable."""
+    block = (report or {}).get("thresholds")
+    if not isinstance(block, Mapping):
+        return None
+    source = block.get("source") if isinstance(block.get("source"), Mapping) else {}
+    try:
+        return LesionThresholds(
+            min_lesion_ml=None if block.get("min_lesion_ml") is None else float(block["min_lesion_ml"]),
+            min_lesion_ml_source=str(source.get("min_lesion_ml", ThresholdSource.NOT_APPLIED.value)),
+            min_lesion_confidence=(
+                None if block.get("min_lesion_confidence") is None else float(block["min_lesion_confidence"])
+            ),
+            min_lesion_confidence_source=str(source.get("min_lesion_confidence", ThresholdSource.NOT_APPLIED.value)),
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def carry_candidates(
+    report: Mapping[str, Any] | None, stored_kji: np.ndarray, tumor_kji: np.ndarray
+) -> Candidates | None:
+    """The candidates an earlier run listed (its report.json ``candidates[]`` and ``candidates.nrrd``), minus those
+    a reader has since made tumor (accepted by hand: they are lesions now), renumbered 1..m in their old order.
+
+    Args:
+        report: the earlier report.json (``None``: nothing to carry).
+        stored_kji: its ``candidates.nrrd`` (uint16, candidate n = value n) on the CT grid.
+        tumor_kji: the tumor mask measured now.
+    """
+    from scipy import ndimage
+
+    if report is None:
+        return None
+    entries = {
+        int(e["id"]): e for e in report.get("candidates", []) if isinstance(e, Mapping) and isinstance(e.get("id"), int)
+    }
+    stored = np.asarray(stored_kji)
+    boxes = ndimage.find_objects(stored.astype(np.int32), max_label=max(entries, default=0))
+    kept: list[int] = []
+    for n in sorted(entries):
+        box = boxes[n - 1] if n - 1 < len(boxes) else None
+        if box is not None and not np.any(tumor_kji[box][stored[box] == n]):
+            kept.append(n)
+    lut = np.zeros(max(int(stored.max(initial=0)), max(entries, default=0)) + 1, dtype=np.uint16)
+    lut[kept] = np.arange(1, len(kept) + 1)
+    reasons = {new: str(entries[old]["reason"]) for new, old in enumerate(kept, start=1)}
+    confidence = {
+        new: float(entries[old]["confidence"])
+        for new, old in enumerate(kept, start=1)
+        if entries[old].get("confidence") is not None
+    }
+    return Candidates(lut[stored], reasons, confidence)
