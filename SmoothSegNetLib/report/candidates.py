@@ -155,7 +155,8 @@ def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds
     block = (report or {}).get("thresholds")
     if not isinstance(block, Mapping):
         return None
-    source = block.get("source") if isinstance(block.get("source"), Mapping) else {}
+    raw_source = block.get("source")
+    source: Mapping[str, Any] = raw_source if isinstance(raw_source, Mapping) else {}
     try:
         return LesionThresholds(
             min_lesion_ml=None if block.get("min_lesion_ml") is None else float(block["min_lesion_ml"]),
