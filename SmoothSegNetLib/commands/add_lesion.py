@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--at",
         required=True,
         metavar="X,Y,Z",
-        help="a point inside the missed lesion, LPS millimetres (Slicer shows RAS); write --at=X,Y,Z when X is negative",
+        help="a point inside the missed lesion, LPS mm (Slicer shows RAS); write --at=X,Y,Z when X is negative",
     )
     parser.add_argument("--image", default=None, metavar="CT", help="the CT, if report.json's input.source moved")
     parser.add_argument("--tumor-model", default=None, help="tumor card id or file (default: the one in report.json)")

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 Slices = tuple[slice, slice, slice]
 LIVER, TUMOR = 1, 2
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+_BALL6 = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclass(frozen=True)
@@ -221,9 +222,10 @@ class PointSegmenter:
             if mask is None:
                 continue
             mask = self._refine(hu, mask, allowed, voxel, spacing_kji)
-            checked = _lesion_like(hu, mask, allowed, crop, s)
-            if checked is not None:
-                return checked, "network", threshold, _contrast(hu, checked, allowed, spacing_kji)
+            # The network's own decision is the lesion test here (a rim-enhancing lesion's mean HU is the
+            # liver's); only its size is checked.
+            if _volume_ml(mask, crop) >= s.min_volume_ml:
+                return mask, "network", threshold, _contrast(hu, mask, allowed, spacing_kji)
         if not s.region_growing:
             return None
         grown = region_grow(hu, allowed, voxel, spacing_kji, s)
@@ -237,7 +239,16 @@ class PointSegmenter:
     def _refine(
         self, hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing: np.ndarray
     ) -> np.ndarray:
+        closing = self.settings.closing_mm
+        if closing > 0:
+            # Closes a rim seen as a broken ring (rim-enhancing lesions) so that filling can reach its centre.
+            steps = max(1, int(round(closing / float(spacing.min()))))
+            mask = ndimage.binary_closing(np.pad(mask, steps), _BALL6, iterations=steps)[
+                tuple(slice(steps, -steps) for _ in range(3))
+            ]
         mask = ndimage.binary_fill_holes(mask) & allowed
+        mask = _component_near(mask, allowed, voxel, spacing, self.settings.snap_mm)
+        assert mask is not None  # it holds the component found before
         iterations = self.settings.chan_vese_iterations
         if iterations is None:
             iterations = self.card.post.chan_vese_iterations
@@ -311,12 +322,15 @@ def _contrast(hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, spacing_kji
     return float(hu[mask].mean()) - float(hu[ring].mean())
 
 
+def _volume_ml(mask: np.ndarray, crop: Geometry) -> float:
+    return float(np.count_nonzero(mask)) * crop.voxel_volume_mm3 / 1000.0
+
+
 def _lesion_like(
     hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, crop: Geometry, s: AddLesionSettings
 ) -> np.ndarray | None:
     """``mask`` if it is big enough and stands out from the liver around it, else ``None``."""
-    volume_ml = float(np.count_nonzero(mask)) * crop.voxel_volume_mm3 / 1000.0
-    if volume_ml < s.min_volume_ml:
+    if _volume_ml(mask, crop) < s.min_volume_ml:
         return None
     contrast = _contrast(hu, mask, allowed, np.asarray(crop.spacing_mm[::-1], dtype=float))
     if abs(contrast) < s.min_contrast_hu:

@@ -23,7 +23,8 @@ def region_grow(
 
     The CT is smoothed (Gaussian, ``smoothing_mm``) in a box of ``max_diameter_mm`` around the point. The
     lesion's value is the median in a 2 mm ball at the point, the liver's the median of the allowed voxels of
-    the box; voxels on the lesion's side of their midpoint, connected to the point and allowed, form the region.
+    the box; allowed voxels that differ from the liver's value by at least half the point's contrast (either
+    way), opened by ``opening_mm`` and connected to the point, with their holes filled, form the region.
     ``None`` when the two values differ by less than ``min_contrast_hu``, or when the region reaches the box's
     edge (it leaked into the liver or beyond).
     """
@@ -40,9 +41,15 @@ def region_grow(
     liver_hu = float(np.median(smooth[inside]))
     if abs(lesion_hu - liver_hu) < settings.min_contrast_hu:
         return None
-    middle = (lesion_hu + liver_hu) / 2.0
-    side = smooth < middle if lesion_hu < liver_hu else smooth > middle
-    labels, _count = ndimage.label(side & inside, structure=_CONNECTIVITY_26)
+    # Voxels that differ from the liver by at least half the point's contrast, in either direction: a
+    # rim-enhancing lesion's dark core and bright rim both do, the liver around does not.
+    limit = max(settings.min_contrast_hu, abs(lesion_hu - liver_hu) / 2.0)
+    side = (np.abs(smooth - liver_hu) >= limit) & inside
+    if settings.opening_mm > 0:
+        # Cuts thin bridges (vessels) between the lesion and the rest.
+        steps = np.maximum(1, np.round(settings.opening_mm / spacing_kji)).astype(int)
+        side &= ndimage.binary_opening(side, _ellipsoid(steps))
+    labels, _count = ndimage.label(side, structure=_CONNECTIVITY_26)
     hit = int(labels[local])
     if hit == 0:
         return None
@@ -53,6 +60,11 @@ def region_grow(
     out = np.zeros(hu.shape, dtype=bool)
     out[box] = region
     return out
+
+
+def _ellipsoid(radius_kji: np.ndarray) -> np.ndarray:
+    grids = np.ogrid[tuple(slice(-int(r), int(r) + 1) for r in radius_kji)]
+    return np.asarray(sum((g / max(int(r), 1)) ** 2 for g, r in zip(grids, radius_kji)) <= 1.0)
 
 
 def _ball(centre: tuple[int, ...], shape: tuple[int, ...], spacing_kji: np.ndarray, radius_mm: float) -> np.ndarray:

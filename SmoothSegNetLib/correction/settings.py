@@ -23,8 +23,11 @@ class AddLesionSettings:
             wins); the pipeline's own threshold is 0.5.
         snap_mm: a component whose nearest voxel lies within this distance of the point counts as clicked.
         chan_vese_iterations: morphological Chan–Vese steps on the found component (``None`` = the tumor card's).
+        closing_mm: morphological closing (mm, 6-connected steps) of the found component before its holes are
+            filled (0 = none).
         region_growing: when the network finds nothing, grow a region of similar attenuation from the point.
         smoothing_mm: Gaussian sigma (mm) of the CT before region growing.
+        opening_mm: morphological opening (mm) of the grown region, to cut thin bridges to vessels (0 = none).
         min_contrast_hu: a lesion must differ from the liver around it by at least this much (mean HU).
         min_volume_ml: smaller regions are not lesions.
         max_diameter_mm: a grown region reaching farther than half of this from the point has leaked: refused.
@@ -33,8 +36,10 @@ class AddLesionSettings:
     thresholds: tuple[float, ...] = (0.5, 0.3)
     snap_mm: float = 3.0
     chan_vese_iterations: int | None = None
+    closing_mm: float = 0.0
     region_growing: bool = True
     smoothing_mm: float = 1.5
+    opening_mm: float = 0.0
     min_contrast_hu: float = 10.0
     min_volume_ml: float = 0.05
     max_diameter_mm: float = 80.0
@@ -42,7 +47,15 @@ class AddLesionSettings:
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
             raise InputError(f"add-lesion thresholds must be numbers in (0, 1), got {self.thresholds!r}")
-        for name in ("snap_mm", "smoothing_mm", "min_contrast_hu", "min_volume_ml", "max_diameter_mm"):
+        for name in (
+            "snap_mm",
+            "closing_mm",
+            "smoothing_mm",
+            "opening_mm",
+            "min_contrast_hu",
+            "min_volume_ml",
+            "max_diameter_mm",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InputError(f"add-lesion setting {name} must be a finite number >= 0, got {value!r}")

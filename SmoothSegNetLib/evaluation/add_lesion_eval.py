@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,6 +90,9 @@ def evaluate_seed(
                 continue
             mask = np.zeros(truth.shape, dtype=bool)
             mask[added.box] = added.mask
+            log.info(
+                "seed %d lesion %d (%s): dice %.3f by %s", seed, item["lesion"], name, dice(mask, truth), added.method
+            )
             clicks[name].append(
                 Click(
                     seed,
@@ -103,6 +107,7 @@ def evaluate_seed(
             try:
                 segmenter(phantom.ct, labelmap, lesions, normal_point)  # type: ignore[arg-type]
                 normal[name] = 1
+                log.info("seed %d normal liver (%s): something was added", seed, name)
             except InputError:
                 normal[name] = 0
     return clicks, normal
@@ -153,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("build/add-lesion"))
     parser.add_argument("--variants", default="bundled", help=f"comma-separated, of {sorted(VARIANTS)}")
     parser.add_argument("--json", type=Path, help="write every click here")
+    parser.add_argument("--wait-s", type=float, default=0.0, help="wait this long for each seed's cache to appear")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     base = default_settings()
@@ -160,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     first, _, end = args.seeds.partition(":")
     rows: dict[str, tuple[list[Click], int, int]] = {n: ([], 0, 0) for n in variants}
     for seed in range(int(first), int(end)):
+        waited = 0.0
+        while not (args.cache / f"missed-{seed}.json").is_file() and waited < args.wait_s:
+            time.sleep(10.0)  # the collection (missed_lesions) may still be running
+            waited += 10.0
         if not (args.cache / f"missed-{seed}.json").is_file():
             log.warning("seed %d is not in the cache %s: run missed_lesions first", seed, args.cache)
             continue
