@@ -246,9 +246,9 @@ class PointSegmenter:
             mask = ndimage.binary_closing(np.pad(mask, steps), _BALL6, iterations=steps)[
                 tuple(slice(steps, -steps) for _ in range(3))
             ]
-        mask = ndimage.binary_fill_holes(mask) & allowed
-        mask = _component_near(mask, allowed, voxel, spacing, self.settings.snap_mm)
-        assert mask is not None  # it holds the component found before
+        filled = _component_near(ndimage.binary_fill_holes(mask), allowed, voxel, spacing, self.settings.snap_mm)
+        if filled is not None:  # always: it holds the component found before
+            mask = filled
         iterations = self.settings.chan_vese_iterations
         if iterations is None:
             iterations = self.card.post.chan_vese_iterations
