@@ -117,3 +117,42 @@ def test_region_growing_finds_a_sphere_on_an_anisotropic_grid() -> None:
     # No contrast: nothing lesion-like.
     flat = np.full(hu.shape, 70, np.int16)
     assert region_grow(flat, allowed, tuple(centre), spacing, AddLesionSettings()) is None
+
+
+def test_updated_report_remeasures_exactly_and_marks_the_added_lesion() -> None:
+    """The folder's report with an added 3x4x5 box: exact volume on an anisotropic grid, schema-valid, marks
+    carried (no network: the lesion is given)."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    from _report_helpers import ct_with, grid
+
+    from SmoothSegNetLib.correction.add_lesion import AddedLesion
+    from SmoothSegNetLib.correction.folder import CaseFolder, updated_report
+    from SmoothSegNetLib.report import measure
+
+    geometry = grid((12, 30, 30), (0.8, 1.1, 2.5))
+    labels = np.zeros(geometry.shape_kji, np.uint8)
+    labels[1:11, 2:28, 2:28] = 1
+    labels[2:5, 3:8, 3:8] = 2
+    lesions = label_lesions(labels == 2, geometry)
+    ct = ct_with(labels, geometry)
+    old = measure(ct, labels, lesions, confidence={1: 0.8}, models=[{"id": "m", "task": "tumor"}])
+    old["lesions"][0]["source"] = "added_at_point"  # an earlier click: its mark must survive
+    case = CaseFolder(Path("."), ct, Path("ct.nrrd"), labels, lesions, old, True)
+    added = AddedLesion(2, (slice(6, 9), slice(15, 19), slice(20, 25)), np.ones((3, 4, 5), bool), "network", 0.5, 0.7,
+                        -30.0, (1.0, 2.0, 3.0))  # fmt: skip
+    new_labels, new_lesions = added.apply(labels, lesions)
+    report = updated_report(case, added, new_labels, new_lesions)
+    schema = json.loads(
+        (Path(__file__).resolve().parents[1] / "SmoothSegNetLib/schemas/report.schema.json").read_text()
+    )
+    jsonschema.validate(report, schema)
+    entry = report["lesions"][1]
+    assert entry["voxel_count"] == 60 and entry["volume_ml"] == round(60 * 0.8 * 1.1 * 2.5 / 1000.0, 4)
+    assert entry["source"] == "added_at_point" and entry["added_at_lps_mm"] == [1.0, 2.0, 3.0]
+    assert entry["confidence"] == 0.7 and report["lesions"][0]["confidence"] == 0.8
+    assert report["lesions"][0]["source"] == "added_at_point"
+    assert report["tumor_burden"]["count"] == 2
+    assert report["corrections"][-1]["lesion_id"] == 2 and report["corrections"][-1]["method"] == "network"
