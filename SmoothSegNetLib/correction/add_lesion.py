@@ -4,10 +4,12 @@ The tumor network of the case's model card runs in one window of the card's ``ro
 spacing and orientation, centred on the point, with the liver context masked as the pipeline masks it
 (:func:`SmoothSegNetLib.inference.pipeline.tumor_stage_mask`). Its decision probability is interpolated back
 onto the input grid (only a box around the window), thresholded, and the connected component that holds the
-point (or whose nearest voxel is within ``snap_mm``) is kept. If none is found at the first threshold, lower
-ones are tried, then region growing from the point on the smoothed CT. A result must be lesion-like (at least
-``min_volume_ml``, and its mean HU differs from the liver around it by ``min_contrast_hu``), lies in the liver,
-and keeps one voxel away from every other lesion (so a connected-component relabelling keeps it separate).
+point (or whose nearest voxel is within ``snap_mm``) is kept, closed and hole-filled. If none is found at the
+first threshold, lower ones are tried, then region growing from the point on the smoothed CT
+(:func:`SmoothSegNetLib.correction.grow.region_grow`). A result must be lesion-like: at least ``min_volume_ml``,
+and a grown region must differ from the liver around it by ``min_contrast_hu`` (a network result need not: a
+rim-enhancing lesion's mean HU is the liver's). It lies in the liver and keeps one voxel away from every other
+lesion (so a connected-component relabelling keeps it separate).
 """
 
 from __future__ import annotations
