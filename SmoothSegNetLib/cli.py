@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "models",
     "report",
     "export",
+    "add_lesion",
     "send",
     "phantom",
     "train",

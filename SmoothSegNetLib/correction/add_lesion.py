@@ -1,0 +1,340 @@
+"""Segment ONE lesion around a point and add it as the next lesion (the engine of ``add-lesion``).
+
+The tumor network of the case's model card runs in one window of the card's ``roi_size_ijk``, on the card's
+spacing and orientation, centred on the point, with the liver context masked as the pipeline masks it
+(:func:`SmoothSegNetLib.inference.pipeline.tumor_stage_mask`). Its decision probability is interpolated back
+onto the input grid (only a box around the window), thresholded, and the connected component that holds the
+point (or whose nearest voxel is within ``snap_mm``) is kept, closed and hole-filled. If none is found at the
+first threshold, lower ones are tried, then region growing from the point on the smoothed CT
+(:func:`SmoothSegNetLib.correction.grow.region_grow`). A result must be lesion-like: at least ``min_volume_ml``,
+and a grown region must differ from the liver around it by ``min_contrast_hu`` (a network result need not: a
+rim-enhancing lesion's mean HU is the liver's). It lies in the liver and keeps one voxel away from every other
+lesion (so a connected-component relabelling keeps it separate).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from SmoothSegNetLib.correction.grow import region_grow
+from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
+from SmoothSegNetLib.errors import InputError, ModelError
+from SmoothSegNetLib.inference.device import select_device, set_threads
+from SmoothSegNetLib.inference.pipeline import tumor_stage_mask
+from SmoothSegNetLib.inference.postprocess import chan_vese_refine
+from SmoothSegNetLib.inference.preprocess import from_network_layout, resample_ct, to_network_layout, window_hu
+from SmoothSegNetLib.inference.window import RunSettings, predict
+from SmoothSegNetLib.models import ModelCard, Registry, build_network, load_weights
+from SmoothSegNetLib.resample import Interpolation, canonical_geometry, crop_geometry, orientation_direction, resample
+from SmoothSegNetLib.volume import CTVolume, Geometry
+
+log = logging.getLogger(__name__)
+
+Slices = tuple[slice, slice, slice]
+LIVER, TUMOR = 1, 2
+_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+_BALL6 = ndimage.generate_binary_structure(3, 1)
+
+
+@dataclass(frozen=True)
+class AddedLesion:
+    """One lesion found around a point.
+
+    Attributes:
+        lesion_id: the id it gets (one more than the largest existing lesion id).
+        box: ``[k, j, i]`` slices of the input grid holding ``mask``.
+        mask: bool ``[k, j, i]`` on ``box``: the lesion's voxels.
+        method: ``network`` (at ``threshold``) or ``region_growing``.
+        threshold: the decision probability threshold used (``None`` for region growing).
+        confidence: mean tumor decision probability of the network inside the lesion.
+        contrast_hu: mean HU of the lesion minus the mean HU of the liver around it.
+        point_lps_mm: the point clicked.
+        timings_s: seconds per step.
+    """
+
+    lesion_id: int
+    box: Slices
+    mask: np.ndarray
+    method: str
+    threshold: float | None
+    confidence: float
+    contrast_hu: float
+    point_lps_mm: tuple[float, float, float]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def voxel_count(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def apply(self, labelmap: np.ndarray, lesions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """New copies of ``labelmap`` (the lesion set to 2) and ``lesions`` (set to :attr:`lesion_id`)."""
+        labels, instances = labelmap.copy(), lesions.copy()
+        labels[self.box][self.mask] = TUMOR
+        instances[self.box][self.mask] = self.lesion_id
+        return labels, instances
+
+
+def parse_point(text: str) -> tuple[float, float, float]:
+    """``"X,Y,Z"`` (LPS mm) -> three finite floats, else InputError naming ``--at``."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise InputError(f"--at must be three numbers X,Y,Z in LPS millimetres (e.g. --at 12.5,-30,104), got {text!r}")
+    return (values[0], values[1], values[2])
+
+
+class PointSegmenter:
+    """Loads the tumor card and its verified weights once, then adds lesions at points of any case."""
+
+    def __init__(
+        self,
+        tumor_model: str,
+        *,
+        sha256: str | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+        settings: AddLesionSettings | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        set_threads(threads)
+        self.settings = settings if settings is not None else default_settings()
+        self.device = select_device(device)
+        entry = (registry if registry is not None else Registry()).find(tumor_model)
+        if entry.card.task != "tumor":
+            raise ModelError(f"model {entry.card.id!r} is a {entry.card.task} model; add-lesion needs the tumor model")
+        if sha256 is not None and entry.expected_sha256 is not None and sha256 != entry.expected_sha256:
+            raise ModelError(
+                f"the case was segmented with {entry.card.id} weights sha256 {sha256[:12]}…, but the installed ones "
+                f"are {entry.expected_sha256[:12]}…: install the weights the case used, or segment it again"
+            )
+        self.card: ModelCard = entry.card
+        network = load_weights(
+            build_network(self.card), self.card, path=entry.weights_path, sha256=entry.expected_sha256
+        )
+        self.network: torch.nn.Module = network.to(self.device).eval()
+
+    def __call__(
+        self, ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, point_lps_mm: tuple[float, float, float]
+    ) -> AddedLesion:
+        """Segment the lesion at ``point_lps_mm`` (see the module docstring); nothing is modified.
+
+        Args:
+            ct: the CT (HU) of the case.
+            labelmap: uint8 ``[k, j, i]`` on ``ct``'s grid: 0 background, 1 liver, 2 tumor.
+            lesions: uint16 ``[k, j, i]`` lesion instances 1..n on the same grid.
+            point_lps_mm: the point clicked, LPS millimetres.
+
+        Raises:
+            InputError: the point is outside the image, outside the liver, on an existing lesion, or nothing
+                lesion-like is found there.
+        """
+        t0 = time.perf_counter()
+        geometry = ct.geometry
+        voxel = _point_voxel(point_lps_mm, geometry)
+        label = int(labelmap[voxel])
+        if label == TUMOR:
+            raise InputError(
+                f"the point {_fmt(point_lps_mm)} is already in lesion {int(lesions[voxel])}: "
+                "click inside a missed lesion"
+            )
+        if label != LIVER:
+            raise InputError(
+                f"the point {_fmt(point_lps_mm)} (voxel i,j,k {voxel[::-1]}) is outside the liver: "
+                "click inside the liver, on the missed lesion"
+            )
+        window, box = self._window(geometry, point_lps_mm)
+        crop = crop_geometry(geometry, box)
+        timings = {"prepare_s": time.perf_counter() - t0}
+        q = self._probability(ct.array[box], labelmap[box] > 0, crop, window)
+        timings["network_s"] = time.perf_counter() - t0 - timings["prepare_s"]
+        local = tuple(v - b.start for v, b in zip(voxel, box))
+        allowed = _allowed(labelmap[box], lesions[box])
+        found = self._find(ct.array[box], q, allowed, crop, local)
+        if found is None:
+            raise InputError(
+                f"nothing lesion-like was found at {_fmt(point_lps_mm)}: click inside the lesion, near its centre "
+                "(or draw it in Segment Editor)"
+            )
+        mask, method, threshold, contrast = found
+        sub = ndimage.find_objects(mask.astype(np.uint8))[0]
+        out_box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
+        timings["total_s"] = time.perf_counter() - t0
+        return AddedLesion(
+            lesion_id=int(lesions.max()) + 1 if lesions.size else 1,
+            box=(out_box[0], out_box[1], out_box[2]),
+            mask=mask[sub],
+            method=method,
+            threshold=threshold,
+            confidence=round(float(q[mask].mean()), 4),
+            contrast_hu=round(contrast, 1),
+            point_lps_mm=point_lps_mm,
+            timings_s=timings,
+        )
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def _window(self, geometry: Geometry, point: tuple[float, float, float]) -> tuple[Geometry, Slices]:
+        """The network window (card spacing and orientation, ``roi`` voxels centred on the point) and the box of
+        input voxels it covers."""
+        card = self.card
+        roi = card.inference.roi_size_ijk or (64, 64, 48)
+        direction = orientation_direction(card.input.orientation)
+        spacing = card.input.spacing_mm or canonical_geometry(geometry, None, card.input.orientation).spacing_mm
+        half = (np.asarray(roi, dtype=float) - 1.0) / 2.0 * np.asarray(spacing, dtype=float)
+        origin = np.asarray(point, dtype=float) - direction @ half
+        window = Geometry.create((roi[2], roi[1], roi[0]), spacing, origin, direction)
+        corners = np.array(
+            [[a, b, c] for a in (-0.5, roi[0] - 0.5) for b in (-0.5, roi[1] - 0.5) for c in (-0.5, roi[2] - 0.5)]
+        )
+        ijk = geometry.lps_to_index(window.index_to_lps(corners))
+        first = np.floor(ijk.min(axis=0)).astype(int) - 1
+        last = np.ceil(ijk.max(axis=0)).astype(int) + 2
+        size = geometry.size_ijk
+        i, j, k = (slice(max(0, int(first[n])), min(size[n], int(last[n]))) for n in range(3))
+        return window, (k, j, i)
+
+    def _probability(self, ct_crop: np.ndarray, liver_crop: np.ndarray, crop: Geometry, window: Geometry) -> np.ndarray:
+        """The tumor decision probability on the crop (the input grid), from one network window."""
+        card = self.card
+        image = window_hu(resample_ct(ct_crop, crop, window), card.input.hu_window)
+        if card.input.mask_outside_liver:
+            context = tumor_stage_mask(liver_crop, crop, window, card.input.liver_mask_dilation_mm)
+            image[~context] = 0.0
+        settings = RunSettings(self.device, 1, amp=True)
+        q = predict(self.network, to_network_layout(image), card, settings, stage="add-lesion")
+        q_window = np.ascontiguousarray(from_network_layout(q))
+        return resample(q_window, window, crop, Interpolation.LINEAR, 0.0)
+
+    def _find(
+        self, hu: np.ndarray, q: np.ndarray, allowed: np.ndarray, crop: Geometry, voxel: tuple[int, ...]
+    ) -> tuple[np.ndarray, str, float | None, float] | None:
+        s = self.settings
+        spacing_kji = np.asarray(crop.spacing_mm[::-1], dtype=float)
+        for threshold in s.thresholds:
+            mask = _component_near(q >= threshold, allowed, voxel, spacing_kji, s.snap_mm)
+            if mask is None:
+                continue
+            mask = self._refine(hu, mask, allowed, voxel, spacing_kji)
+            # The network's own decision is the lesion test here (a rim-enhancing lesion's mean HU is the
+            # liver's); only its size is checked.
+            if _volume_ml(mask, crop) >= s.min_volume_ml:
+                return mask, "network", threshold, _contrast(hu, mask, allowed, spacing_kji)
+        if not s.region_growing:
+            return None
+        grown = region_grow(hu, allowed, voxel, spacing_kji, s)
+        if grown is None:
+            return None
+        checked = _lesion_like(hu, grown, allowed, crop, s)
+        if checked is None:
+            return None
+        return checked, "region_growing", None, _contrast(hu, checked, allowed, spacing_kji)
+
+    def _refine(
+        self, hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing: np.ndarray
+    ) -> np.ndarray:
+        closing = self.settings.closing_mm
+        if closing > 0:
+            # Closes a rim seen as a broken ring (rim-enhancing lesions) so that filling can reach its centre.
+            steps = max(1, int(round(closing / float(spacing.min()))))
+            mask = ndimage.binary_closing(np.pad(mask, steps), _BALL6, iterations=steps)[
+                tuple(slice(steps, -steps) for _ in range(3))
+            ]
+        filled = _component_near(ndimage.binary_fill_holes(mask), allowed, voxel, spacing, self.settings.snap_mm)
+        if filled is not None:  # always: it holds the component found before
+            mask = filled
+        iterations = self.settings.chan_vese_iterations
+        if iterations is None:
+            iterations = self.card.post.chan_vese_iterations
+        if iterations:
+            refined = chan_vese_refine(window_hu(hu, self.card.input.hu_window), mask, allowed, iterations)
+            again = _component_near(refined, allowed, voxel, spacing, self.settings.snap_mm)
+            if again is not None:
+                mask = again
+        return mask
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _fmt(point: tuple[float, float, float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in point) + ") mm LPS"
+
+
+def _point_voxel(point: tuple[float, float, float], geometry: Geometry) -> tuple[int, int, int]:
+    """The ``[k, j, i]`` index of the voxel holding the point, else InputError (outside the image)."""
+    ijk = geometry.lps_to_index(np.asarray(point, dtype=float))
+    nearest = np.rint(ijk).astype(int)
+    size = geometry.size_ijk
+    if not all(0 <= int(nearest[n]) < size[n] for n in range(3)):
+        raise InputError(
+            f"the point {_fmt(point)} is outside the image (voxel i,j,k {tuple(int(v) for v in nearest)}, size "
+            f"{size}): give a point inside the CT, in LPS millimetres (Slicer shows RAS: negate its first two numbers)"
+        )
+    return (int(nearest[2]), int(nearest[1]), int(nearest[0]))
+
+
+def _allowed(labels: np.ndarray, lesions: np.ndarray) -> np.ndarray:
+    """Liver voxels that neither are nor touch (26-neighbours) an existing lesion."""
+    others = lesions > 0
+    if others.any():
+        others = ndimage.binary_dilation(others, structure=_CONNECTIVITY_26)
+    return (labels == LIVER) & ~others
+
+
+def _component_near(
+    candidate: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray, snap_mm: float
+) -> np.ndarray | None:
+    """The 26-connected component of ``candidate & allowed`` holding ``voxel`` or, failing that, the one with
+    the voxel nearest to it within ``snap_mm``; ``None`` if there is none."""
+    mask = candidate & allowed
+    reach = np.ceil(snap_mm / spacing_kji).astype(int)
+    near = tuple(slice(max(0, v - r), v + r + 1) for v, r in zip(voxel, reach))
+    if not mask[near].any():
+        return None
+    labels, _count = ndimage.label(mask, structure=_CONNECTIVITY_26)
+    hit = int(labels[voxel])
+    if hit == 0:
+        points = np.argwhere(labels[near] > 0)
+        offsets = points + np.array([s.start for s in near]) - np.asarray(voxel)
+        distance = np.sqrt(((offsets * spacing_kji) ** 2).sum(axis=1))
+        best = int(np.argmin(distance))
+        if distance[best] > snap_mm:
+            return None
+        hit = int(labels[near][tuple(points[best])])
+    return labels == hit
+
+
+def _ring(mask: np.ndarray, allowed: np.ndarray, spacing_kji: np.ndarray, width_mm: float = 4.0) -> np.ndarray:
+    steps = max(1, int(round(width_mm / float(spacing_kji.min()))))
+    grown = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1), iterations=steps)
+    return grown & ~mask & allowed
+
+
+def _contrast(hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, spacing_kji: np.ndarray) -> float:
+    ring = _ring(mask, allowed, spacing_kji)
+    if not ring.any():
+        return 0.0
+    return float(hu[mask].mean()) - float(hu[ring].mean())
+
+
+def _volume_ml(mask: np.ndarray, crop: Geometry) -> float:
+    return float(np.count_nonzero(mask)) * crop.voxel_volume_mm3 / 1000.0
+
+
+def _lesion_like(
+    hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, crop: Geometry, s: AddLesionSettings
+) -> np.ndarray | None:
+    """``mask`` if it is big enough and stands out from the liver around it, else ``None``."""
+    if _volume_ml(mask, crop) < s.min_volume_ml:
+        return None
+    contrast = _contrast(hu, mask, allowed, np.asarray(crop.spacing_mm[::-1], dtype=float))
+    if abs(contrast) < s.min_contrast_hu:
+        return None
+    return mask
