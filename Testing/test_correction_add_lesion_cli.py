@@ -62,6 +62,9 @@ def test_add_lesion_updates_and_remeasures_the_folder(case) -> None:  # type: ig
     assert report["tumor_burden"]["total_volume_ml"] == round(int((new_lesions > 0).sum()) * 14.52 / 1000.0, 4)
     assert [e["confidence"] for e in report["lesions"][:-1]] == [e["confidence"] for e in before["lesions"]]
     assert all("source" not in e for e in report["lesions"][:-1])
+    # A click is a hand correction (SEMIAUTOMATIC in DICOM); the run's lesion floors are still stated.
+    assert [e["edited"] for e in report["lesions"]] == [e["edited"] for e in before["lesions"]] + [True]
+    assert report["thresholds"] == before["thresholds"]
     assert report["corrections"][0]["lesion_id"] == n and report["corrections"][0]["action"] == "add_lesion"
     with open(out / "report.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
