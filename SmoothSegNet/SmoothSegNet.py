@@ -83,6 +83,7 @@ class SmoothSegNetParameterNode:
     inputVolume: the CT. outputSegmentation: where the result goes (None: a new node).
     quality: fast (demo models) | full (installed paper-configuration models) | liver-only.
     device: auto | cpu | cuda. perLesionSegments: one segment per lesion instead of one "Tumor".
+    skipPlausibilityCheck: segment an image that does not look like a CT of a body (unusual but real data).
     priorVolume, priorSegmentation: the earlier study of "Compare with prior study".
     """
 
@@ -91,6 +92,7 @@ class SmoothSegNetParameterNode:
     quality: Annotated[str, Choice(QUALITIES)] = "fast"
     device: Annotated[str, Choice(DEVICES)] = "auto"
     perLesionSegments: bool = True
+    skipPlausibilityCheck: bool = False
     priorVolume: vtkMRMLScalarVolumeNode
     priorSegmentation: vtkMRMLSegmentationNode
 
@@ -370,6 +372,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 quality=p.quality,
                 device=p.device,
                 perLesionSegments=p.perLesionSegments,
+                skipPlausibilityCheck=p.skipPlausibilityCheck,
                 progressCallback=self._onProgress,
                 completionCallback=self._onCompleted,
             )

@@ -366,6 +366,9 @@ def open_panel(
     module.SmoothSegNet(descriptor)
     widget = module.SmoothSegNetWidget(type("Parent", (), {"isEntered": True})())
     widget.setup()
+    # The test CTs are a few centimetres of synthetic voxels, not a body: tick "Skip the CT plausibility check"
+    # as a user would for unusual data (test_guimock_the_plausibility_check_guards_the_run checks the default).
+    widget._parameterNode.skipPlausibilityCheck = True
     liver = write_threshold_model(tmp_path / "models", "liver", threshold_hu=50, spacing_mm=None)
     tumor = write_threshold_model(tmp_path / "models", "tumor", threshold_hu=150, spacing_mm=None)
     widget.logic.process = functools.partial(widget.logic.process, liverModel=str(liver), tumorModel=str(tumor))

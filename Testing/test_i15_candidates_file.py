@@ -20,7 +20,8 @@ from SmoothSegNetLib.report.inputs import read_labelmap
 def test_segment_writes_candidates_nrrd_matching_the_report(tmp_path: Path) -> None:
     ct = _ct()
     write_volume(tmp_path / "ct.nrrd", ct)
-    run_case(Case(tmp_path / "ct.nrrd", tmp_path / "out"), Segmenter(_models(tmp_path, card_confidence=0.8)))
+    segmenter = Segmenter(_models(tmp_path, card_confidence=0.8))
+    run_case(Case(tmp_path / "ct.nrrd", tmp_path / "out"), segmenter, skip_plausibility_check=True)  # a small box
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [c["id"] for c in report["candidates"]] == [1, 2]
     array, geometry = read_labelmap(tmp_path / "out" / "candidates.nrrd")

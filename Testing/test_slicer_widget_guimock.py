@@ -122,6 +122,24 @@ def test_guimock_bad_input_is_shown_by_the_widget(panel: dict[str, Any]) -> None
     assert widget.ui.applyButton.enabled and widget.ui.applyButton.toolTip.startswith("Last run failed:")
 
 
+def test_guimock_the_plausibility_check_guards_the_run(panel: dict[str, Any]) -> None:
+    """Issue 17: by default the engine refuses an image that is not a CT of a body (this 16 x 14 mm synthetic
+    one), and the panel says how to override it; the checkbox passes the override to the engine."""
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    assert widget.ui.skipPlausibilityCheckBox is not None
+    widget._parameterNode.skipPlausibilityCheck = False  # the module's default
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.FAILED and widget._parameterNode.outputSegmentation is None
+    assert len(dialogs.errors) == 1 and "does not look like a CT of a body" in dialogs.errors[0]
+    widget._parameterNode.skipPlausibilityCheck = True
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.IDLE and len(dialogs.errors) == 1
+    report = widget._report
+    assert report is not None and any("plausibility check" in w for w in report["warnings"])
+
+
 def test_guimock_download_failure_is_shown_and_the_panel_recovers(panel: dict[str, Any]) -> None:
     widget, dialogs = panel["widget"], panel["dialogs"]
     ui = widget.ui

@@ -100,16 +100,17 @@ def test_send_to_pacs_sends_the_current_segments_not_an_earlier_export(
     widget.onSendToPacsButton()
     poll_until_done(widget)
     assert dicom_panel["dialogs"].errors == []
-    assert _stored_segment_labels(orthanc) == [["Liver", "Lesion 1"]]
+    assert _stored_segment_labels(orthanc) == [["Liver", "Lesion 1", "Liver including tumors"]]
     orthanc.delete_everything()
     node = widget._parameterNode.outputSegmentation
     node.GetSegmentation().RemoveSegment("lesion_1")  # the radiologist deletes the lesion in Segment Editor
     widget.onSendToPacsButton()
     poll_until_done(widget)
     assert dicom_panel["dialogs"].errors == []
-    assert _stored_segment_labels(orthanc) == [["Liver"]]  # today's segments, not the earlier seg.dcm
+    # Today's segments, not the earlier seg.dcm (the whole liver is its own overlapping segment, issue 12 item 5).
+    assert _stored_segment_labels(orthanc) == [["Liver", "Liver including tumors"]]
     seg = pydicom.dcmread(tmp_path / "exports" / "CT abdomen-SmoothSegNet" / "seg.dcm")
-    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Liver"]
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Liver", "Liver including tumors"]
 
 
 def test_a_failed_export_stops_the_send(

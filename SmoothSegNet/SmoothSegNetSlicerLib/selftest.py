@@ -97,6 +97,7 @@ class SmoothSegNetTest(ScriptedLoadableModuleTest):
                 device="cpu",
                 liverModel=str(liver),
                 tumorModel=str(tumor),
+                skipPlausibilityCheck=True,  # a small synthetic CT, not a body
                 progressCallback=events.append,
                 waitForCompletion=True,
                 timeoutS=600,
