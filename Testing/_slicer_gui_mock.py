@@ -369,6 +369,7 @@ def open_panel(
     # The test CTs are a few centimetres of synthetic voxels, not a body: tick "Skip the CT plausibility check"
     # as a user would for unusual data (test_guimock_the_plausibility_check_guards_the_run checks the default).
     widget._parameterNode.skipPlausibilityCheck = True
+    widget.ui.skipPlausibilityCheckBox.checked = True  # the stand-in widgets are not bound: show it too
     liver = write_threshold_model(tmp_path / "models", "liver", threshold_hu=50, spacing_mm=None)
     tumor = write_threshold_model(tmp_path / "models", "tumor", threshold_hu=150, spacing_mm=None)
     widget.logic.process = functools.partial(widget.logic.process, liverModel=str(liver), tumorModel=str(tumor))
