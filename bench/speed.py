@@ -56,7 +56,7 @@ STAGES = (
     ("SmoothSegNetLib.inference.pipeline", "resample", "map_back_s"),
     ("SmoothSegNetLib.inference.pipeline", "largest_component", "post_s"),
     ("SmoothSegNetLib.inference.pipeline", "fill_holes", "post_s"),
-    ("SmoothSegNetLib.inference.pipeline", "chan_vese_refine", "post_s"),
+    ("SmoothSegNetLib.inference.pipeline", "refine_tumor", "post_s"),
     ("SmoothSegNetLib.inference.pipeline", "tumor_stage_mask", "post_s"),
     ("SmoothSegNetLib.report", "label_lesions", "post_s"),
 )
