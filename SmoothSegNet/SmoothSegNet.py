@@ -44,6 +44,7 @@ from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachin
 
 QUALITIES = ["fast", "full", "liver-only"]
 DEVICES = ["auto", "cpu", "cuda"]
+RUNTIMES = ["auto", "torch", "onnx"]
 SETTINGS_PREFIX = "SmoothSegNet/"
 #: The candidates table: (header, report.json candidates[] key).
 CANDIDATE_COLUMNS = [("ID", "id"), ("Volume (ml)", "volume_ml"), ("Long axis (mm)", "long_axis_mm"),
@@ -84,6 +85,7 @@ class SmoothSegNetParameterNode:
     quality: fast (demo models) | full (installed paper-configuration models) | liver-only.
     device: auto | cpu | cuda. perLesionSegments: one segment per lesion instead of one "Tumor".
     skipPlausibilityCheck: segment an image that does not look like a CT of a body (unusual but real data).
+    runtime: auto (PyTorch on a GPU, the ONNX graphs on the CPU) | torch | onnx.
     priorVolume, priorSegmentation: the earlier study of "Compare with prior study".
     """
 
@@ -93,6 +95,7 @@ class SmoothSegNetParameterNode:
     device: Annotated[str, Choice(DEVICES)] = "auto"
     perLesionSegments: bool = True
     skipPlausibilityCheck: bool = False
+    runtime: Annotated[str, Choice(RUNTIMES)] = "auto"
     priorVolume: vtkMRMLScalarVolumeNode
     priorSegmentation: vtkMRMLSegmentationNode
 
@@ -373,6 +376,7 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 device=p.device,
                 perLesionSegments=p.perLesionSegments,
                 skipPlausibilityCheck=p.skipPlausibilityCheck,
+                runtime=p.runtime,
                 progressCallback=self._onProgress,
                 completionCallback=self._onCompleted,
             )

@@ -83,7 +83,7 @@ def test_parameter_bindings_match_the_parameter_node() -> None:
         and n.targets[0].id.isupper()
         and isinstance(n.value, ast.List)
     }
-    for field, constant in (("quality", "QUALITIES"), ("device", "DEVICES")):
+    for field, constant in (("quality", "QUALITIES"), ("device", "DEVICES"), ("runtime", "RUNTIMES")):
         _, widget = bound[field]
         items = [item.findtext("property/string") for item in widget.findall("item")]
         assert items == constants[constant], field

@@ -140,6 +140,22 @@ def test_guimock_the_plausibility_check_guards_the_run(panel: dict[str, Any]) ->
     assert report is not None and any("plausibility check" in w for w in report["warnings"])
 
 
+def test_guimock_runtime_choice_reaches_the_engine(panel: dict[str, Any]) -> None:
+    """Issue 14: the panel's Runtime choice is the engine's --runtime. The test models have no ONNX graph, so
+    'onnx' is refused by the engine with its own message, and 'torch' runs them."""
+    widget, dialogs = panel["widget"], panel["dialogs"]
+    assert widget._parameterNode.runtime == "auto"
+    widget._parameterNode.runtime = "onnx"
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.FAILED
+    assert len(dialogs.errors) == 1 and "has no ONNX graph" in dialogs.errors[0]
+    widget._parameterNode.runtime = "torch"
+    widget.onApplyButton()
+    poll_until_done(widget)
+    assert widget._state.state == State.IDLE and len(dialogs.errors) == 1
+
+
 def test_guimock_download_failure_is_shown_and_the_panel_recovers(panel: dict[str, Any]) -> None:
     widget, dialogs = panel["widget"], panel["dialogs"]
     ui = widget.ui
