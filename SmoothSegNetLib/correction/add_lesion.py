@@ -20,18 +20,18 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from SmoothSegNetLib.correction.grow import region_grow
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError, ModelError
-from SmoothSegNetLib.inference.device import select_device, set_threads
+from SmoothSegNetLib.inference.options import SegmentOptions
 from SmoothSegNetLib.inference.pipeline import tumor_stage_mask
 from SmoothSegNetLib.inference.postprocess import chan_vese_refine
 from SmoothSegNetLib.inference.preprocess import from_network_layout, resample_ct, to_network_layout, window_hu
-from SmoothSegNetLib.inference.window import RunSettings, predict
-from SmoothSegNetLib.models import ModelCard, Registry, build_network, load_weights
+from SmoothSegNetLib.inference.runtime import open_runtime
+from SmoothSegNetLib.models import ModelCard, Registry
+from SmoothSegNetLib.progress import no_progress
 from SmoothSegNetLib.resample import Interpolation, canonical_geometry, crop_geometry, orientation_direction, resample
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
@@ -103,12 +103,11 @@ class PointSegmenter:
         sha256: str | None = None,
         device: str = "cpu",
         threads: int | None = None,
+        runtime: str = "auto",
         settings: AddLesionSettings | None = None,
         registry: Registry | None = None,
     ) -> None:
-        set_threads(threads)
         self.settings = settings if settings is not None else default_settings()
-        self.device = select_device(device)
         entry = (registry if registry is not None else Registry()).find(tumor_model)
         if entry.card.task != "tumor":
             raise ModelError(f"model {entry.card.id!r} is a {entry.card.task} model; add-lesion needs the tumor model")
@@ -118,10 +117,11 @@ class PointSegmenter:
                 f"are {entry.expected_sha256[:12]}…: install the weights the case used, or segment it again"
             )
         self.card: ModelCard = entry.card
-        network = load_weights(
-            build_network(self.card), self.card, path=entry.weights_path, sha256=entry.expected_sha256
-        )
-        self.network: torch.nn.Module = network.to(self.device).eval()
+        # The same runtime as segment (auto: the verified ONNX graph on the CPU, PyTorch on a GPU).
+        options = SegmentOptions(device=device, threads=threads, runtime=runtime)
+        self.runtime = open_runtime(options, entry.onnx_path is not None)
+        self.device = self.runtime.device
+        self.network = self.runtime.load(entry)
 
     def __call__(
         self, ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, point_lps_mm: tuple[float, float, float]
@@ -209,8 +209,9 @@ class PointSegmenter:
         if card.input.mask_outside_liver:
             context = tumor_stage_mask(liver_crop, crop, window, card.input.liver_mask_dilation_mm)
             image[~context] = 0.0
-        settings = RunSettings(self.device, 1, amp=True)
-        q = predict(self.network, to_network_layout(image), card, settings, stage="add-lesion")
+        q, _ = self.runtime.predict(
+            self.network, to_network_layout(image), card, 1, no_progress, None, "add-lesion", False
+        )
         q_window = np.ascontiguousarray(from_network_layout(q))
         return resample(q_window, window, crop, Interpolation.LINEAR, 0.0)
 
