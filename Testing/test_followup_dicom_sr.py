@@ -57,7 +57,9 @@ def test_followup_sr_tracks_baseline_lesions(visits: tuple[Path, Path, Path], tm
         str(g.tracking_identifier): str(g.tracking_uid)
         for g in hd.sr.srread(str(base / "sr.dcm")).content.get_volumetric_roi_measurement_groups()
     }
-    groups = hd.sr.srread(str(out / "sr_visit_1.dcm")).content.get_volumetric_roi_measurement_groups()
+    followup_sr = hd.sr.srread(str(out / "sr_visit_1.dcm"))
+    assert followup_sr.SpecificCharacterSet == "ISO_IR 192"  # UTF-8, like the case's SR (one SR writer)
+    groups = followup_sr.content.get_volumetric_roi_measurement_groups()
     # Phantom seed 6, follow-up 1: all three lesions matched to the same ids (see test_followup_cli).
     # The baseline SR also measures the liver (parenchyma, and including tumors); the follow-up SR tracks lesions only.
     assert {"Liver parenchyma", "Liver including tumors"} <= set(baseline)

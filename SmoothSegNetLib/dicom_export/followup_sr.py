@@ -19,8 +19,13 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from SmoothSegNetLib.dicom_export.common import MANUFACTURER, MODEL_NAME, software_versions
-from SmoothSegNetLib.dicom_export.sr import LESION_MEASUREMENTS, _measurement, _segment_number, referenced_segment
+from SmoothSegNetLib.dicom_export.sr import (
+    LESION_MEASUREMENTS,
+    _measurement,
+    _segment_number,
+    measurement_sr,
+    referenced_segment,
+)
 from SmoothSegNetLib.errors import ExportError
 from SmoothSegNetLib.report.codes import measurement_codes
 
@@ -95,27 +100,8 @@ def make_followup_sr(
                 qualitative_evaluations=evaluations,
             )
         )
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=MODEL_NAME, manufacturer_name=MANUFACTURER, model_name=software_versions()
-        ),
-    )
-    content = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-        imaging_measurements=groups,
-    )
-    return hd.sr.Comprehensive3DSR(
-        evidence=[seg, *source_datasets],
-        content=content[0],
-        series_instance_uid=generate_uid(),
-        series_number=FOLLOWUP_SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        series_description="SmoothSegNet follow-up measurements",
+    return measurement_sr(
+        seg, source_datasets, groups, FOLLOWUP_SR_SERIES_NUMBER, "SmoothSegNet follow-up measurements"
     )
 
 

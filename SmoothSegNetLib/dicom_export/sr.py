@@ -194,6 +194,18 @@ def make_sr(seg: hd.seg.Segmentation, source_datasets: Sequence[Dataset], report
     for lesion in report["lesions"]:
         groups += _lesion_groups(seg, lesion, models, table)
     groups.append(_burden_group(report, table))
+    return measurement_sr(seg, source_datasets, groups, SR_SERIES_NUMBER, "SmoothSegNet measurements")
+
+
+def measurement_sr(
+    seg: hd.seg.Segmentation,
+    source_datasets: Sequence[Dataset],
+    groups: Sequence[Any],
+    series_number: int,
+    series_description: str,
+) -> Dataset:
+    """A Comprehensive 3D SR (TID 1500, UTF-8) of ``groups``, observed by this software as a device, with ``seg``
+    and the source images as evidence (the case's SR and the follow-up SR alike)."""
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -203,17 +215,17 @@ def make_sr(seg: hd.seg.Segmentation, source_datasets: Sequence[Dataset], report
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-        imaging_measurements=groups,
+        imaging_measurements=list(groups),
     )
     return hd.sr.Comprehensive3DSR(
         evidence=[seg, *source_datasets],
         content=content[0],
         series_instance_uid=generate_uid(),
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
         specific_character_set=CHARACTER_SET,
         is_complete=True,
-        series_description="SmoothSegNet measurements",
+        series_description=series_description,
     )
