@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from SmoothSegNetLib.evaluation import evaluate_case, recist_bin
-from SmoothSegNetLib.evaluation.lesions import diameter_group, volume_group
+from SmoothSegNetLib.evaluation.lesions import diameter_group, proportion_text, volume_group, wilson_interval
 from SmoothSegNetLib.io.writers import write_labelmap
 from SmoothSegNetLib.volume import Geometry
 from Testing.conftest import run_cli
@@ -92,6 +92,17 @@ def test_cli_writes_tables_and_plot(tmp_path: Path) -> None:
     assert summary["lesion_recall"] == 0.75
     assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "detection recall" in done.stdout and "tumor Dice" in done.stdout
+    # 3 of 4 reference lesions found, 3 of 4 predicted lesions true, each with its Wilson interval.
+    assert done.stdout.count("0.750 (3/4; 95 % CI 0.301–0.954)") == 2, done.stdout
+
+
+def test_wilson_interval_matches_the_textbook_values() -> None:
+    # 0/10: [0, z^2 / (n + z^2)] = [0, 3.8415 / 13.8415]; 5/10: the symmetric [0.2366, 0.7634].
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+    assert wilson_interval(10, 10) == pytest.approx((0.72247, 1.0), abs=1e-5)
+    assert all(np.isnan(v) for v in wilson_interval(0, 0))
+    assert proportion_text(7, 19) == "0.368 (7/19; 95 % CI 0.191–0.590)" and proportion_text(0, 0) == "–"
 
 
 def test_missing_prediction_is_an_input_error(tmp_path: Path) -> None:

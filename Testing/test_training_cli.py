@@ -90,3 +90,57 @@ def test_two_ddp_processes_on_gloo_end_with_identical_weights(tmp_path: Path) ->
     assert len(values[0]) == 2 and values[0][0] == values[0][1] and values[0] == values[1]
     card = json.loads((out / "tiny-liver.json").read_text())
     assert card["training"]["run"]["world_size"] == 2
+
+
+def test_init_from_starts_from_the_verified_weights_of_a_card(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    config = write_tiny_config(tmp_path, "tumor", loss={"smoothing": "none"})
+    first = tmp_path / "first"
+    assert run_cli("train", "--config", str(config), "-o", str(first), "--progress", "none").returncode == 0
+    card = first / "tiny-tumor.json"
+    # A learning rate of 1e-8 moves no weight by more than about 1e-8 per step: the fine-tune must end where it
+    # started, and far from where the same run from its own random initialisation (another seed) ends.
+    still = write_tiny_config(
+        tmp_path, "tumor", loss={"smoothing": "none"}, learning_rate=1e-8, iterations=1, val_every=1, seed=7
+    )
+    tuned, fresh = tmp_path / "tuned", tmp_path / "fresh"
+    done = run_cli("train", "--config", str(still), "-o", str(tuned), "--init-from", str(card), "--progress", "none")
+    assert done.returncode == 0, done.stderr
+    assert run_cli("train", "--config", str(still), "-o", str(fresh), "--progress", "none").returncode == 0
+    start = load_file(str(first / "tiny-tumor.safetensors"))
+    after = load_file(str(tuned / "tiny-tumor.safetensors"))
+    random = load_file(str(fresh / "tiny-tumor.safetensors"))
+    moved = max(float(abs(after[k] - start[k]).max()) for k in start)
+    apart = max(float(abs(random[k] - start[k]).max()) for k in start)
+    assert moved < 1e-6 < 0.01 < apart
+    record = load_card(tuned / "tiny-tumor.json").training["initialised_from"]
+    assert record["card"] == "tiny-tumor" and record["weights_sha256"] == sha256_file(first / "tiny-tumor.safetensors")
+
+
+def test_init_from_refuses_tampered_weights_another_stage_and_another_network(tmp_path: Path) -> None:
+    config = write_tiny_config(tmp_path, "tumor", loss={"smoothing": "none"})
+    first = tmp_path / "first"
+    assert run_cli("train", "--config", str(config), "-o", str(first), "--progress", "none").returncode == 0
+    weights = first / "tiny-tumor.safetensors"
+    card = first / "tiny-tumor.json"
+    data = json.loads(card.read_text(encoding="utf-8"))
+
+    other_net = tmp_path / "wide.json"
+    wide = dict(data, architecture=json.loads(json.dumps(data["architecture"])))
+    wide["architecture"]["args"]["init_filters"] = 8
+    other_net.write_text(json.dumps(wide), encoding="utf-8")
+    liver = tmp_path / "liver.json"
+    liver.write_text(json.dumps(dict(data, task="liver")), encoding="utf-8")
+    tampered = weights.read_bytes()
+    weights.write_bytes(tampered[:-1] + bytes([tampered[-1] ^ 1]))
+    for source, fragment in (
+        (card, "sha256"),
+        (liver, "is a 'liver' card but the config's stage is 'tumor'"),
+        (other_net, "the architecture must be the same"),
+    ):
+        out = tmp_path / f"run-{source.stem}"
+        done = run_cli("train", "--config", str(config), "-o", str(out), "--init-from", str(source))
+        assert done.returncode == 2, (source, done.stderr)
+        assert done.stderr.startswith("error:") and fragment in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from SmoothSegNetLib.training.loss import Smoothing, SmoothSegLoss, soft_tlvr
+from SmoothSegNetLib.training.loss import Smoothing, SmoothSegLoss, lesion_balanced_ce, soft_tlvr
 
 # Two voxels, three classes (background, liver, tumor); logits = log(p) so softmax gives p exactly.
 PROBS = torch.tensor([[0.2, 0.5], [0.3, 0.4], [0.5, 0.1]], dtype=torch.float64).reshape(1, 3, 2, 1, 1)
@@ -93,6 +93,7 @@ def test_gradient_flows_to_logits() -> None:
         ({"lambda_tlvr": -0.5}, "lambda_tlvr must be a finite number >= 0, got -0.5"),
         ({"lambda_dice": float("nan")}, "lambda_dice"),
         ({"gamma": -1}, "gamma"),
+        ({"lambda_lesion": -0.5}, "lambda_lesion must be a finite number >= 0, got -0.5"),
         ({"epsilon": 1.0}, "epsilon (conventional label smoothing) must be in [0, 1), got 1.0"),
     ],
 )
@@ -114,3 +115,48 @@ def test_bad_shapes_and_labels_are_refused() -> None:
         loss(PROBS.log(), LABELS + 5)
     with pytest.raises(ValueError, match="one value per batch item"):
         SmoothSegLoss()(PROBS.log(), LABELS, torch.tensor([0.1, 0.2]))
+
+
+# Five voxels in a row: tumor at 0, 1 (one lesion of two voxels) and 3 (a lesion of one voxel).
+LINE_LABELS = torch.tensor([2, 2, 0, 2, 1]).reshape(1, 1, 5, 1, 1)
+LINE_TUMOR_P = [0.5, 0.25, 0.6, 0.8, 0.1]
+
+
+def _line_logits() -> torch.Tensor:
+    """Logits whose softmax gives tumor probability LINE_TUMOR_P, the rest split evenly."""
+    p = torch.tensor(LINE_TUMOR_P, dtype=torch.float64)
+    probs = torch.stack([(1 - p) / 2, (1 - p) / 2, p]).reshape(1, 3, 5, 1, 1)
+    return probs.log()
+
+
+def test_lesion_balanced_ce_gives_every_lesion_the_same_weight() -> None:
+    value = lesion_balanced_ce(_line_logits(), LINE_LABELS).item()
+    # Mean over lesions of each lesion's mean -ln p: ((ln 2 + ln 4) / 2 + -ln 0.8) / 2.
+    expected = ((-math.log(0.5) - math.log(0.25)) / 2 - math.log(0.8)) / 2
+    assert value == pytest.approx(expected, rel=1e-6)
+    # The voxel mean (what a size-blind term gives) is another number: the two-voxel lesion weighs twice.
+    voxel_mean = (-math.log(0.5) - math.log(0.25) - math.log(0.8)) / 3
+    assert abs(value - voxel_mean) > 0.05
+
+
+def test_lesion_balanced_ce_separates_lesions_per_batch_item_and_ignores_non_tumor_voxels() -> None:
+    logits = torch.cat([_line_logits(), _line_logits()])
+    labels = torch.cat([LINE_LABELS, torch.tensor([0, 0, 0, 2, 0]).reshape(1, 1, 5, 1, 1)])
+    # Three lesions in all: the two of item 0 and the single voxel 3 of item 1.
+    expected = ((-math.log(0.5) - math.log(0.25)) / 2 - math.log(0.8) - math.log(0.8)) / 3
+    assert lesion_balanced_ce(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_lesion_balanced_ce_without_tumor_is_zero_with_zero_gradient() -> None:
+    logits = _line_logits().clone().requires_grad_(True)
+    value = lesion_balanced_ce(logits, torch.zeros_like(LINE_LABELS))
+    value.backward()
+    assert value.item() == 0.0 and logits.grad is not None and float(logits.grad.abs().sum()) == 0.0
+
+
+def test_lesion_term_is_added_with_its_weight() -> None:
+    loss = SmoothSegLoss("none", lambda_dice=0, lambda_focal=0, lambda_lesion=0.5)
+    expected = 0.5 * lesion_balanced_ce(_line_logits(), LINE_LABELS).item()
+    assert loss(_line_logits(), LINE_LABELS).item() == pytest.approx(expected, rel=1e-6)
+    one_hot = torch.nn.functional.one_hot(LINE_LABELS[:, 0], 3).movedim(-1, 1).double()
+    assert loss(_line_logits(), one_hot).item() == pytest.approx(expected, rel=1e-6)

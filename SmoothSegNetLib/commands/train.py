@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=("text", "jsonl", "none"), default="text", help="progress output")
     parser.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
     parser.add_argument("--max-minutes", type=float, default=None, help="override the config's wall-time budget")
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CARD",
+        help="start from this model card's verified weights (same stage and architecture): a fine-tune",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.max_minutes >= 0:
             raise ConfigError(f"--max-minutes must be >= 0 (0 = no time budget), got {args.max_minutes}")
         config = dataclasses.replace(config, max_minutes=args.max_minutes)
+    if args.init_from is not None:
+        from pathlib import Path
+
+        config = dataclasses.replace(config, init_from=str(Path(args.init_from).resolve()))
     progress = {"text": TextProgress, "jsonl": JsonlProgress}.get(args.progress, lambda: no_progress)()
     result = run_training(config, args.output, resume=args.resume, device=args.device, progress=progress, cancel=CANCEL)
     sys.stdout.write(

@@ -84,6 +84,25 @@ def f1_score(recall: float, precision: float) -> float:
     return 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) of a proportion ``hits / n``: the spread of a recall or a
+    precision counted over few lesions (NaN, NaN when ``n`` is 0)."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion_text(hits: int, n: int) -> str:
+    """``0.368 (7/19; 95 % CI 0.191–0.590)``, or ``–`` when ``n`` is 0."""
+    if n <= 0:
+        return "–"
+    low, high = wilson_interval(hits, n)
+    return f"{hits / n:.3f} ({hits}/{n}; 95 % CI {low:.3f}–{high:.3f})"
+
+
 def diameter_group(long_axis_mm: float) -> str:
     """``<10 cm`` or ``>=10 cm``."""
     return ">=10 cm" if long_axis_mm >= DIAMETER_SPLIT_MM else "<10 cm"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.evaluation.evaluate import CaseResult, finite_mean
-from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, f1_score
+from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, f1_score, proportion_text
 
 CASE_FIELDS = (
     "case",
@@ -139,12 +139,12 @@ def summary_rows(results: Sequence[CaseResult]) -> list[tuple[str, str, str]]:
     recall = sum(x.detected for x in lesions) / len(lesions) if lesions else math.nan
     precision = true_pos / predicted if predicted else math.nan
     label = f"lesions ({len(lesions)} ref, {predicted} pred)"
-    rows.append((label, "detection recall", _f(recall, 3) or "–"))
-    rows.append((label, "detection precision", _f(precision, 3) or "–"))
+    rows.append((label, "detection recall", proportion_text(sum(x.detected for x in lesions), len(lesions))))
+    rows.append((label, "detection precision", proportion_text(true_pos, predicted)))
     rows.append((label, "detection F1", _f(f1_score(recall, precision), 3) or "–"))
     for name, _low, _high in RECIST_BINS:
         in_bin = [x for x in lesions if x.recist_bin == name]
-        value = _f(sum(x.detected for x in in_bin) / len(in_bin), 3) if in_bin else "–"
+        value = proportion_text(sum(x.detected for x in in_bin), len(in_bin))
         rows.append((f"lesions {name} ({len(in_bin)})", "detection recall", value))
     return rows
 

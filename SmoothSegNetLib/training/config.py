@@ -37,12 +37,16 @@ class LossConfig:
     the reference code, whose patches are random crops of the liver crop; the two ratios differ when the patch
     is not the whole liver); ``whole`` trains on whole cases (one per batch, padded) so the soft TLVR is the
     case's own — exact, but each step costs a whole liver crop (a GPU setting).
+    ``lambda_lesion``: weight of the lesion-balanced tumor cross-entropy
+    (:func:`~SmoothSegNetLib.training.loss.lesion_balanced_ce`: every lesion of a patch counts the same,
+    whatever its size), beside Dice, Focal and the clinical term; 0 leaves it out.
     """
 
     smoothing: str = "clinical"
     lambda_tlvr: float = 0.5
     lambda_dice: float = 1.0
     lambda_focal: float = 1.0
+    lambda_lesion: float = 0.0
     gamma: float = 2.0
     epsilon: float = 0.1
     tlvr_scope: str = "patch"
@@ -101,6 +105,9 @@ class TrainConfig:
     with the run's seed, half of them centred on the target class) — much cheaper on a CPU.
     ``foreground_sampling``: how foreground-centred training patches pick their centre: ``voxel`` (any
     voxel of the target class, so large lesions dominate) or ``lesion`` (a lesion drawn uniformly first).
+    ``init_from``: a model card of the same stage and architecture whose (sha256-verified) weights start the
+    run instead of a random initialisation (a fine-tune; the optimiser and schedule start afresh). Relative
+    to the config file's folder; ``train --init-from`` overrides it.
     """
 
     stage: str
@@ -127,6 +134,7 @@ class TrainConfig:
     tensorboard: bool = False
     card_id: str | None = None
     card_version: str | None = None
+    init_from: str | None = None
     base_dir: str = "."
 
     @property
@@ -239,7 +247,7 @@ def check_config(config: TrainConfig, source: str) -> None:
         raise _fail(source, "select_weights", "must be best or last", config.select_weights)
     if lo.tlvr_scope not in ("patch", "whole"):
         raise _fail(source, "loss.tlvr_scope", "must be patch or whole", lo.tlvr_scope)
-    for name in ("lambda_tlvr", "lambda_dice", "lambda_focal", "gamma"):
+    for name in ("lambda_tlvr", "lambda_dice", "lambda_focal", "lambda_lesion", "gamma"):
         _check_number(source, f"loss.{name}", getattr(lo, name), 0.0, 100.0)
     _check_number(source, "loss.epsilon", lo.epsilon, 0.0, 0.99)
     for name in ("intensity_scale", "intensity_shift", "noise_std", "probability"):

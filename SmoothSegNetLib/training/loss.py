@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+import numpy as np
 import torch
 from monai.losses import DiceLoss, FocalLoss
 from torch.nn.modules.loss import _Loss
@@ -52,6 +53,37 @@ def soft_tlvr(probabilities: torch.Tensor, liver_channel: int = 1, tumor_channel
     return torch.where(liver > 0, tumor / liver.clamp_min(torch.finfo(liver.dtype).tiny), torch.zeros_like(tumor))
 
 
+def lesion_balanced_ce(logits: torch.Tensor, labels: torch.Tensor, tumor_channel: int = 2) -> torch.Tensor:
+    """Tumor cross-entropy in which every lesion counts the same, whatever its size.
+
+    ``mean over the lesions L of the batch of ( mean over the voxels v of L of −log p_tumor(v) )``, lesions being
+    the 26-connected components of ``labels == tumor_channel`` in each batch item. Dice and Focal sum over
+    voxels, so a 2 ml lesion next to a 200 ml one barely moves them; here both weigh alike. 0 (with a gradient
+    of 0) when the batch holds no tumor voxel.
+
+    Args:
+        logits: raw network output ``(B, C, *spatial)``.
+        labels: class indices ``(B, 1, *spatial)``.
+        tumor_channel: the tumor class.
+    """
+    from scipy import ndimage
+
+    tumor = (labels[:, 0] == tumor_channel).detach().cpu().numpy()
+    weights = np.zeros(tumor.shape, dtype=np.float32)
+    lesions = 0
+    for b in range(tumor.shape[0]):
+        components, count = ndimage.label(tumor[b], structure=np.ones((3,) * (tumor.ndim - 1), dtype=bool))
+        if count:
+            sizes = np.bincount(components.ravel()).astype(np.float32)
+            sizes[0] = np.inf  # background: weight 0
+            weights[b] = 1.0 / sizes[components]
+            lesions += count
+    log_p = torch.log_softmax(logits.float(), dim=1)[:, tumor_channel]
+    if lesions == 0:
+        return log_p.sum() * 0.0
+    return -(torch.from_numpy(weights).to(log_p.device) * log_p).sum() / lesions
+
+
 class SmoothSegLoss(_Loss):
     """Dice + Focal (+ knowledge-informed TLVR term or conventional label smoothing), on softmax logits.
 
@@ -63,6 +95,7 @@ class SmoothSegLoss(_Loss):
         lambda_tlvr: weight λ of the TLVR term, ≥ 0 (the paper: 0.5).
         lambda_dice: weight of the Dice loss, ≥ 0.
         lambda_focal: weight of the Focal loss, ≥ 0.
+        lambda_lesion: weight of the lesion-balanced tumor cross-entropy (:func:`lesion_balanced_ce`), ≥ 0.
         gamma: focal exponent, ≥ 0.
         epsilon: conventional smoothing strength in [0, 1) (used only with ``Smoothing.CONVENTIONAL``).
         liver_channel: channel of liver in the network output.
@@ -77,6 +110,7 @@ class SmoothSegLoss(_Loss):
         lambda_tlvr: float = 0.5,
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
+        lambda_lesion: float = 0.0,
         gamma: float = 2.0,
         epsilon: float = 0.1,
         liver_channel: int = 1,
@@ -93,6 +127,7 @@ class SmoothSegLoss(_Loss):
             ("lambda_tlvr", lambda_tlvr),
             ("lambda_dice", lambda_dice),
             ("lambda_focal", lambda_focal),
+            ("lambda_lesion", lambda_lesion),
             ("gamma", gamma),
         ):
             if not (value >= 0.0 and value != float("inf")):
@@ -102,6 +137,7 @@ class SmoothSegLoss(_Loss):
         self.lambda_tlvr = float(lambda_tlvr)
         self.lambda_dice = float(lambda_dice)
         self.lambda_focal = float(lambda_focal)
+        self.lambda_lesion = float(lambda_lesion)
         self.epsilon = float(epsilon)
         self.liver_channel = int(liver_channel)
         self.tumor_channel = int(tumor_channel)
@@ -162,6 +198,9 @@ class SmoothSegLoss(_Loss):
             raise ValueError(f"target must have 1 or {logits.shape[1]} channels, got {target.shape[1]}")
         one_hot = self.one_hot_target(target, logits.shape[1])
         loss = self.lambda_dice * self.dice(logits, one_hot) + self.lambda_focal * self.focal(logits, one_hot)
+        if self.lambda_lesion > 0:
+            labels = target if target.shape[1] == 1 else target.argmax(dim=1, keepdim=True)
+            loss = loss + self.lambda_lesion * lesion_balanced_ce(logits, labels, self.tumor_channel)
         if self.smoothing is Smoothing.CLINICAL and self.lambda_tlvr > 0:
             if tlvr_target is None:
                 raise ValueError("smoothing='clinical' needs tlvr_target (the clinical TLVR of each batch item)")

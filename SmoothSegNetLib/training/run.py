@@ -54,6 +54,31 @@ def card_template_for(config: TrainConfig) -> dict[str, Any]:
     return data
 
 
+def initial_weights(config: TrainConfig, template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The verified weights of the ``init_from`` card (state dict) and a record of where they came from.
+
+    Raises:
+        ConfigError: the card cannot be read, is of another stage, or builds another network than ``template``.
+        ModelError: its weights are missing or fail their sha256.
+    """
+    from SmoothSegNetLib.models import load_card, load_model
+
+    assert config.init_from is not None
+    path = resolve_path(config, config.init_from)
+    card = load_card(path)
+    if card.task != config.stage:
+        raise ConfigError(f"init_from {path} is a {card.task!r} card but the config's stage is {config.stage!r}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("architecture") != template.get("architecture"):
+        raise ConfigError(
+            f"init_from {path} builds another network ({data.get('architecture')}) than this config's card "
+            f"template ({template.get('architecture')}): the architecture must be the same to start from its weights"
+        )
+    network = load_model(card)
+    record = {"card": card.id, "weights_sha256": data.get("weights", {}).get("sha256"), "version": card.version}
+    return network.state_dict(), record
+
+
 def clinical_targets(
     train_records: list[dict[str, Any]], val_records: list[dict[str, Any]], folds: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -153,8 +178,11 @@ def run_training(
 ) -> TrainResult:
     """Build the data of ``config`` and train its stage into ``outdir`` (see :func:`train_stage`)."""
     template = card_template_for(config)
+    initial = None if resume or not config.init_from else initial_weights(config, template)
     train, val, record = build_cases(config, copy.deepcopy(template), sub_progress(progress, 0.0, 0.1), cancel)
     log.info("%d training and %d validation cases", len(train), len(val))
+    if initial is not None:
+        record["initialised_from"] = initial[1]
     return train_stage(
         config,
         train,
@@ -163,6 +191,7 @@ def run_training(
         card_template=template,
         training_record=record,
         resume=resume,
+        initial_state=None if initial is None else initial[0],
         device=device,
         progress=sub_progress(progress, 0.1, 1.0),
         cancel=cancel,

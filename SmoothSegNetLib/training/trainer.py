@@ -150,6 +150,7 @@ class _Session:
             lambda_tlvr=config.loss.lambda_tlvr,
             lambda_dice=config.loss.lambda_dice,
             lambda_focal=config.loss.lambda_focal,
+            lambda_lesion=config.loss.lambda_lesion,
             gamma=config.loss.gamma,
             epsilon=config.loss.epsilon,
             liver_channel=1,
@@ -341,6 +342,7 @@ def train_stage(
     card_template: dict[str, Any],
     training_record: dict[str, Any],
     resume: bool = False,
+    initial_state: dict[str, Any] | None = None,
     device: str = "auto",
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
@@ -354,6 +356,7 @@ def train_stage(
         card_template: the card to fill (architecture, input, inference settings of this stage).
         training_record: data provenance written into the card's ``training`` field.
         resume: continue from ``outdir/checkpoint.pt``.
+        initial_state: weights to start from (a fine-tune) instead of a random initialisation; not with ``resume``.
         device: ``auto``, ``cpu``, ``cuda``... (see :func:`SmoothSegNetLib.inference.device.select_device`).
         progress, cancel: progress callback and cancel check.
 
@@ -385,6 +388,8 @@ def train_stage(
         card_template["id"] = config.card_id
         card_template["weights"]["file"] = f"{config.card_id}.safetensors"
     session = _Session(config, card_template, outdir, torch_device, info)
+    if initial_state is not None and not resume:
+        session.network.load_state_dict(initial_state)
     foreground = session.target_class
     by_lesion = config.foreground_sampling == "lesion"
     train_cases = [
