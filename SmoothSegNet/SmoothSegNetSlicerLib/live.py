@@ -16,6 +16,7 @@ ignored, so an update never triggers the next one.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -50,30 +51,28 @@ def qtSingleShotTimer(delayMs: int, callback: Callable[[], None]) -> SingleShotT
     return timer  # type: ignore[no-any-return]
 
 
-def applyManualAxes(report: dict[str, Any], segmentationNode: Any, lesionIds: dict[int, str]) -> None:
-    """Put the hand-set RECIST axes (segment tag :data:`TAG_MANUAL_AXES`) into the report's lesions.
+def manualAxesOf(segmentationNode: Any, lesionIds: dict[int, str]) -> dict[str, Any]:
+    """The hand-drawn RECIST lines of the lesion segments (tag :data:`TAG_MANUAL_AXES`), by current lesion id.
 
-    A lesion with manual axes gets ``axes_source: "manual"``, the lengths of the user's lines and the size
-    categories of its new long axis; the burden's largest long axis, the Milan size check and a warning follow.
+    The JSON form the engine reads (``{"<lesion id>": {"long": [[L,P,S],[L,P,S]], "short": ...}}``, LPS mm):
+    a line follows its segment when lesions are renumbered; the engine drops a line that no longer lies on its
+    lesion. A tag that is not such an object (e.g. written by an older version) is ignored.
     """
     from SmoothSegNetLib import mrml
-    from SmoothSegNetLib.report.categories import milan_size_check, size_categories
+    from SmoothSegNetLib.report.manual_axes import manual_axes_to_json, parse_manual_axes
 
     segmentation = segmentationNode.GetSegmentation()
-    manual = []
-    for lesion in report.get("lesions", []):
-        segment = segmentation.GetSegment(lesionIds.get(int(lesion["id"]), ""))
+    axes: dict[str, Any] = {}
+    for lesionId, segmentId in lesionIds.items():
+        segment = segmentation.GetSegment(segmentId)
         text = mrml._tag(segment, TAG_MANUAL_AXES) if segment is not None else None
-        if text:
-            lesion.update(json.loads(text))
-            lesion["axes_source"] = "manual"
-            lesion["categories"] = size_categories(lesion["long_axis_mm"])
-            manual.append(str(lesion["id"]))
-    if manual:
-        long_axes = [lesion["long_axis_mm"] for lesion in report["lesions"]]
-        report["tumor_burden"]["largest_long_axis_mm"] = max(long_axes)
-        report["milan_size_check"] = milan_size_check(long_axes)
-        report["warnings"].append(f"lesion(s) {', '.join(manual)}: RECIST axes measured by hand (markups lines)")
+        if not text:
+            continue
+        try:  # an unreadable tag, or a line whose two ends were dragged onto each other, is no measurement
+            axes.update(manual_axes_to_json(parse_manual_axes({str(lesionId): json.loads(text)})))
+        except ValueError as exc:  # InputError is a ValueError, as is a JSON syntax error
+            logging.info("SmoothSegNet: manual axes of segment %s ignored: %s", segmentId, exc)
+    return axes
 
 
 class LiveReport:
@@ -151,15 +150,17 @@ class LiveReport:
     def update(self) -> dict[str, Any]:
         """Measure the segments as they are now and update the table node, segment names and the panel."""
         from SmoothSegNetLib import mrml
+        from SmoothSegNetLib.report.manual_axes import parse_manual_axes
         from SmoothSegNetLib.slicer_support.session import EditedResult, recompute_report_in_box
 
         self._updating = True
         try:
             arrays = mrml.labelmap_from_segmentation(self.segmentationNode, self.inputVolume)
             result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
-            report = recompute_report_in_box(self.ct(), result, self.runner.storedReport(self.segmentationNode))
+            manual = parse_manual_axes(manualAxesOf(self.segmentationNode, arrays.lesion_ids))
+            previous = self.runner.storedReport(self.segmentationNode)
+            report = recompute_report_in_box(self.ct(), result, previous, manual)
             self.measureCount += 1
-            applyManualAxes(report, self.segmentationNode, arrays.lesion_ids)
             self.report, _table, self.edited = self.runner.applyMeasuredReport(
                 self.inputVolume, self.segmentationNode, report, arrays
             )
