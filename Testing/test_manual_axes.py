@@ -81,7 +81,9 @@ def test_a_line_off_its_lesion_is_dropped_with_a_warning() -> None:
     report = measure(ct, labels, lesions, manual_axes=parse_manual_axes({"1": {"long": LONG}, "2": {"long": LONG}}))
     (only,) = report["lesions"]
     assert only["long_axis_source"] == "automatic" and only["long_axis_mm"] != 50.0
-    assert any(w.startswith("manual RECIST line(s) of lesion(s) 1 (long), 2 (long) were dropped") for w in report["warnings"])
+    assert any(
+        w.startswith("manual RECIST line(s) of lesion(s) 1 (long), 2 (long) were dropped") for w in report["warnings"]
+    )
     assert not any("measured by hand" in w for w in report["warnings"])
 
 

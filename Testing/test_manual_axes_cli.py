@@ -77,7 +77,10 @@ def _check_outputs(out: Path, long_mm: float, short_mm: float) -> dict[str, Any]
     sr = _sr_axes(out / "sr.dcm")
     assert sr["Lesion 1"] == {LONG_AXIS: (long_mm, "Manual"), SHORT_AXIS: (short_mm, "Manual")}
     two = report["lesions"][1]
-    assert sr["Lesion 2"] == {LONG_AXIS: (two["long_axis_mm"], "Automated"), SHORT_AXIS: (two["short_axis_mm"], "Automated")}
+    assert sr["Lesion 2"] == {
+        LONG_AXIS: (two["long_axis_mm"], "Automated"),
+        SHORT_AXIS: (two["short_axis_mm"], "Automated"),
+    }
     headers, table = overview_table(report)
     cells = dict(zip(headers, table[0]))
     assert (cells["Long mm"], cells["Short mm"], cells["Axes"]) == (f"{long_mm:.1f}", f"{short_mm:.1f}", "manual")

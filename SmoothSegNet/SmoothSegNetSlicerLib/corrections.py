@@ -91,9 +91,7 @@ def setManualAxes(segmentationNode: Any, lineNodes: dict[str, Any]) -> dict[str,
     points in LPS (``{"long": [[L,P,S],[L,P,S]], "short": ...}``), which the live table, "Recompute report" and
     the export give the engine. Returns the lines' lengths (mm) by axis."""
     segmentId = next(iter(lineNodes.values())).GetAttribute(ATTRIBUTE_SEGMENT)
-    ends = {
-        axis: [rasToLps(node.GetNthControlPointPosition(n)) for n in range(2)] for axis, node in lineNodes.items()
-    }
+    ends = {axis: [rasToLps(node.GetNthControlPointPosition(n)) for n in range(2)] for axis, node in lineNodes.items()}
     segmentationNode.GetSegmentation().GetSegment(segmentId).SetTag(TAG_MANUAL_AXES, json.dumps(ends))
     return {axis: lineLengthMm(node) for axis, node in lineNodes.items()}
 

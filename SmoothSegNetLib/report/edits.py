@@ -63,7 +63,9 @@ def carry_edits(
     from SmoothSegNetLib.report.manual_axes import WARNING_MARKS
 
     marks = (EDIT_WARNING_MARK, *WARNING_MARKS)  # written again from the current edits and lines
-    warnings = tuple(w for w in previous_report.get("warnings", []) if isinstance(w, str) and not any(m in w for m in marks))
+    warnings = tuple(
+        w for w in previous_report.get("warnings", []) if isinstance(w, str) and not any(m in w for m in marks)
+    )
     if previous_lesions is None or previous_lesions.shape != lesions.shape:
         return CarriedEdits(warnings=warnings)
     entries = {int(e["id"]): e for e in previous_report.get("lesions", []) if isinstance(e, Mapping) and "id" in e}

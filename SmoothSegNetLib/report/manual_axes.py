@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +68,7 @@ def parse_manual_axes(data: Any, source: str = "manual axes") -> ManualAxes:
         if isinstance(key, bool) or not str(key).strip().isdigit() or int(key) < 1:
             raise InputError(f"{source}: {key!r} is not a lesion id (a whole number >= 1)")
         if not isinstance(entry, Mapping) or not entry or set(entry) - set(AXES):
-            raise InputError(
-                f"{source}: lesion {key} must map 'long' and/or 'short' to two LPS points, got {entry!r}"
-            )
+            raise InputError(f"{source}: lesion {key} must map 'long' and/or 'short' to two LPS points, got {entry!r}")
         axes[int(key)] = {axis: _line(entry[axis], f"{source}: lesion {key} {axis}") for axis in AXES if axis in entry}
     return axes
 
@@ -185,9 +182,9 @@ def apply_manual_axes(
     """
     from SmoothSegNetLib.report.categories import size_categories
 
-    by_id = {int(e["id"]): e for e in entries}
-    for entry in entries:
-        entry["long_axis_source"] = entry["short_axis_source"] = AUTOMATIC
+    by_id: dict[int, dict[str, Any]] = {int(e["id"]): e for e in entries}
+    for each in entries:
+        each["long_axis_source"] = each["short_axis_source"] = AUTOMATIC
     manual, dropped = [], []
     for lesion_id, lines in sorted(axes.items()):
         entry = by_id.get(int(lesion_id))
