@@ -46,6 +46,7 @@ def _fire_live_timer(widget: Any) -> None:
     assert timer.active, "no edit was seen"
     timer.active = False
     timer.slot()
+    widget._live.wait(60)  # the measurement runs in the worker thread; its result is applied here
 
 
 def test_guimock_candidates_accept_and_reject(reviewed: dict[str, Any]) -> None:
