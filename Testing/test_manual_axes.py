@@ -146,3 +146,20 @@ def test_check_refuses_unknown_lesions_points_outside_and_lines_off_their_lesion
         read_manual_axes(bad)
     with pytest.raises(InputError, match="no such file"):
         read_manual_axes(tmp_path / "missing.json")
+
+
+def test_overview_draws_the_hand_drawn_lines() -> None:
+    """overview.png's panel of lesion 1 draws the user's lines: 50.0 mm and 10.0 mm on the 1 x 2 mm pixels."""
+    from SmoothSegNetLib.report.overview import render_overview
+
+    ct, labels, lesions = case()
+    report = measure(ct, labels, lesions, manual_axes=parse_manual_axes({"1": {"long": LONG, "short": SHORT}}))
+    figure = render_overview(ct, labels, lesions, report)
+    drawn = {line.get_label(): line for line in figure.axes[0].get_lines()}  # the panel of lesion 1
+    for label, length_mm in (("long 50.0 mm, manual", 50.0), ("short 10.0 mm, manual", 10.0)):
+        x, y = (np.asarray(v, dtype=float) for v in drawn[label].get_data())  # panel pixels: columns, rows
+        assert np.hypot((x[1] - x[0]) * 1.0, (y[1] - y[0]) * 2.0) == pytest.approx(length_mm, abs=1e-9)
+    assert sorted(label for label in drawn if not label.startswith("_")) == [
+        "long 50.0 mm, manual",
+        "short 10.0 mm, manual",
+    ]  # not the measured axes
