@@ -53,6 +53,7 @@ def imported(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 
     updates: list[Any] = []
     live = LiveReport(runner, volume, node, lambda r, e: updates.append((r, e)), timerFactory=factory)
+    timers[0].after = live.wait  # measured in the worker thread: shown when it is done
     live.start()
     yield {"geometry": request.param, "node": node, "volume": volume, "report": stored, "timer": timers[0],
            "updates": updates, "labelmap": labelmap, "lesions": lesions}  # fmt: skip

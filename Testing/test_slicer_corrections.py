@@ -56,25 +56,44 @@ def _ends(node: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array(node.GetNthControlPointPosition(0)), np.array(node.GetNthControlPointPosition(1))
 
 
+def _centre_ras(report: dict[str, Any], lesion_id: int) -> np.ndarray:
+    return np.array(lpsToRas(report["lesions"][lesion_id - 1]["centroid_lps_mm"]))
+
+
 def test_moving_an_end_point_makes_a_manual_measurement(scene: dict[str, Any]) -> None:  # noqa: F811
     timer, node = scene["timer"], scene["node"]
-    lines = showRecistLines(scene["headless"].scene, node, _current_report(scene), 2)
+    before = _current_report(scene)
+    lines = showRecistLines(scene["headless"].scene, node, before, 2)
     watcher = ManualAxesWatcher(node, lines)
-    start, _ = _ends(lines["long"])
-    lines["long"].SetNthControlPointPosition(1, *(start + np.array([6.0, 8.0, 0.0])))  # a 10 mm line
+    centre = _centre_ras(before, 2)  # a 10 mm line through lesion 2's centre: it lies on lesion 2
+    lines["long"].SetNthControlPointPosition(0, *(centre - np.array([3.0, 4.0, 0.0])))
+    lines["long"].SetNthControlPointPosition(1, *(centre + np.array([3.0, 4.0, 0.0])))
     tag = json.loads(mrml._tag(node.GetSegmentation().GetSegment("lesion_2"), TAG_MANUAL_AXES) or "{}")
-    assert tag["long_axis_mm"] == 10.0
+    step = np.array([3.0, 4.0, 0.0])
+    expected_lps = [lpsToRas(centre - step), lpsToRas(centre + step)]  # RAS -> LPS
+    np.testing.assert_allclose(tag["long"], expected_lps, atol=1e-9)
     assert timer.active  # the tag write is an edit of the lesion: the live table re-measures
     timer.fire()
     report, _edited = scene["updates"][-1]
     lesion = report["lesions"][1]
-    assert lesion["long_axis_mm"] == 10.0 and lesion["axes_source"] == "manual"
-    assert lesion["short_axis_mm"] == pytest.approx(np.linalg.norm(np.subtract(*_ends(lines["short"]))), abs=1e-3)
-    assert "axes_source" not in report["lesions"][0] and report["lesions"][0]["long_axis_mm"] > 0
+    assert lesion["long_axis_mm"] == 10.0 and lesion["long_axis_source"] == "manual"
+    assert lesion["short_axis_mm"] == pytest.approx(np.linalg.norm(np.subtract(*_ends(lines["short"]))), abs=1e-4)
+    assert lesion["short_axis_source"] == "manual"
+    assert report["lesions"][0]["long_axis_source"] == "automatic" and report["lesions"][0]["long_axis_mm"] > 0
     table = scene["runner"].tableFor(node).GetTable()
     assert table.GetValue(1, 3).ToDouble() == 10.0  # long axis column
     assert table.GetValue(1, 8).ToString() == "manual axes" and table.GetValue(0, 8).ToString() == ""
     assert report["tumor_burden"]["largest_long_axis_mm"] == max(x["long_axis_mm"] for x in report["lesions"])
+    # The line dragged onto lesion 1: it is not lesion 2's any more; dropped with a warning, never moved to 1.
+    centre_1 = _centre_ras(before, 1)
+    lines["long"].SetNthControlPointPosition(0, *(centre_1 - np.array([0.2, 0.1, 0.0])))
+    lines["long"].SetNthControlPointPosition(1, *(centre_1 + np.array([0.2, 0.1, 0.0])))
+    timer.fire()
+    report, _edited = scene["updates"][-1]
+    assert report["lesions"][1]["long_axis_source"] == "automatic"
+    assert report["lesions"][1]["long_axis_mm"] == before["lesions"][1]["long_axis_mm"]
+    assert report["lesions"][0]["long_axis_source"] == "automatic"
+    assert any("manual RECIST line(s) of lesion(s) 2 (long) were dropped" in w for w in report["warnings"])
     watcher.stop()
 
 

@@ -27,12 +27,14 @@ from SmoothSegNetSlicerLib.logic import SmoothSegNetRunner, segmentIdOfLesion
 
 
 class ManualTimer:
-    """GUI STAND-IN for a single-shot ``qt.QTimer``: counts (re)starts; ``fire`` runs the timeout slot."""
+    """GUI STAND-IN for a single-shot ``qt.QTimer``: counts (re)starts; ``fire`` runs the timeout slot, then
+    ``after`` (the live table's fixtures join its worker thread there: the poll timer's job, done at once)."""
 
     def __init__(self, delay_ms: int, callback: Callable[[], None]) -> None:
         self.delay_ms, self.callback = delay_ms, callback
         self.starts = 0
         self.active = False
+        self.after: Callable[[], Any] | None = None
 
     def start(self) -> None:
         self.starts += 1
@@ -45,6 +47,8 @@ class ManualTimer:
         assert self.active, "the timer was not started: no edit was seen"
         self.active = False
         self.callback()
+        if self.after is not None:
+            self.after()
 
 
 @pytest.fixture(params=sorted(GEOMETRIES))
@@ -63,6 +67,7 @@ def scene(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 
     updates: list[tuple[dict[str, Any], tuple[int, ...]]] = []
     live = LiveReport(runner, volume, node, lambda r, e: updates.append((r, e)), timerFactory=factory)
+    timers[0].after = live.wait  # the debounce ran out: measured in the worker thread, shown when it is done
     live.start()
     yield {"headless": headless, "geometry": geometry, "volume": volume, "runner": runner, "node": node,
            "live": live, "timer": timers[0], "updates": updates}  # fmt: skip
@@ -129,6 +134,8 @@ def test_burst_of_edits_measures_once_and_update_does_not_retrigger(scene: dict[
     assert live.measureCount == 1 and len(scene["updates"]) == 1
     starts = timer.starts
     live.update()  # renaming segments, writing the table: our own events restart nothing
+    live.wait()
+    assert live.measureCount == 2
     assert timer.starts == starts and not timer.active
 
 

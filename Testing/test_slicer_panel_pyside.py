@@ -70,7 +70,11 @@ def test_panel_segment_edit_export_and_screenshot(panel: dict[str, Any], tmp_pat
     grown = mrml.labelmap_from_segmentation(node, panel["volume"]).lesions == 2
     grown[7:9, 9:11, 13] = True
     mrml.set_segment_mask(node, "lesion_2", grown, panel["volume"])
-    process_events(1.5)  # past the 500 ms debounce
+    process_events(1.5)  # past the 500 ms debounce; then the worker thread measures, a Qt timer polls it
+    for _ in range(100):
+        if widget._live.measureCount:
+            break
+        process_events(0.1)
     assert widget._live.measureCount == 1
     assert _cell(table, 1, "Edited") == "yes" and _cell(table, 1, "Volume (ml)") == f"{12 * 1.62 / 1000:.1f}"
     assert ui.statusLabel.text == "Table updated after the edit; edited lesions: 2"

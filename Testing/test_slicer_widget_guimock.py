@@ -85,6 +85,7 @@ def test_guimock_segment_table_click_recompute(panel: dict[str, Any]) -> None:
     assert timer.active and timer.interval == 500 and table.cell(1, "Edited") == ""
     timer.active = False
     timer.slot()
+    widget._live.wait(60)  # the measurement runs in the worker thread; its result is applied here
     assert table.cell(1, "Edited") == "yes" and table.cell(0, "Edited") == ""
     assert table.cell(1, "Volume (ml)") == f"{12 * 0.9 * 0.9 * 2.0 / 1000:.1f}"  # 8 + 4 painted voxels
     assert ui.statusLabel.text == "Table updated after the edit; edited lesions: 2"

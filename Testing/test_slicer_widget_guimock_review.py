@@ -46,6 +46,7 @@ def _fire_live_timer(widget: Any) -> None:
     assert timer.active, "no edit was seen"
     timer.active = False
     timer.slot()
+    widget._live.wait(60)  # the measurement runs in the worker thread; its result is applied here
 
 
 def test_guimock_candidates_accept_and_reject(reviewed: dict[str, Any]) -> None:
@@ -82,3 +83,32 @@ def test_guimock_recist_lines_and_delete(reviewed: dict[str, Any]) -> None:
     assert [lesions.cell(r, "ID") for r in range(len(lesions.rows))] == ["1"]
     assert lesions.cell(0, "Volume (ml)") == f"{8 * GEOMETRIES['oblique'].voxel_volume_mm3 / 1000:.1f}"
     assert reviewed["dialogs"].errors == []
+
+
+def test_guimock_moved_recist_line_reaches_table_and_export(reviewed: dict[str, Any], tmp_path: Path) -> None:
+    """A RECIST end point moved by hand: the panel's table shows the line's length, and so does the export."""
+    import json
+
+    from _slicer_gui_mock import poll_until_done
+    from SmoothSegNetSlicerLib.corrections import lpsToRas, recistLineNodes
+
+    widget, ui = reviewed["widget"], reviewed["widget"].ui
+    lesions = ui.lesionTableWidget
+    lesions.selected = [0]
+    widget.onShowRecistButton()
+    centre = np.array(lpsToRas(widget._report["lesions"][0]["centroid_lps_mm"]))
+    segment_id = reviewed["node"].GetSegmentation().GetSegmentIdBySegmentName("Lesion 1")
+    long_line = recistLineNodes(reviewed["scene"], segment_id)["long"]
+    half = np.array([1.2, 1.6, 0.0])  # a 4.0 mm line through the centre
+    long_line.SetNthControlPointPosition(0, *(centre - half))
+    long_line.SetNthControlPointPosition(1, *(centre + half))
+    _fire_live_timer(widget)
+    assert lesions.cell(0, "Long axis (mm)") == "4.0" and lesions.cell(0, "Edited") == "manual axes"
+    ui.exportDirectoryButton.directory = str(tmp_path / "exports")
+    widget.onExportReportButton()
+    poll_until_done(widget)
+    assert reviewed["dialogs"].errors == []
+    (folder,) = (tmp_path / "exports").iterdir()
+    exported = json.loads((folder / "report.json").read_text(encoding="utf-8"))["lesions"][0]
+    assert (exported["long_axis_mm"], exported["long_axis_source"]) == (4.0, "manual")
+    assert exported["short_axis_source"] == "manual"  # both lines of the lesion are the user's now

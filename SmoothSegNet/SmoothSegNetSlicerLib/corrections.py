@@ -3,7 +3,8 @@
 Everything here works on MRML nodes only (no Qt), so it runs in Slicer and on slicer-core in the tests.
 The live table (:mod:`SmoothSegNetSlicerLib.live`) re-measures after each of these changes: deleting a
 lesion removes its segment (SegmentRemoved), moving a RECIST end point writes the lesion segment's
-manual-axes tag (SegmentModified).
+manual-axes tag (SegmentModified): the lines' end points in LPS, which the live table, "Recompute report" and the
+export give the engine's ``measure`` (``manual_axes``), so every output shows the same hand-measured numbers.
 """
 
 from __future__ import annotations
@@ -80,12 +81,19 @@ def lineLengthMm(node: Any) -> float:
     return float(np.linalg.norm(points[1] - points[0]))
 
 
+def rasToLps(point: Any) -> list[float]:
+    """RAS (Slicer) to LPS (the engine): the first two coordinates change sign."""
+    return lpsToRas(point)
+
+
 def setManualAxes(segmentationNode: Any, lineNodes: dict[str, Any]) -> dict[str, float]:
-    """Write the lines' lengths as the lesion's manual RECIST axes (segment tag read by the live table)."""
+    """Write the lines as the lesion's manual RECIST axes: the segment tag :data:`TAG_MANUAL_AXES` holds their end
+    points in LPS (``{"long": [[L,P,S],[L,P,S]], "short": ...}``), which the live table, "Recompute report" and
+    the export give the engine. Returns the lines' lengths (mm) by axis."""
     segmentId = next(iter(lineNodes.values())).GetAttribute(ATTRIBUTE_SEGMENT)
-    axes = {f"{axis}_axis_mm": round(lineLengthMm(node), 3) for axis, node in lineNodes.items()}
-    segmentationNode.GetSegmentation().GetSegment(segmentId).SetTag(TAG_MANUAL_AXES, json.dumps(axes))
-    return axes
+    ends = {axis: [rasToLps(node.GetNthControlPointPosition(n)) for n in range(2)] for axis, node in lineNodes.items()}
+    segmentationNode.GetSegmentation().GetSegment(segmentId).SetTag(TAG_MANUAL_AXES, json.dumps(ends))
+    return {axis: lineLengthMm(node) for axis, node in lineNodes.items()}
 
 
 class ManualAxesWatcher:

@@ -300,9 +300,12 @@ class SmoothSegNetRunner(FollowupJobs, ChildJobs):
         result = EditedResult(arrays.labelmap, arrays.lesions, arrays.lesion_ids, arrays.edited_lesion_ids)
         workDir = Path(tempfile.mkdtemp(prefix="SmoothSegNet-job-"))
         target = outputDir if outputDir is not None else workDir / "report"
+        from SmoothSegNetSlicerLib.live import manualAxesOf
+
         exportJob = ExportJob(
-            str(target), arrays.lesion_ids, arrays.edited_lesion_ids, self.storedReport(segmentationNode), **options
-        )
+            str(target), arrays.lesion_ids, arrays.edited_lesion_ids, self.storedReport(segmentationNode),
+            manual_axes=manualAxesOf(segmentationNode, arrays.lesion_ids), **options,
+        )  # fmt: skip
         series = [Path(f) for f in seriesFiles or []]
         job = {
             "workDir": workDir,

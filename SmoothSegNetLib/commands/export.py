@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series-uid", default=None, help="the series to use when SERIES_DIR holds several")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one SEG segment per lesion")
     parser.add_argument("--no-sr", action="store_true", help="write seg.dcm only")
+    parser.add_argument(
+        "--manual-axes",
+        metavar="FILE",
+        default=None,
+        help='RECIST lines drawn by hand, JSON {"<lesion id>": {"long": [[L,P,S],[L,P,S]], "short": [...]}} '
+        "(LPS mm); without it, the manual lines of OUTDIR's report.json are kept while they lie on their lesion",
+    )
 
 
 def previous_report(outdir: Path) -> dict[str, Any] | None:
@@ -56,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from SmoothSegNetLib.report.candidates import carry_candidates, thresholds_from_report
     from SmoothSegNetLib.report.edits import carry_edits
     from SmoothSegNetLib.report.inputs import read_labelmap, require_same_grid
+    from SmoothSegNetLib.report.manual_axes import check_manual_axes, manual_axes_of_report, read_manual_axes
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 
     outdir = Path(args.outdir)
+    manual = read_manual_axes(args.manual_axes) if args.manual_axes else None
     seg_path = outdir / "segmentation.nrrd"
     if not seg_path.is_file():
         raise InputError(f"OUTDIR {outdir} holds no segmentation.nrrd: give a folder written by 'smoothsegnet segment'")
@@ -85,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     # network confidence (and an earlier edit stays an edit).
     previous = previous_report(outdir)
     carried = carry_edits(previous, stored, lesions)
+    if manual is not None:
+        check_manual_axes(manual, lesions, ct.geometry)
+    else:  # the lines drawn before: kept on their lesion, dropped with a warning when it changed under them
+        manual = manual_axes_of_report(previous)
     # The floors the network run used, and what they dropped (minus candidates accepted by hand since).
     candidates = None
     candidate_path = outdir / "candidates.nrrd"
@@ -102,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         warnings=carried.warnings,
         thresholds=thresholds_from_report(previous),
         candidates=candidates,
+        manual_axes=manual,
     )
     with StagedOutputDir(outdir, protect=[Path(args.dicom), seg_path]) as stage:
         write_labelmap(stage.path("lesions.nrrd"), lesions, ct.geometry)

@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-sr", action="store_true", help="also write sr.dcm and seg.dcm (needs a DICOM --image)")
     parser.add_argument("--per-lesion-segments", action="store_true", help="one DICOM-SEG segment per lesion")
     parser.add_argument(
+        "--manual-axes",
+        metavar="FILE",
+        default=None,
+        help='RECIST lines drawn by hand, JSON {"<lesion id>": {"long": [[L,P,S],[L,P,S]], "short": [...]}} '
+        "(LPS mm): their lengths become the lesions' long/short axes, marked manual in every output",
+    )
+    parser.add_argument(
         "--since",
         metavar="DIR",
         default=None,
@@ -93,12 +100,14 @@ def run(args: argparse.Namespace) -> int:
     from SmoothSegNetLib.report import ReportOptions, label_lesions, measure
     from SmoothSegNetLib.report.candidates import LesionThresholds, ThresholdSource, small_components
     from SmoothSegNetLib.report.inputs import labelmap_warnings, read_labelmap
+    from SmoothSegNetLib.report.manual_axes import check_manual_axes, read_manual_axes
     from SmoothSegNetLib.report.measure import TUMOR_LABEL, check_labelmap
 
     min_ml = 0.0 if args.min_lesion_ml is None else float(args.min_lesion_ml)
     if not (np.isfinite(min_ml) and min_ml >= 0):
         raise InputError(f"--min-lesion-ml must be a number >= 0 (ml), got {args.min_lesion_ml}")
     ignore = _label_list(args.ignore_labels)
+    manual = read_manual_axes(args.manual_axes) if args.manual_axes else {}
     check_output_dir(args.output, inputs=[args.labelmap, args.image])
     # The CT first (under the voxel budget), then the labelmap's header: its size against the budget and its
     # grid against the CT's before any of its voxels is read.
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     warnings = labelmap_warnings(labels)
     for warning in warnings:
         sys.stderr.write(f"warning: {warning}\n")
+    check_manual_axes(manual, lesions, ct.geometry)
     carried, models = _since(args.since, ct, lesions)
     report = measure(
         ct,
@@ -134,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         warnings=[*warnings, *carried.warnings],
         thresholds=thresholds,
         candidates=candidates,
+        manual_axes=manual,
     )
     protect = [Path(args.labelmap), Path(args.image)]
     with StagedOutputDir(args.output, protect=protect) as stage:

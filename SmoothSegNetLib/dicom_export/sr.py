@@ -9,7 +9,8 @@ Measurement groups, each with a tracking identifier that names it:
   Mean / Standard Deviation), referencing the lesion's segment; the segmentation method as a qualitative
   evaluation (Artificial Intelligence, plus Manual Processing when the lesion was edited by hand).
 - ``Lesion n`` again (TID 1501, same tracking UID): the RECIST 1.1 long and short axes, each inferred from a
-  SCOORD3D polyline of its end points (taken from the report's lesion entry, not measured again here).
+  SCOORD3D polyline of its end points (taken from the report's lesion entry, not measured again here), with
+  its Measurement Method (CID 7230 Automation of Measurement): Automated, or Manual for a line drawn by hand.
 - ``Tumor burden`` (TID 1501): total tumor volume and TLVR (a Volume Ratio, unit 1).
 """
 
@@ -35,7 +36,10 @@ Group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations | hd.sr.Measure
 #: Lesion measurements of the volumetric group, in this order (keys of report.json lesions and measurement codes).
 LESION_MEASUREMENTS = ("volume_ml", "max_diameter_3d_mm", "mean_hu", "std_hu")
 #: RECIST axes: (measurement key, key of its end points in the lesion entry).
-RECIST_AXES = (("long_axis_mm", "long_axis_ends_lps_mm"), ("short_axis_mm", "short_axis_ends_lps_mm"))
+RECIST_AXES = (
+    ("long_axis_mm", "long_axis_ends_lps_mm", "long_axis_source"),
+    ("short_axis_mm", "short_axis_ends_lps_mm", "short_axis_source"),
+)
 
 
 def _concept(code: dict[str, str]) -> hd.sr.CodedConcept:
@@ -143,11 +147,16 @@ def _lesion_groups(
         _segmentation_method(models, bool(lesion.get("edited"))),
     )
     frame_of_reference = str(seg.FrameOfReferenceUID)
+    concepts = sr_concepts()
     axes = [
         _measurement(
-            key, lesion[key], table, referenced_coordinates=_axis_coordinates(lesion[ends], frame_of_reference)
+            key,
+            lesion[key],
+            table,
+            referenced_coordinates=_axis_coordinates(lesion[ends], frame_of_reference),
+            method=_concept(concepts["axis_manual" if lesion.get(source) == "manual" else "axis_automated"]),
         )
-        for key, ends in RECIST_AXES
+        for key, ends, source in RECIST_AXES
     ]
     recist = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=label),

@@ -60,8 +60,11 @@ def carry_edits(
     """
     if previous_report is None:
         return CarriedEdits()
+    from SmoothSegNetLib.report.manual_axes import WARNING_MARKS
+
+    marks = (EDIT_WARNING_MARK, *WARNING_MARKS)  # written again from the current edits and lines
     warnings = tuple(
-        str(w) for w in previous_report.get("warnings", []) if EDIT_WARNING_MARK not in str(w) and isinstance(w, str)
+        w for w in previous_report.get("warnings", []) if isinstance(w, str) and not any(m in w for m in marks)
     )
     if previous_lesions is None or previous_lesions.shape != lesions.shape:
         return CarriedEdits(warnings=warnings)

@@ -28,6 +28,8 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("centroid_s_mm", "centroid_lps_mm.2"),
     ("confidence", "confidence"),
     ("edited", "edited"),
+    ("long_axis_source", "long_axis_source"),
+    ("short_axis_source", "short_axis_source"),
     ("recist_measurable", "categories.recist_measurable"),
     ("lirads_size_only", "categories.lirads_size_only"),
     ("paper_size_group", "categories.paper_size_group"),

@@ -26,6 +26,7 @@ from SmoothSegNetLib.report.candidates import (
 from SmoothSegNetLib.report.categories import LIRADS_NOTE, milan_size_check, size_categories
 from SmoothSegNetLib.report.codes import measurement_codes
 from SmoothSegNetLib.report.lesions import label_lesions
+from SmoothSegNetLib.report.manual_axes import apply_manual_axes
 from SmoothSegNetLib.report.recist import TILT_LIMIT_DEG, RecistAxes, axial_tilt_deg, recist_axes
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
@@ -227,6 +228,7 @@ def measure(
     edited: Iterable[int] = (),
     thresholds: LesionThresholds | None = None,
     candidates: Candidates | None = None,
+    manual_axes: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Measure liver and lesions; the content of ``report.json``.
 
@@ -245,6 +247,9 @@ def measure(
             lesions are found here, else none applied).
         candidates: tumor components the floors dropped, listed as ``candidates[]`` (not in the burden);
             default: with ``lesions`` ``None``, the components under ``options.min_volume_ml``.
+        manual_axes: RECIST lines drawn by hand, ``{lesion id: {"long"/"short": (2, 3) LPS end points}}``
+            (:mod:`SmoothSegNetLib.report.manual_axes`): their lengths replace the measured axes of lesions they
+            lie on (``*_axis_source: manual``); lines not on their lesion are dropped with a warning.
 
     Returns:
         A JSON-ready dict following ``SmoothSegNetLib/schemas/report.schema.json``.
@@ -283,6 +288,7 @@ def measure(
         if box is None:
             continue
         entries.append(_lesion(n, instances, box, ct, liver_or_tumor, confidence))
+    manual_warnings = apply_manual_axes(entries, instances, geometry, manual_axes or {})
     edited_ids = sorted({int(n) for n in edited} & {e["id"] for e in entries})
     for entry in entries:
         entry["edited"] = entry["id"] in edited_ids
@@ -298,6 +304,7 @@ def measure(
             all_warnings.append(f"model {m['id']} was {SYNTHETIC_NOTE}")
     if edited_ids:
         all_warnings.append(f"lesion(s) {', '.join(map(str, edited_ids))} were edited by hand after the network result")
+    all_warnings.extend(manual_warnings)
     if options.split_touching:
         notes.append("touching lesions were split by a distance-transform watershed (split_touching)")
     if lesions is None and options.min_volume_ml > 0:

@@ -110,9 +110,11 @@ def _draw_panel(ax: Axes, ct: CTVolume, labels: np.ndarray, lesions: np.ndarray,
 def _axis_lines(lesion: dict[str, Any]) -> list[tuple[Any, str, str, str]]:
     """(end points, colour, line style, legend) of the lines to draw: the long axis of each piece (solid; one
     line per piece of a fragmented lesion, never one across the tissue between them) and the short axis."""
-    short = (lesion["short_axis_ends_lps_mm"], SHORT_COLOUR, "--", f"short {lesion['short_axis_mm']:.1f} mm")
+    short_text = f"short {lesion['short_axis_mm']:.1f} mm{_manual(lesion, 'short')}"
+    short = (lesion["short_axis_ends_lps_mm"], SHORT_COLOUR, "--", short_text)
     if not lesion.get("fragments"):
-        return [(lesion["long_axis_ends_lps_mm"], LONG_COLOUR, "-", f"long {lesion['long_axis_mm']:.1f} mm"), short]
+        long_text = f"long {lesion['long_axis_mm']:.1f} mm{_manual(lesion, 'long')}"
+        return [(lesion["long_axis_ends_lps_mm"], LONG_COLOUR, "-", long_text), short]
     parts = " + ".join(f"{f['long_axis_mm']:.1f}" for f in lesion["fragments"])
     label = f"long {parts} = {lesion['long_axis_mm']:.1f} mm ({len(lesion['fragments'])} pieces)"
     lines = [
@@ -120,6 +122,16 @@ def _axis_lines(lesion: dict[str, Any]) -> list[tuple[Any, str, str, str]]:
         for n, f in enumerate(lesion["fragments"])
     ]
     return [*lines, short]
+
+
+def _axes_text(lesion: dict[str, Any]) -> str:
+    """``auto``, ``manual`` (both axes drawn by hand), ``long manual`` or ``short manual``."""
+    manual = [a for a in ("long", "short") if lesion.get(f"{a}_axis_source") == "manual"]
+    return "auto" if not manual else "manual" if len(manual) == 2 else f"{manual[0]} manual"
+
+
+def _manual(lesion: dict[str, Any], axis: str) -> str:
+    return ", manual" if lesion.get(f"{axis}_axis_source") == "manual" else ""
 
 
 def _slice_text(lesion: dict[str, Any], short: bool = False) -> str:
@@ -218,6 +230,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("LI-RADS size", "categories.lirads_size_only", "{}"),
     ("Conf", "confidence", "{:.2f}"),
     ("Edited", "edited", "yesno"),
+    ("Axes", "long_axis_source", "axes"),
 )
 
 
@@ -227,6 +240,8 @@ def _cell(lesion: dict[str, Any], key: str, form: str) -> str:
         value = value.get(part) if isinstance(value, dict) else None
     if form == "slice":  # the stored slice k, or the axial plane's S (the lesion was measured off the stored slices)
         return _slice_text(lesion, short=True)
+    if form == "axes":  # who measured the RECIST axes: the engine, or a hand-drawn line (which ones)
+        return _axes_text(lesion)
     if value is None:
         return ""
     if form == "yesno":

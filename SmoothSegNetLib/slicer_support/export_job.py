@@ -6,9 +6,10 @@ labelmap and lesion instances as ``.npy``, ``job.json``) and runs
 ``--progress jsonl`` records between them:
 
 1. ``report``: measure the current segments and write the export folder (:func:`session.write_export`, with
-   confidences carried and hand edits named, as the panel's report); with ``report_only``, report.json only
-   (the panel's "Recompute report");
-2. ``DICOM export`` (when the job has a source series): the engine's ``export`` (seg.dcm, sr.dcm);
+   confidences carried, hand edits named and the hand-drawn RECIST lines of ``manual_axes`` applied, as the
+   panel's report); with ``report_only``, report.json only (the panel's "Recompute report");
+2. ``DICOM export`` (when the job has a source series): the engine's ``export`` (seg.dcm, sr.dcm; it keeps the
+   manual lines of the report.json step 1 wrote, so the SR shows the same numbers);
 3. ``send`` (when the job has a PACS): the engine's ``send`` of what step 2 just wrote.
 
 A failed step stops the job, so a failed export sends nothing. The last stdout line says what was done.
@@ -65,6 +66,8 @@ class ExportJob:
     per_lesion: bool = True
     pacs: PacsTarget | None = None
     report_only: bool = False
+    #: RECIST lines drawn by hand, ``{"<lesion id>": {"long": [[L,P,S],[L,P,S]], "short": ...}}`` (LPS mm).
+    manual_axes: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -111,6 +114,7 @@ def _engine(argv: list[str]) -> None:
 def run_job(folder: Path, progress: Any) -> str:
     """Do the job in ``folder``; returns the summary line. Raises as the engine does."""
     from SmoothSegNetLib.io import read_volume
+    from SmoothSegNetLib.report.manual_axes import parse_manual_axes
     from SmoothSegNetLib.slicer_support.session import recompute_report, write_export
 
     job = ExportJob.from_json((folder / JOB_FILE).read_text(encoding="utf-8"))
@@ -120,7 +124,8 @@ def run_job(folder: Path, progress: Any) -> str:
     result = EditedResult(
         np.load(folder / LABELMAP_FILE), np.load(folder / LESIONS_FILE), job.lesion_ids, job.edited_lesion_ids
     )
-    report = recompute_report(ct, result, job.previous_report)
+    manual = parse_manual_axes(job.manual_axes or {}, "the export job's manual_axes")
+    report = recompute_report(ct, result, job.previous_report, manual)
     if job.report_only:  # "Recompute report": the panel reads report.json back into its table
         from SmoothSegNetLib.report.files import write_report_json
 

@@ -63,7 +63,8 @@ def _value(
     report: dict[str, Any], lesion: dict[str, Any], column: LesionTableColumn, edited: bool, lesion_name: str
 ) -> Any:
     if column.key == "edited":
-        manual = lesion.get("axes_source") == "manual"  # RECIST lines moved by hand (markups)
+        # RECIST lines drawn by hand (markups, --manual-axes): report.json's long/short_axis_source
+        manual = "manual" in (lesion.get("long_axis_source"), lesion.get("short_axis_source"))
         marks = (("yes", edited or bool(lesion.get("edited"))), ("manual axes", manual))
         return ", ".join(text for text, on in marks if on)
     if column.key == "segment":

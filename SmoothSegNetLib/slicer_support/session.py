@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,16 @@ def with_lesions_split(ct: CTVolume, result: EditedResult) -> EditedResult:
     return EditedResult(result.labelmap, lesions, {n: TUMOR_SEGMENT_ID for n in range(1, count + 1)}, ())
 
 
-def recompute_report(ct: CTVolume, result: EditedResult, previous_report: dict[str, Any] | None) -> dict[str, Any]:
-    """The report of the current segments: ``measure`` with carried confidences, models and a note."""
+def recompute_report(
+    ct: CTVolume,
+    result: EditedResult,
+    previous_report: dict[str, Any] | None,
+    manual_axes: Mapping[int, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The report of the current segments: ``measure`` with carried confidences, models and a note.
+
+    ``manual_axes``: the RECIST lines drawn by hand, by current lesion id (``measure``'s ``manual_axes``).
+    """
     from SmoothSegNetLib.report import measure
 
     tumor_segment_edited = TUMOR_SEGMENT_ID in result.lesion_ids.values() and bool(result.edited_lesion_ids)
@@ -93,6 +101,7 @@ def recompute_report(ct: CTVolume, result: EditedResult, previous_report: dict[s
         confidence=carried_confidence(previous_report, result),
         models=[m for m in models if isinstance(m, dict)],
         edited=_still_edited(previous_report, result),
+        manual_axes=manual_axes,
     )
     if tumor_segment_edited:
         report["warnings"].append("the tumor segment was edited by hand after the network result")
@@ -113,7 +122,10 @@ def _still_edited(previous_report: dict[str, Any] | None, result: EditedResult) 
 
 
 def recompute_report_in_box(
-    ct: CTVolume, result: EditedResult, previous_report: dict[str, Any] | None
+    ct: CTVolume,
+    result: EditedResult,
+    previous_report: dict[str, Any] | None,
+    manual_axes: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """:func:`recompute_report` measured on the labels' bounding box (plus one voxel): the same report, faster.
 
@@ -128,7 +140,7 @@ def recompute_report_in_box(
 
     labelled = np.flatnonzero(result.labelmap.any(axis=(1, 2)))
     if labelled.size == 0:
-        return recompute_report(ct, result, previous_report)
+        return recompute_report(ct, result, previous_report, manual_axes)
     bounds = [np.flatnonzero(result.labelmap.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1))]
     box = tuple(slice(max(int(b[0]) - 1, 0), min(int(b[-1]) + 2, n)) for b, n in zip(bounds, ct.array.shape))
     corner_ijk = np.array([b.start for b in box][::-1], dtype=float)
@@ -136,7 +148,7 @@ def recompute_report_in_box(
     geometry = Geometry.create(ct.array[box].shape, g.spacing_mm, g.index_to_lps(corner_ijk), g.direction_array)
     crop = dataclasses.replace(ct, array=ct.array[box], geometry=geometry)
     cropped = dataclasses.replace(result, labelmap=result.labelmap[box], lesions=result.lesions[box])
-    report = recompute_report(crop, cropped, previous_report)
+    report = recompute_report(crop, cropped, previous_report, manual_axes)
     report["input"] = _input_entry(ct)
     for lesion in report["lesions"]:
         if lesion.get("long_axis_slice_k") is not None:
