@@ -1,6 +1,7 @@
-"""``scripts/train_demo.sh`` end to end, on tiny versions of its six configs: the three training phases of both
-stages, the bundled files, the cards' inference and post-processing settings and the held-out evaluation. The real
-configs take about two hours; here every phase runs a few iterations on two training phantoms. The bundled weights
+"""``scripts/train_demo.sh`` end to end, on tiny versions of its seven configs: the three training phases of both
+stages and the tumor stage's small-lesion fine-tune, the bundled files, the cards' inference and post-processing
+settings and the held-out evaluation. The real configs take about three hours; here every phase runs a few
+iterations on two training phantoms. The bundled weights
 in ``Resources/Models`` are not touched (``MODELS`` points elsewhere)."""
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def _tiny_configs(folder: Path) -> None:
                 val_patches=1,
             )
             (folder / f"demo-{stage}{suffix}.json").write_text(json.dumps(config), encoding="utf-8")
+    config = json.loads((REPO_ROOT / "Resources" / "Training" / "demo-tumor-small-lesions.json").read_text())
+    config["data"].update({"train_seeds": [1000, 1002], "val_seeds": [2000, 2001]})
+    config.update(
+        iterations=2, patch_size_ijk=[24, 24, 16], max_minutes=0, val_every=2, checkpoint_every=2, val_patches=1
+    )
+    (folder / "demo-tumor-small-lesions.json").write_text(json.dumps(config), encoding="utf-8")
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -52,6 +59,18 @@ def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:
         assert {k for k in base if base[k] != finetune[k]} == {"iterations", "max_minutes", "patch_size_ijk"}
         assert (finetune["max_minutes"], finetune["patch_size_ijk"]) == (122, [64, 64, 48])
         assert base["patch_size_ijk"] == [48, 48, 32] and base["max_minutes"] == 60
+    finetune = json.loads((folder / "demo-tumor-finetune.json").read_text())
+    small = json.loads((folder / "demo-tumor-small-lesions.json").read_text())
+    changed = {k for k in finetune.keys() | small.keys() if k != "_comment" and finetune.get(k) != small.get(k)}
+    assert changed == {
+        "loss",
+        "foreground_sampling",
+        "foreground_patch_fraction",
+        "learning_rate",
+        "max_minutes",
+    }
+    assert small["loss"] == {"smoothing": "none", "lambda_lesion": 0.5} and small["foreground_sampling"] == "lesion"
+    assert "init_from" not in small  # the script passes --init-from (phase 3's weights)
 
 
 @pytest.mark.slow
@@ -72,7 +91,12 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
     }
     run = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=1200, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert [line.split(":")[0] for line in run.stdout.splitlines()[:3]] == ["train", "resume", "finetune"]
+    assert [line.split(":")[0] for line in run.stdout.splitlines()[:4]] == [
+        "train",
+        "resume",
+        "finetune",
+        "small-lesions",
+    ]
 
     assert _digest(REPO_ROOT / "Resources" / "Models") == bundled_before
     for stage in ("liver", "tumor"):
@@ -81,13 +105,17 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         assert card.weights.sha256 == sha256_file(models / f"smoothsegnet-demo-{stage}.safetensors")
         # ...with the ONNX graph of these weights (the CPU runtime), hashed in the card.
         assert card.onnx is not None and sha256_file(models / card.onnx.file) == card.onnx.sha256
-        # The bundled card is the last phase's: its iterations and patches, resumed from the first two phases.
-        assert card.training["run"]["iterations"] == 6
+        # The bundled card is the last phase's: its iterations and patches (the tumor stage's fourth phase starts
+        # its count afresh from phase 3's weights).
+        assert card.training["run"]["iterations"] == (6 if stage == "liver" else 2)
         assert card.training["config"]["patch_size_ijk"] == [24, 24, 16]
         assert card.training["held_out_evaluation"]["cases"] == 1
         assert card.training["held_out_evaluation"]["seeds"] == "3000..3000"
         for label in ("train", "resume", "finetune"):
             assert (work / f"{stage}.{label}.log").is_file()
+    assert (work / "tumor.small-lesions.log").is_file()
+    started = load_card(models / "smoothsegnet-demo-tumor.json").training["initialised_from"]
+    assert started["weights_sha256"] == sha256_file(work / "tumor" / "smoothsegnet-demo-tumor.safetensors")
     tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
     assert tumor["postprocessing"]["min_lesion_ml"] == 0.5
     assert "min_lesion_confidence" not in tumor["postprocessing"]

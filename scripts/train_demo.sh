@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Train the two DEMO networks on synthetic phantoms (CPU), bundle them, and evaluate them on held-out phantoms.
 #
-#   bash scripts/train_demo.sh            # about 2 h 10 min on 2 CPU cores (training 60 + 37 + 25 min, data, evaluation)
+#   bash scripts/train_demo.sh            # about 2 h 55 min on 2 CPU cores (training 60 + 37 + 25 + 40 min, data, evaluation)
 #
-# Three phases, each running both stages in parallel, one CPU thread each:
+# Three phases, each running both stages in parallel, one CPU thread each, then a fourth for the tumor stage:
 #   1. Resources/Training/demo-{liver,tumor}.json: phantom seeds 1000-1059 for training, 2000-2003 for validation,
 #      48x48x32 patches, 60 min budget;
 #   2. Resources/Training/demo-{liver,tumor}-resume.json (iterations 20000, max_minutes 97): resumed for 37 more
 #      minutes (the time-aware cosine schedule restarts at a lower learning rate and decays again);
 #   3. Resources/Training/demo-{liver,tumor}-finetune.json: resumed with 64x64x48 patches (more context) until
-#      122 min in all.
+#      122 min in all;
+#   4. Resources/Training/demo-tumor-small-lesions.json: the tumor weights of phase 3 fine-tuned (--init-from) for
+#      40 min with lesion-balanced sampling and the lesion-balanced cross-entropy (small lesions; docs/small-lesions.md).
 # Their weights and filled cards are copied to Resources/Models/, the cards get the inference and post-processing
 # chosen on the tuning phantoms 2004-2063 (both stages in sliding windows the size of the last phase's training
 # patches, overlap 0.25, no test-time mirroring; tumor lesions >= 0.5 ml), and held-out phantoms
 # 3000-3039 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
 #
 # Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3040),
-# JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the six demo-*.json configs, default
+# JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the seven demo-*.json configs, default
 # Resources/Training), MODELS (where the weights, cards and evaluation go, default Resources/Models). The last two
 # let Testing/test_train_demo_script.py run this very script on tiny configs without touching the bundled weights.
 set -euo pipefail
@@ -59,8 +61,17 @@ phase train ""
 phase resume "-resume" --resume
 phase finetune "-finetune" --resume
 
-for stage in liver tumor; do
-    cp "$WORK/$stage/smoothsegnet-demo-$stage.safetensors" "$WORK/$stage/smoothsegnet-demo-$stage.json" "$MODELS/"
+echo "small-lesions: tumor stage fine-tuned for small lesions; log in $WORK/tumor.small-lesions.log"
+if ! "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-small-lesions.json" \
+    --init-from "$WORK/tumor/smoothsegnet-demo-tumor.json" -o "$WORK/tumor-small-lesions" --progress none \
+    >"$WORK/tumor.small-lesions.log" 2>&1; then
+    echo "error: training (small-lesions) failed (see $WORK/tumor.small-lesions.log)" >&2
+    exit 1
+fi
+
+for run in liver tumor-small-lesions; do
+    stage=${run%%-*}
+    cp "$WORK/$run/smoothsegnet-demo-$stage.safetensors" "$WORK/$run/smoothsegnet-demo-$stage.json" "$MODELS/"
 done
 # Chosen on the tuning phantoms 2004-2063 (never the held-out ones; see the README demo-weights section): both
 # stages in sliding windows of the last phase's patch size, overlap 0.25 (the networks' instance normalisation then
