@@ -11,7 +11,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType, ModuleType
 
 from SmoothSegNetLib import __version__
@@ -87,7 +87,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in previous:
         signal.signal(sig, _on_signal)
     try:
-        return int(args._run(args))
+        return run_guarded(lambda: int(args._run(args)), "run again with -vv for details and report it")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_guarded(run: Callable[[], int], hint: str = "report it") -> int:
+    """``run()``'s exit status, or the status and one ``error:`` line on stderr for what it raised.
+
+    The one mapping of failures to exit statuses, shared by the CLI and the Slicer module's child-process jobs:
+    cancelled -> :data:`EXIT_CANCELLED`; bad input -> :data:`EXIT_INPUT`; a PACS failure, no memory, anything
+    else -> :data:`EXIT_INTERNAL` (never a raw traceback for a user; ``hint`` says what to do about a bug). A
+    ``SystemExit`` raised inside (an engine sub-command's usage error, which wrote its own line) keeps its code.
+    """
+    try:
+        return run()
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     except (Cancelled, KeyboardInterrupt):
         sys.stderr.write("error: cancelled; no partial outputs were left\n")
         return EXIT_CANCELLED
@@ -100,16 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         sys.stderr.write("error: out of memory; crop the CT to the abdomen or use a machine with more memory\n")
         return EXIT_INTERNAL
-    except Exception as exc:  # the last line of defence: never a raw traceback for a user
+    except Exception as exc:  # the last line of defence
         log.debug("internal failure", exc_info=True)
-        sys.stderr.write(
-            f"error: internal failure ({type(exc).__name__}: {_one_line(exc)}); "
-            "run again with -vv for details and report it\n"
-        )
+        sys.stderr.write(f"error: internal failure ({type(exc).__name__}: {_one_line(exc)}); {hint}\n")
         return EXIT_INTERNAL
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _one_line(exc: BaseException) -> str:

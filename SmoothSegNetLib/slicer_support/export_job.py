@@ -155,9 +155,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from SmoothSegNetLib.cli import EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL, _one_line
+    from SmoothSegNetLib.cli import run_guarded
     from SmoothSegNetLib.commands.segment import make_progress
-    from SmoothSegNetLib.errors import Cancelled, InputError, PacsError
 
     parser = argparse.ArgumentParser(prog="python -m SmoothSegNetLib.slicer_support.export_job")
     parser.add_argument("folder", type=Path, help="the job folder written by write_job")
@@ -165,23 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
-    try:
+
+    def run() -> int:
         sys.stdout.write(run_job(args.folder, make_progress(args.progress)) + "\n")
         return 0
-    except SystemExit as exc:  # a usage error of an engine sub-command: it wrote its error line
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_INPUT
-    except (Cancelled, KeyboardInterrupt):
-        sys.stderr.write("error: cancelled; no partial outputs were left\n")
-        return EXIT_CANCELLED
-    except InputError as exc:
-        sys.stderr.write(f"error: {_one_line(exc)}\n")
-        return EXIT_INPUT
-    except PacsError as exc:
-        sys.stderr.write(f"error: {_one_line(exc)}\n")
-        return EXIT_INTERNAL
-    except Exception as exc:  # never a raw traceback in the panel's dialog
-        sys.stderr.write(f"error: internal failure ({type(exc).__name__}: {_one_line(exc)}); report it\n")
-        return EXIT_INTERNAL
+
+    return run_guarded(run)
 
 
 if __name__ == "__main__":
