@@ -114,7 +114,8 @@ def test_region_growing_finds_a_sphere_on_an_anisotropic_grid() -> None:
     allowed = np.ones(hu.shape, bool)
     spacing = np.array([2.5, 0.8, 0.8])
     grown = region_grow(hu, allowed, tuple(centre), spacing, AddLesionSettings(smoothing_mm=0.5))
-    assert grown is not None and dice(grown, sphere) >= 0.95
+    assert grown is not None and not grown.leaked and dice(grown.mask, sphere) >= 0.95
+    assert grown.lesion_hu == 10.0 and grown.liver_hu == 70.0 and grown.rim_mm == 0.0
     # No contrast: nothing lesion-like.
     flat = np.full(hu.shape, 70, np.int16)
     assert region_grow(flat, allowed, tuple(centre), spacing, AddLesionSettings()) is None

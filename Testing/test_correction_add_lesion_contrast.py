@@ -2,7 +2,7 @@
 
 Each CT is a block of liver (100 HU) on an anisotropic grid (0.8 x 0.8 x 3.0 mm, slices four times thicker
 than the pixels), all of it labelled liver except a background border. A lesion is the set of voxels whose
-centres lie within its radius (mm) of its centre, so its true mask is exact; the image is blurred (a 1.5 mm
+centres lie within its radius (mm) of its centre, so its true mask is exact; the image is blurred (a 1 mm
 Gaussian, the soft margin of a real lesion, which keeps the half-way level on the true edge) and gets
 Gaussian noise (10 HU, fixed seed). The bundled tumor network runs for real on each click (one window on
 the CPU); it gives the low-contrast and rim-enhancing lesions a low probability (checked), as it did to the
@@ -24,7 +24,7 @@ from SmoothSegNetLib.volume import CTVolume, Geometry
 SHAPE_KJI = (40, 120, 120)
 SPACING_IJK = (0.8, 0.8, 3.0)
 CENTRE_KJI = (20, 60, 60)
-LIVER_HU, NOISE_HU, BLUR_MM = 100.0, 10.0, 1.5
+LIVER_HU, NOISE_HU, BLUR_MM = 100.0, 10.0, 1.0
 LIVER, TUMOR = 1, 2
 
 
@@ -80,10 +80,10 @@ def test_low_contrast_sphere_on_thick_slices(segmenter: PointSegmenter) -> None:
 
 
 def test_rim_enhancing_lesion_includes_its_rim(segmenter: PointSegmenter) -> None:
-    """A 15 mm lesion: a core 50 HU darker than the liver (radius 4.5 mm) inside a rim 30 HU brighter (to 7.5 mm)."""
+    """A 15 mm lesion: a core 40 HU darker than the liver (radius 4.5 mm) inside a rim 20 HU brighter (to 7.5 mm)."""
     distance = _distance_mm(CENTRE_KJI)
     truth = distance <= 7.5
-    hu = np.where(distance <= 4.5, LIVER_HU - 50.0, np.where(truth, LIVER_HU + 30.0, LIVER_HU))
+    hu = np.where(distance <= 4.5, LIVER_HU - 40.0, np.where(truth, LIVER_HU + 20.0, LIVER_HU))
     ct, labels, lesions = _case(hu, seed=1)
     added = _click(segmenter, ct, labels, lesions, CENTRE_KJI)
     assert dice(_mask(added), truth) >= 0.85
