@@ -132,3 +132,12 @@ def test_lesion_next_to_an_existing_one_leaves_it_untouched(segmenter: PointSegm
     # The new lesion keeps at least one voxel (26-neighbours) away from lesion 1; the inputs are unchanged.
     assert not np.any(mask & ndimage.binary_dilation(left, structure=np.ones((3, 3, 3), bool)))
     assert np.array_equal(labels, before[0]) and np.array_equal(lesions, before[1])
+
+
+def test_spot_smaller_than_a_lesion_adds_nothing(segmenter: PointSegmenter) -> None:
+    """A 6 mm spot 40 HU darker than the liver: clearly there, but its edge (3 mm from the point) is inside the
+    4.5 mm the settings ask of a lesion (blobs of the liver's noise and texture are that small)."""
+    spot = _distance_mm(CENTRE_KJI) <= 3.0
+    ct, labels, lesions = _case(np.where(spot, LIVER_HU - 40.0, LIVER_HU), seed=5)
+    with pytest.raises(InputError, match="nothing lesion-like"):
+        _click(segmenter, ct, labels, lesions, CENTRE_KJI)
