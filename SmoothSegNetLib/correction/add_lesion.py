@@ -1,15 +1,16 @@
 """Segment ONE lesion around a point and add it as the next lesion (the engine of ``add-lesion``).
 
-The tumor network of the case's model card runs in one window of the card's ``roi_size_ijk``, on the card's
-spacing and orientation, centred on the point, with the liver context masked as the pipeline masks it
-(:func:`SmoothSegNetLib.inference.pipeline.tumor_stage_mask`). Its decision probability is interpolated back
-onto the input grid (only a box around the window), thresholded, and the connected component that holds the
-point (or whose nearest voxel is within ``snap_mm``) is kept, closed and hole-filled. If none is found at the
-first threshold, lower ones are tried, then region growing from the point on the smoothed CT
-(:func:`SmoothSegNetLib.correction.grow.region_grow`). A result must be lesion-like: at least ``min_volume_ml``,
-and a grown region must differ from the liver around it by ``min_contrast_hu`` (a network result need not: a
-rim-enhancing lesion's mean HU is the liver's). It lies in the liver and keeps one voxel away from every other
-lesion (so a connected-component relabelling keeps it separate).
+The lesions worth a click are the ones the tumor network missed, so the lesion is found from the CT around the
+point (:mod:`SmoothSegNetLib.correction.grow`: the radial profile of the smoothed CT in shells around the point
+gives the lesion's value, the liver's, the lesion's edge and an enhancing rim's; the lesion is the ball of that
+radius inside the liver), and must look like one: an edge at least ``min_radius_mm`` out and a contrast of at
+least ``min_contrast_hu`` and ``min_contrast_z`` times the liver's noise. The tumor network still runs in one
+window of the card's ``roi_size_ijk`` (card spacing and orientation, centred on the point, liver context masked
+as the pipeline masks it: :func:`SmoothSegNetLib.inference.pipeline.tumor_stage_mask`): its probability is the
+added lesion's confidence, and its thresholded component at the point is the fallback when growing finds
+nothing (``network_first`` swaps the two). The lesion lies in the liver and keeps one voxel away from every
+other lesion (so a connected-component relabelling keeps it separate). See
+:mod:`SmoothSegNetLib.correction.search`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """Growing one lesion from a point by its contrast to the liver around it (the core of ``add-lesion``).
 
-The lesions a network misses are those it gives a low tumor probability, so the lesion is found from the CT
-itself: the lesion's attenuation is the median of a small ball at the point, the liver's the median of a ring
-around the region found so far, and the region is the set of liver voxels closer to the lesion's value than to
-the liver's (between the two, and not far beyond the lesion's value: brighter vessels and darker fluid stay
-out), opened to cut thin bridges, connected to the point. Two or three rounds move the ring out to the lesion's
-edge. A dark lesion with an enhancing rim grows out to the rim's outer half-height. Every distance is in
-millimetres on the (anisotropic) grid. Arrays are ``[k, j, i]``.
+The lesions a network misses are those it gives a low tumor probability, so the lesion is found from the CT.
+In a window of ``max_diameter_mm`` around the point, the CT is smoothed over the liver only (``smoothing_mm``)
+and summarised as a radial profile: the median of each 1 mm shell around the point (distances in millimetres,
+so thick slices count right; the liver's edge voxels, partly fat, left out). The lesion's value is the median of
+a 2 mm ball at the point, the liver's the median of the window's far half (or of a ring just outside the lesion
+when the lesion reaches that far). The lesion's edge is where the profile crosses half-way between the two; a
+dark lesion whose profile then rises over the liver by ``rim_min_hu`` and falls back within ``rim_max_mm`` has
+an enhancing rim, and its edge is where the rim falls to half its height. The lesion is the ball of that radius
+inside the liver (on the phantoms this scored above thresholded voxels, which noise breaks up), holding the
+point, hole-filled. Arrays are ``[k, j, i]``.
 """
 
 from __future__ import annotations
