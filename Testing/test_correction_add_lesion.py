@@ -1,10 +1,10 @@
-"""``add-lesion``: one click adds ONE missed lesion, segmented by the bundled tumor network around the point.
+"""``add-lesion``: one click adds ONE missed lesion, grown from the point on the CT (the tumor network as fallback).
 
 The phantom is made on a small anisotropic grid and its exact labels without lesion 1 stand for a segmentation
 that missed it, so the test needs no full pipeline run; the network still runs for real (one window on the CPU).
-NOTE: seed 11's lesion 1 (a 62 mm hypodense lesion) is NOT one the bundled models were shown to miss: on the
-lesions they do miss (SmoothSegNetLib.evaluation.missed_lesions / add_lesion_eval, docs/correction.md) Dice
->= 0.7 is not reached yet, so no test claims it.
+Seed 11's lesion 1 (a 62 mm hypodense lesion) is not one the bundled models were shown to miss: lesions they do
+miss are clicked in test_correction_add_lesion_missed.py, synthetic ones the network does not see in
+test_correction_add_lesion_contrast.py.
 """
 
 from __future__ import annotations
