@@ -1,15 +1,16 @@
 """Segment ONE lesion around a point and add it as the next lesion (the engine of ``add-lesion``).
 
-The tumor network of the case's model card runs in one window of the card's ``roi_size_ijk``, on the card's
-spacing and orientation, centred on the point, with the liver context masked as the pipeline masks it
-(:func:`SmoothSegNetLib.inference.pipeline.tumor_stage_mask`). Its decision probability is interpolated back
-onto the input grid (only a box around the window), thresholded, and the connected component that holds the
-point (or whose nearest voxel is within ``snap_mm``) is kept, closed and hole-filled. If none is found at the
-first threshold, lower ones are tried, then region growing from the point on the smoothed CT
-(:func:`SmoothSegNetLib.correction.grow.region_grow`). A result must be lesion-like: at least ``min_volume_ml``,
-and a grown region must differ from the liver around it by ``min_contrast_hu`` (a network result need not: a
-rim-enhancing lesion's mean HU is the liver's). It lies in the liver and keeps one voxel away from every other
-lesion (so a connected-component relabelling keeps it separate).
+The lesions worth a click are the ones the tumor network missed, so the lesion is found from the CT around the
+point (:mod:`SmoothSegNetLib.correction.grow`: the radial profile of the smoothed CT in shells around the point
+gives the lesion's value, the liver's, the lesion's edge and an enhancing rim's; the lesion is the ball of that
+radius inside the liver), and must look like one: an edge at least ``min_radius_mm`` out and a contrast of at
+least ``min_contrast_hu`` and ``min_contrast_z`` times the liver's noise. The tumor network still runs in one
+window of the card's ``roi_size_ijk`` (card spacing and orientation, centred on the point, liver context masked
+as the pipeline masks it: :func:`SmoothSegNetLib.inference.pipeline.tumor_stage_mask`): its probability is the
+added lesion's confidence, and its thresholded component at the point is the fallback when growing finds
+nothing (``network_first`` swaps the two). The lesion lies in the liver and keeps one voxel away from every
+other lesion (so a connected-component relabelling keeps it separate). See
+:mod:`SmoothSegNetLib.correction.search`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import region_grow
+from SmoothSegNetLib.correction.search import Crop, component_near, find_lesion
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference.options import SegmentOptions
 from SmoothSegNetLib.inference.pipeline import tumor_stage_mask
-from SmoothSegNetLib.inference.postprocess import chan_vese_refine
 from SmoothSegNetLib.inference.preprocess import from_network_layout, resample_ct, to_network_layout, window_hu
 from SmoothSegNetLib.inference.runtime import open_runtime
 from SmoothSegNetLib.models import ModelCard, Registry
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 Slices = tuple[slice, slice, slice]
 LIVER, TUMOR = 1, 2
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-_BALL6 = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclass(frozen=True)
@@ -157,15 +156,22 @@ class PointSegmenter:
         timings = {"prepare_s": time.perf_counter() - t0}
         q = self._probability(ct.array[box], labelmap[box] > 0, crop, window)
         timings["network_s"] = time.perf_counter() - t0 - timings["prepare_s"]
-        local = tuple(v - b.start for v, b in zip(voxel, box))
+        local = (voxel[0] - box[0].start, voxel[1] - box[1].start, voxel[2] - box[2].start)
         allowed = _allowed(labelmap[box], lesions[box])
-        found = self._find(ct.array[box], q, allowed, crop, local)
+        spacing_kji = np.asarray(crop.spacing_mm[::-1], dtype=float)
+        found = find_lesion(
+            Crop(ct.array[box], q, allowed, local, spacing_kji),
+            self.settings,
+            self.card.post.chan_vese_iterations,
+            self.card.input.hu_window,
+        )
+        timings["search_s"] = time.perf_counter() - t0 - timings["prepare_s"] - timings["network_s"]
         if found is None:
             raise InputError(
                 f"nothing lesion-like was found at {_fmt(point_lps_mm)}: click inside the lesion, near its centre "
                 "(or draw it in Segment Editor)"
             )
-        mask, method, threshold, contrast = found
+        mask = found.mask
         sub = ndimage.find_objects(mask.astype(np.uint8))[0]
         out_box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
         timings["total_s"] = time.perf_counter() - t0
@@ -173,10 +179,10 @@ class PointSegmenter:
             lesion_id=int(lesions.max()) + 1 if lesions.size else 1,
             box=(out_box[0], out_box[1], out_box[2]),
             mask=mask[sub],
-            method=method,
-            threshold=threshold,
+            method=found.method,
+            threshold=found.threshold,
             confidence=round(float(q[mask].mean()), 4),
-            contrast_hu=round(contrast, 1),
+            contrast_hu=round(found.contrast_hu, 1),
             point_lps_mm=point_lps_mm,
             timings_s=timings,
         )
@@ -215,53 +221,6 @@ class PointSegmenter:
         q_window = np.ascontiguousarray(from_network_layout(q))
         return resample(q_window, window, crop, Interpolation.LINEAR, 0.0)
 
-    def _find(
-        self, hu: np.ndarray, q: np.ndarray, allowed: np.ndarray, crop: Geometry, voxel: tuple[int, ...]
-    ) -> tuple[np.ndarray, str, float | None, float] | None:
-        s = self.settings
-        spacing_kji = np.asarray(crop.spacing_mm[::-1], dtype=float)
-        for threshold in s.thresholds:
-            mask = _component_near(q >= threshold, allowed, voxel, spacing_kji, s.snap_mm)
-            if mask is None:
-                continue
-            mask = self._refine(hu, mask, allowed, voxel, spacing_kji)
-            # The network's own decision is the lesion test here (a rim-enhancing lesion's mean HU is the
-            # liver's); only its size is checked.
-            if _volume_ml(mask, crop) >= s.min_volume_ml:
-                return mask, "network", threshold, _contrast(hu, mask, allowed, spacing_kji)
-        if not s.region_growing:
-            return None
-        grown = region_grow(hu, allowed, voxel, spacing_kji, s)
-        if grown is None:
-            return None
-        checked = _lesion_like(hu, grown, allowed, crop, s)
-        if checked is None:
-            return None
-        return checked, "region_growing", None, _contrast(hu, checked, allowed, spacing_kji)
-
-    def _refine(
-        self, hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing: np.ndarray
-    ) -> np.ndarray:
-        closing = self.settings.closing_mm
-        if closing > 0:
-            # Closes a rim seen as a broken ring (rim-enhancing lesions) so that filling can reach its centre.
-            steps = max(1, int(round(closing / float(spacing.min()))))
-            mask = ndimage.binary_closing(np.pad(mask, steps), _BALL6, iterations=steps)[
-                tuple(slice(steps, -steps) for _ in range(3))
-            ]
-        filled = _component_near(ndimage.binary_fill_holes(mask), allowed, voxel, spacing, self.settings.snap_mm)
-        if filled is not None:  # always: it holds the component found before
-            mask = filled
-        iterations = self.settings.chan_vese_iterations
-        if iterations is None:
-            iterations = self.card.post.chan_vese_iterations
-        if iterations:
-            refined = chan_vese_refine(window_hu(hu, self.card.input.hu_window), mask, allowed, iterations)
-            again = _component_near(refined, allowed, voxel, spacing, self.settings.snap_mm)
-            if again is not None:
-                mask = again
-        return mask
-
 
 # -- helpers ------------------------------------------------------------------------------------------
 def _fmt(point: tuple[float, float, float]) -> str:
@@ -289,53 +248,5 @@ def _allowed(labels: np.ndarray, lesions: np.ndarray) -> np.ndarray:
     return (labels == LIVER) & ~others
 
 
-def _component_near(
-    candidate: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray, snap_mm: float
-) -> np.ndarray | None:
-    """The 26-connected component of ``candidate & allowed`` holding ``voxel`` or, failing that, the one with
-    the voxel nearest to it within ``snap_mm``; ``None`` if there is none."""
-    mask = candidate & allowed
-    reach = np.ceil(snap_mm / spacing_kji).astype(int)
-    near = tuple(slice(max(0, v - r), v + r + 1) for v, r in zip(voxel, reach))
-    if not mask[near].any():
-        return None
-    labels, _count = ndimage.label(mask, structure=_CONNECTIVITY_26)
-    hit = int(labels[voxel])
-    if hit == 0:
-        points = np.argwhere(labels[near] > 0)
-        offsets = points + np.array([s.start for s in near]) - np.asarray(voxel)
-        distance = np.sqrt(((offsets * spacing_kji) ** 2).sum(axis=1))
-        best = int(np.argmin(distance))
-        if distance[best] > snap_mm:
-            return None
-        hit = int(labels[near][tuple(points[best])])
-    return labels == hit
-
-
-def _ring(mask: np.ndarray, allowed: np.ndarray, spacing_kji: np.ndarray, width_mm: float = 4.0) -> np.ndarray:
-    steps = max(1, int(round(width_mm / float(spacing_kji.min()))))
-    grown = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1), iterations=steps)
-    return grown & ~mask & allowed
-
-
-def _contrast(hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, spacing_kji: np.ndarray) -> float:
-    ring = _ring(mask, allowed, spacing_kji)
-    if not ring.any():
-        return 0.0
-    return float(hu[mask].mean()) - float(hu[ring].mean())
-
-
-def _volume_ml(mask: np.ndarray, crop: Geometry) -> float:
-    return float(np.count_nonzero(mask)) * crop.voxel_volume_mm3 / 1000.0
-
-
-def _lesion_like(
-    hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, crop: Geometry, s: AddLesionSettings
-) -> np.ndarray | None:
-    """``mask`` if it is big enough and stands out from the liver around it, else ``None``."""
-    if _volume_ml(mask, crop) < s.min_volume_ml:
-        return None
-    contrast = _contrast(hu, mask, allowed, np.asarray(crop.spacing_mm[::-1], dtype=float))
-    if abs(contrast) < s.min_contrast_hu:
-        return None
-    return mask
+#: The search's component finder, under the name the tests have used.
+_component_near = component_near

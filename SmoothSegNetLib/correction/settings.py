@@ -30,7 +30,23 @@ class AddLesionSettings:
         opening_mm: morphological opening (mm) of the grown region, to cut thin bridges to vessels (0 = none).
         min_contrast_hu: a lesion must differ from the liver around it by at least this much (mean HU).
         min_volume_ml: smaller regions are not lesions.
-        max_diameter_mm: a grown region reaching farther than half of this from the point has leaked: refused.
+        max_diameter_mm: the side of the window (mm, centred on the point) the region is grown in; a region
+            reaching its edge has leaked.
+        seed_radius_mm: the lesion's attenuation is the median of the smoothed CT in a ball of this radius.
+        rounds: threshold rounds; after each, the liver's value is taken again from the ring around the region.
+        ring_mm: inner and outer distance (mm) of that ring from the region.
+        threshold_fraction: the region's edge lies this far from the liver's value towards the lesion's (0.5:
+            half-way).
+        rim_max_mm: a rim of the opposite sign (an enhancing rim around a dark core) is looked for up to this far
+            out from the region (0 = never).
+        rim_step_mm: width of the shells that profile the rim.
+        rim_min_hu: a rim counts if it rises at least this much (HU) over the liver.
+        skip_edge: leave the liver's edge voxels (in-plane) out of the statistics.
+        min_radius_mm: a grown lesion's profile edge must lie at least this far from the point (smaller blobs of
+            the liver's noise and texture are not lesions).
+        min_contrast_z: a grown lesion's contrast must be at least this many times the ring's noise.
+        network_first: try the network's component before growing from the point (else only when growing finds
+            nothing).
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -43,6 +59,17 @@ class AddLesionSettings:
     min_contrast_hu: float = 10.0
     min_volume_ml: float = 0.05
     max_diameter_mm: float = 80.0
+    seed_radius_mm: float = 2.0
+    rounds: int = 1
+    ring_mm: tuple[float, float] = (2.0, 6.0)
+    threshold_fraction: float = 0.5
+    rim_max_mm: float = 0.0
+    rim_step_mm: float = 1.0
+    rim_min_hu: float = 10.0
+    skip_edge: bool = True
+    min_radius_mm: float = 0.0
+    min_contrast_z: float = 0.0
+    network_first: bool = True
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
@@ -55,10 +82,25 @@ class AddLesionSettings:
             "min_contrast_hu",
             "min_volume_ml",
             "max_diameter_mm",
+            "seed_radius_mm",
+            "threshold_fraction",
+            "rim_max_mm",
+            "rim_min_hu",
+            "min_contrast_z",
+            "min_radius_mm",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InputError(f"add-lesion setting {name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.rounds, int) and self.rounds >= 0):
+            raise InputError(f"add-lesion setting rounds must be an integer >= 0, got {self.rounds!r}")
+        if not (isinstance(self.rim_step_mm, int | float) and self.rim_step_mm > 0):
+            raise InputError(f"add-lesion setting rim_step_mm must be a number > 0, got {self.rim_step_mm!r}")
+        inner, outer = self.ring_mm
+        if not (0 <= inner < outer):
+            raise InputError(
+                f"add-lesion setting ring_mm must be [inner, outer] with 0 <= inner < outer, got {self.ring_mm!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AddLesionSettings:
@@ -69,6 +111,8 @@ class AddLesionSettings:
         values = {k: v for k, v in data.items() if k in known}
         if "thresholds" in values:
             values["thresholds"] = tuple(float(t) for t in values["thresholds"])
+        if "ring_mm" in values:
+            values["ring_mm"] = tuple(float(t) for t in values["ring_mm"])
         return cls(**values)
 
 

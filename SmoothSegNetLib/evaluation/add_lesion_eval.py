@@ -49,14 +49,18 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float(np.count_nonzero(a & b)) / total if total else 1.0
 
 
-def _normal_point(phantom_labels: np.ndarray, labelmap: np.ndarray, geometry, seed: int) -> tuple[float, ...] | None:  # type: ignore[no-untyped-def]
-    """A voxel that the segmentation calls liver, far from every true lesion (deterministic per seed)."""
+def normal_point(  # type: ignore[no-untyped-def]
+    phantom_labels: np.ndarray, labelmap: np.ndarray, geometry, seed: int, draw: int = 0
+) -> tuple[float, ...] | None:
+    """A voxel that the segmentation calls liver, far from every true lesion (deterministic per seed; ``draw``
+    > 0 gives other points of the same phantom, for tuning only)."""
     far = ndimage.distance_transform_edt(phantom_labels != 2, sampling=geometry.spacing_mm[::-1]) >= NORMAL_CLEARANCE_MM
     inner = ndimage.binary_erosion(labelmap == 1, iterations=3)
     candidates = np.argwhere(far & inner & (phantom_labels == 1))
     if not len(candidates):
         return None
-    kji = candidates[np.random.default_rng(seed).integers(len(candidates))]
+    rng = np.random.default_rng(seed if draw == 0 else [seed, draw])
+    kji = candidates[rng.integers(len(candidates))]
     return tuple(float(v) for v in geometry.index_to_lps(kji[::-1].astype(float)))
 
 
@@ -77,7 +81,7 @@ def evaluate_seed(
     stored = np.load(cache / f"seg-{seed}.npz")
     labelmap, lesions = stored["labelmap"], stored["lesions"]
     geometry = phantom.ct.geometry
-    normal_point = _normal_point(phantom.labels, labelmap, geometry, seed)
+    normal_click = normal_point(phantom.labels, labelmap, geometry, seed)
     for name, settings in variants.items():
         segmenter = PointSegmenter("smoothsegnet-demo-tumor", settings=settings, threads=1)
         for item in record["missed"]:
@@ -103,9 +107,9 @@ def evaluate_seed(
                     added.timings_s["total_s"],
                 )
             )
-        if normal_point is not None:
+        if normal_click is not None:
             try:
-                segmenter(phantom.ct, labelmap, lesions, normal_point)  # type: ignore[arg-type]
+                segmenter(phantom.ct, labelmap, lesions, normal_click)  # type: ignore[arg-type]
                 normal[name] = 1
                 log.info("seed %d normal liver (%s): something was added", seed, name)
             except InputError:
@@ -149,6 +153,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "t0.5-only": {"thresholds": (0.5,)},
     "no-growing": {"region_growing": False},
     "no-chan-vese": {"chan_vese_iterations": 0},
+    "network-first": {"network_first": True},
 }
 
 

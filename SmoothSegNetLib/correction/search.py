@@ -1,0 +1,151 @@
+"""The search for one lesion around a point, on a crop of the CT (no network run here: its probability is given).
+
+Two ways, in the order the settings give (``network_first``): the tumor network's component at the point
+(thresholded probability, closed, hole-filled), and growing from the point by contrast
+(:func:`SmoothSegNetLib.correction.grow.region_grow`). A grown region must look like a lesion: big enough,
+closed (it did not leak to the edge of its window), and standing out from the liver ring around it by
+``min_contrast_hu`` and by ``min_contrast_z`` times the ring's noise. Arrays are ``[k, j, i]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from SmoothSegNetLib.correction.grow import region_grow
+from SmoothSegNetLib.correction.settings import AddLesionSettings
+from SmoothSegNetLib.inference.postprocess import chan_vese_refine
+from SmoothSegNetLib.inference.preprocess import window_hu
+
+_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+_BALL6 = ndimage.generate_binary_structure(3, 1)
+NETWORK, REGION_GROWING = "network", "region_growing"
+
+
+@dataclass(frozen=True)
+class Found:
+    """A lesion found on the crop: its mask, how (``network`` at ``threshold``, or ``region_growing``), and its
+    mean HU minus the mean HU of the liver ring around it."""
+
+    mask: np.ndarray
+    method: str
+    threshold: float | None
+    contrast_hu: float
+
+
+@dataclass(frozen=True)
+class Crop:
+    """What the search sees: the CT (HU), the tumor probability, the allowed voxels, the point, the grid."""
+
+    hu: np.ndarray
+    q: np.ndarray
+    allowed: np.ndarray
+    voxel: tuple[int, int, int]
+    spacing_kji: np.ndarray
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(np.prod(self.spacing_kji)) / 1000.0
+
+
+def find_lesion(
+    crop: Crop, settings: AddLesionSettings, chan_vese_iterations: int = 0, hu_window: tuple[float, float] = (-200, 250)
+) -> Found | None:
+    """The lesion at ``crop.voxel`` (see the module docstring), or ``None`` if nothing lesion-like is there."""
+    ways = (_by_network, _by_growing) if settings.network_first else (_by_growing, _by_network)
+    for way in ways:
+        found = way(crop, settings, chan_vese_iterations, hu_window)
+        if found is not None:
+            return found
+    return None
+
+
+def _by_network(
+    crop: Crop, s: AddLesionSettings, chan_vese_iterations: int, hu_window: tuple[float, float]
+) -> Found | None:
+    for threshold in s.thresholds:
+        mask = component_near(crop.q >= threshold, crop.allowed, crop.voxel, crop.spacing_kji, s.snap_mm)
+        if mask is None:
+            continue
+        mask = _refine(crop, mask, s, chan_vese_iterations, hu_window)
+        # The network's own decision is the lesion test here (a rim-enhancing lesion's mean HU is the
+        # liver's); only its size is checked.
+        if np.count_nonzero(mask) * crop.voxel_ml >= s.min_volume_ml:
+            return Found(mask, NETWORK, threshold, contrast_hu(crop.hu, mask, crop.allowed, crop.spacing_kji))
+    return None
+
+
+def _by_growing(
+    crop: Crop, s: AddLesionSettings, _chan_vese_iterations: int, _hu_window: tuple[float, float]
+) -> Found | None:
+    if not s.region_growing:
+        return None
+    grown = region_grow(crop.hu, crop.allowed, crop.voxel, crop.spacing_kji, s)
+    if grown is None or grown.leaked or grown.contrast_z < s.min_contrast_z or grown.radius_mm < s.min_radius_mm:
+        return None
+    mask = component_near(grown.mask, crop.allowed, crop.voxel, crop.spacing_kji, s.snap_mm)
+    if mask is None or np.count_nonzero(mask) * crop.voxel_ml < s.min_volume_ml:
+        return None
+    # The contrast test was made on the profile (region_grow); this figure is only reported.
+    return Found(mask, REGION_GROWING, None, contrast_hu(crop.hu, mask, crop.allowed, crop.spacing_kji))
+
+
+def _refine(
+    crop: Crop, mask: np.ndarray, s: AddLesionSettings, chan_vese_iterations: int, hu_window: tuple[float, float]
+) -> np.ndarray:
+    spacing, voxel, allowed = crop.spacing_kji, crop.voxel, crop.allowed
+    if s.closing_mm > 0:
+        # Closes a rim seen as a broken ring (rim-enhancing lesions) so that filling can reach its centre.
+        steps = max(1, int(round(s.closing_mm / float(spacing.min()))))
+        mask = ndimage.binary_closing(np.pad(mask, steps), _BALL6, iterations=steps)[
+            tuple(slice(steps, -steps) for _ in range(3))
+        ]
+    filled = component_near(ndimage.binary_fill_holes(mask), allowed, voxel, spacing, s.snap_mm)
+    if filled is not None:  # always: it holds the component found before
+        mask = filled
+    iterations = s.chan_vese_iterations if s.chan_vese_iterations is not None else chan_vese_iterations
+    if iterations:
+        refined = chan_vese_refine(window_hu(crop.hu, hu_window), mask, allowed, iterations)
+        again = component_near(refined, allowed, voxel, spacing, s.snap_mm)
+        if again is not None:
+            mask = again
+    return mask
+
+
+def component_near(
+    candidate: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray, snap_mm: float
+) -> np.ndarray | None:
+    """The 26-connected component of ``candidate & allowed`` holding ``voxel`` or, failing that, the one with
+    the voxel nearest to it within ``snap_mm``; ``None`` if there is none."""
+    mask = candidate & allowed
+    reach = np.ceil(snap_mm / spacing_kji).astype(int)
+    near = tuple(slice(max(0, v - r), v + r + 1) for v, r in zip(voxel, reach))
+    if not mask[near].any():
+        return None
+    labels, _count = ndimage.label(mask, structure=_CONNECTIVITY_26)
+    hit = int(labels[voxel])
+    if hit == 0:
+        points = np.argwhere(labels[near] > 0)
+        offsets = points + np.array([s.start for s in near]) - np.asarray(voxel)
+        distance = np.sqrt(((offsets * spacing_kji) ** 2).sum(axis=1))
+        best = int(np.argmin(distance))
+        if distance[best] > snap_mm:
+            return None
+        hit = int(labels[near][tuple(points[best])])
+    return np.asarray(labels == hit)
+
+
+def contrast_hu(hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, spacing_kji: np.ndarray) -> float:
+    """Mean HU of the mask minus mean HU of the allowed voxels within 4 mm around it (0 if there are none)."""
+    steps = max(1, int(round(4.0 / float(spacing_kji.min()))))
+    found = ndimage.find_objects(mask.astype(np.uint8))
+    if not found:
+        return 0.0
+    sub = tuple(slice(max(0, f.start - steps), min(n, f.stop + steps)) for f, n in zip(found[0], mask.shape))
+    grown = ndimage.binary_dilation(mask[sub], structure=_BALL6, iterations=steps)
+    ring = grown & ~mask[sub] & allowed[sub]
+    if not ring.any():
+        return 0.0
+    return float(hu[mask].mean()) - float(hu[sub][ring].mean())
