@@ -47,8 +47,11 @@ def missed_case(phantom: Phantom, missed: int) -> tuple[np.ndarray, np.ndarray, 
     return labels, lesions, truth, centre_point(truth, phantom.ct.geometry)
 
 
-def write_case_folder(folder: Path, phantom: Phantom, labels: np.ndarray, lesions: np.ndarray) -> Path:
-    """Write the CT (``folder/ct.nrrd``) and the outputs of ``segment`` for ``labels`` (``folder/out``)."""
+def write_case_folder(
+    folder: Path, phantom: Phantom, labels: np.ndarray, lesions: np.ndarray, manual_axes: Any = None
+) -> Path:
+    """Write the CT (``folder/ct.nrrd``) and the outputs of ``segment`` for ``labels`` (``folder/out``), with
+    hand-drawn ``manual_axes`` in its report if given."""
     geometry = phantom.ct.geometry
     ct_path = write_volume(folder / "ct.nrrd", phantom.ct)
     out = folder / "out"
@@ -61,7 +64,12 @@ def write_case_folder(folder: Path, phantom: Phantom, labels: np.ndarray, lesion
 
     ct = CTVolume(phantom.ct.array, geometry, source=str(ct_path))
     report = measure(
-        ct, labels, lesions, confidence={n: 0.9 for n in range(1, int(lesions.max()) + 1)}, models=demo_models()
+        ct,
+        labels,
+        lesions,
+        confidence={n: 0.9 for n in range(1, int(lesions.max()) + 1)},
+        models=demo_models(),
+        manual_axes=manual_axes,
     )
     write_report_json(out / "report.json", report)
     write_report_csv(out / "report.csv", report)

@@ -75,6 +75,25 @@ def test_add_lesion_updates_and_remeasures_the_folder(case) -> None:  # type: ig
     assert not [p for p in out.iterdir() if p.name.startswith(".smoothsegnet-staging")]
 
 
+def test_add_lesion_keeps_the_hand_drawn_axes_of_the_other_lesions(case) -> None:  # type: ignore[no-untyped-def]
+    phantom, labels, lesions, _truth, centre, factory = case
+    geometry = phantom.ct.geometry
+    # A line across lesion 1 on its middle slice, between voxel centres 2 voxels in from its ends along i.
+    k = int(np.median(np.argwhere(lesions == 1)[:, 0]))
+    j = int(np.median(np.argwhere(lesions[k] == 1)[:, 0]))
+    row = np.flatnonzero(lesions[k, j] == 1)
+    ends = [geometry.index_to_lps((float(i), float(j), float(k))) for i in (row[0] + 2, row[-1] - 2)]
+    line = [[round(float(v), 4) for v in end] for end in ends]
+    length = round(float(np.linalg.norm(np.subtract(line[1], line[0]))), 4)
+    out = write_case_folder(factory.mktemp("manual"), phantom, labels, lesions, manual_axes={1: {"long": line}})
+    assert load_report(out)["lesions"][0]["long_axis_source"] == "manual"
+    result = run_cli("add-lesion", str(out), f"--at={_at(centre)}")
+    assert result.returncode == 0, result.stderr
+    first = load_report(out)["lesions"][0]
+    assert (first["long_axis_source"], first["long_axis_mm"]) == ("manual", length)
+    assert first["long_axis_ends_lps_mm"] == line
+
+
 @pytest.mark.parametrize(
     ("where", "message"),
     [

@@ -24,6 +24,7 @@ from SmoothSegNetLib.correction.add_lesion import AddedLesion, PointSegmenter
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.outputs import StagedOutputDir
 from SmoothSegNetLib.report.candidates import Candidates, carry_candidates, thresholds_from_report
+from SmoothSegNetLib.report.manual_axes import manual_axes_of_report
 from SmoothSegNetLib.volume import CTVolume
 
 #: The per-lesion marks carried from the old report to the new one (lesion ids do not change).
@@ -127,6 +128,8 @@ def updated_report(case: CaseFolder, added: AddedLesion, labels: np.ndarray, les
         edited=edited,
         thresholds=thresholds_from_report(case.report),
         candidates=_carried_candidates(case, labels),
+        # Hand-drawn RECIST lines stay on their lesion (dropped with a warning if it is no longer under them).
+        manual_axes=manual_axes_of_report(case.report),
     )
     for entry in report["lesions"]:
         previous = old.get(entry["id"], {})
