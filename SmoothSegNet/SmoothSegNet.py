@@ -37,6 +37,7 @@ from SmoothSegNetSlicerLib.selftest import SmoothSegNetTest
 # Importing the logic put the engine (SmoothSegNetLib) on sys.path; these imports need it.
 ENGINE_DIR = ENGINE_PARENT_DIR
 
+from SmoothSegNetSlicerLib.export_section import ExportSectionMixin
 from SmoothSegNetSlicerLib.followup_panel import FollowupPanel
 
 from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
@@ -45,7 +46,6 @@ from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachin
 QUALITIES = ["fast", "full", "liver-only"]
 DEVICES = ["auto", "cpu", "cuda"]
 RUNTIMES = ["auto", "torch", "onnx"]
-SETTINGS_PREFIX = "SmoothSegNet/"
 #: The candidates table: (header, report.json candidates[] key).
 CANDIDATE_COLUMNS = [("ID", "id"), ("Volume (ml)", "volume_ml"), ("Long axis (mm)", "long_axis_mm"),
                      ("Confidence", "confidence"), ("Reason", "reason")]  # fmt: skip
@@ -164,7 +164,7 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
             raise RuntimeError(install_failure_hint(str(exc))) from exc
 
 
-class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSectionMixin):
     """The panel. Draws what ``WidgetStateMachine`` says; every dialog of the module is shown from here."""
 
     def __init__(self, parent: Any = None) -> None:
@@ -552,71 +552,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = f"Candidate {candidateId} {'accepted as a lesion' if accept else 'rejected'}"
         self._showCandidates()
 
-    def _exportDirectory(self) -> Path:
-        from SmoothSegNetLib.slicer_support.session import export_folder_name
-
-        name = export_folder_name(self._parameterNode.inputVolume.GetName())  # "6: Abdomen 1/2" is no folder name
-        return Path(self.ui.exportDirectoryButton.directory) / name
-
-    def onExportReportButton(self) -> None:
-        self._startExport(dicom=False, send=False)
-
-    def onExportDicomButton(self) -> None:
-        self._startExport(dicom=True, send=False)
-
-    def onSendToPacsButton(self) -> None:
-        # Always the segments as they are now (a seg.dcm of an earlier export may be stale), exported and
-        # then sent by one job: a failed export sends nothing.
-        self._startExport(dicom=True, send=True)
-
-    def _startExport(self, dicom: bool, send: bool) -> None:
-        """Export (and send) in the engine's child process; the Apply button cancels it meanwhile."""
-        from SmoothSegNetLib.slicer_support.export_job import PacsTarget
-
-        if self._state.busy:
-            return
-        p = self._parameterNode
-        what = "send to the PACS" if send else "DICOM export" if dicom else "export"
-        try:
-            self._state.handle(Event.START, job=what)
-            self._updateView()
-            uids = dicomInstanceUids(p.inputVolume) if dicom else []
-            files = [slicer.dicomDatabase.fileForInstance(uid) for uid in uids] if dicom else None
-            pacs = None
-            if send:
-                ui = self.ui
-                pacs = PacsTarget(ui.pacsHostLineEdit.text, int(ui.pacsPortSpinBox.value), ui.pacsAetLineEdit.text)
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = f"Starting the {what}…"
-            self.logic.exportResults(
-                p.inputVolume,
-                p.outputSegmentation,
-                self._exportDirectory(),
-                picture=True,
-                dicomSeriesFiles=files,
-                perLesion=p.perLesionSegments,
-                pacs=pacs,
-                progressCallback=self._onProgress,
-                completionCallback=self._onExportCompleted,
-                waitForCompletion=False,
-            )
-            self._state.handle(Event.STARTED)
-        except Exception as exc:
-            self._fail(exc)
-        self._updateView()
-
-    def _onExportCompleted(self, summary: Any, error: Exception | None) -> None:
-        if self._state.state == State.CANCELLING:
-            self._state.handle(Event.STOPPED)
-            self.ui.statusLabel.text = "Cancelled"
-        elif error is not None:
-            self._fail(error)
-        else:
-            self._state.handle(Event.FINISHED)
-            self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = str(summary)
-        self._updateView()
-
     def onInstallModelButton(self) -> None:
         from SmoothSegNetLib.slicer_support.session import install_model_command
 
@@ -665,20 +600,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onModelProgress(self, event: Any) -> None:
         self.ui.modelProgressBar.value = event.percent
         self.ui.modelStatusLabel.text = event.status_text()
-
-    # -- settings ------------------------------------------------------------------------------
-    def _loadPacsSettings(self) -> None:
-        settings = qt.QSettings()
-        self.ui.pacsHostLineEdit.text = settings.value(SETTINGS_PREFIX + "PacsHost", "")
-        self.ui.pacsPortSpinBox.value = int(settings.value(SETTINGS_PREFIX + "PacsPort", 104))
-        self.ui.pacsAetLineEdit.text = settings.value(SETTINGS_PREFIX + "PacsAet", "")
-
-    def _savePacsSettings(self, *args: Any) -> None:
-        settings = qt.QSettings()
-        settings.setValue(SETTINGS_PREFIX + "PacsHost", self.ui.pacsHostLineEdit.text)
-        settings.setValue(SETTINGS_PREFIX + "PacsPort", self.ui.pacsPortSpinBox.value)
-        settings.setValue(SETTINGS_PREFIX + "PacsAet", self.ui.pacsAetLineEdit.text)
-        self._updateView()
 
 
 __all__ = ["ENGINE_DIR", "SmoothSegNet", "SmoothSegNetLogic", "SmoothSegNetTest", "SmoothSegNetWidget"]
