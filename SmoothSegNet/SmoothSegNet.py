@@ -30,7 +30,6 @@ from SmoothSegNetSlicerLib.logic import (
     dicomInstanceUids,
     isCtCandidate,
     mostRecentVolume,
-    segmentIdOfLesion,
 )
 from SmoothSegNetSlicerLib.selftest import SmoothSegNetTest
 
@@ -39,16 +38,13 @@ ENGINE_DIR = ENGINE_PARENT_DIR
 
 from SmoothSegNetSlicerLib.export_section import ExportSectionMixin
 from SmoothSegNetSlicerLib.followup_panel import FollowupPanel
+from SmoothSegNetSlicerLib.review_section import ReviewSectionMixin
 
-from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
 from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachine, why_cannot_apply
 
 QUALITIES = ["fast", "full", "liver-only"]
 DEVICES = ["auto", "cpu", "cuda"]
 RUNTIMES = ["auto", "torch", "onnx"]
-#: The candidates table: (header, report.json candidates[] key).
-CANDIDATE_COLUMNS = [("ID", "id"), ("Volume (ml)", "volume_ml"), ("Long axis (mm)", "long_axis_mm"),
-                     ("Confidence", "confidence"), ("Reason", "reason")]  # fmt: skip
 
 
 class SmoothSegNet(ScriptedLoadableModule):
@@ -164,7 +160,7 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
             raise RuntimeError(install_failure_hint(str(exc))) from exc
 
 
-class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSectionMixin):
+class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSectionMixin, ReviewSectionMixin):
     """The panel. Draws what ``WidgetStateMachine`` says; every dialog of the module is shown from here."""
 
     def __init__(self, parent: Any = None) -> None:
@@ -218,19 +214,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expo
         self.followupPanel = FollowupPanel(self)
         self.initializeParameterNode()
         self._updateView()
-
-    def _setupLesionTable(self) -> None:
-        columns = lesion_table_columns()
-        table = self.ui.lesionTableWidget
-        table.setColumnCount(len(columns))
-        table.setHorizontalHeaderLabels([c.header for c in columns])
-        for index, column in enumerate(columns):
-            table.setColumnHidden(index, not column.visible)
-        table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
-        candidates = self.ui.candidateTableWidget
-        candidates.setColumnCount(len(CANDIDATE_COLUMNS))
-        candidates.setHorizontalHeaderLabels([title for title, _key in CANDIDATE_COLUMNS])
-        candidates.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -315,42 +298,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expo
             getattr(self.ui, name).enabled = hasResult
         if self.followupPanel is not None:
             self.followupPanel.updateView()
-
-    def _showReport(self, report: dict[str, Any] | None, edited: tuple[int, ...] = ()) -> None:
-        from SmoothSegNetLib.slicer_support.lesion_table import lesion_table_rows
-        from SmoothSegNetLib.slicer_support.session import summary_text
-
-        self._report, self._editedLesionIds = report, edited
-        table = self.ui.lesionTableWidget
-        table.setRowCount(0)
-        if report is None:
-            self.ui.summaryLabel.text = "No result yet"
-            return
-        self.ui.summaryLabel.text = summary_text(report)
-        columns = lesion_table_columns()
-        for row, values in enumerate(lesion_table_rows(report, edited)):
-            table.insertRow(row)
-            for index, (column, value) in enumerate(zip(columns, values)):
-                item = qt.QTableWidgetItem(format_cell(value, column))
-                item.setToolTip(column.description)
-                table.setItem(row, index, item)
-        self._showCandidates()
-
-    def _showCandidates(self) -> None:
-        """The candidates still to review (from the network's report), hidden in the views until accepted."""
-        from SmoothSegNetSlicerLib.candidates import candidateRows
-
-        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
-        rows = candidateRows(self.logic.storedReport(segmentation), segmentation) if segmentation else []
-        table = self.ui.candidateTableWidget
-        table.setRowCount(0)
-        for row, candidate in enumerate(rows):
-            table.insertRow(row)
-            for index, (_title, key) in enumerate(CANDIDATE_COLUMNS):
-                value = candidate.get(key)
-                text = "—" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-                table.setItem(row, index, qt.QTableWidgetItem(text))
-        self.ui.candidatesLabel.text = f"Candidates to review: {len(rows) or 'none'}"
 
     # -- actions -------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
@@ -493,64 +440,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expo
             self._state.handle(Event.IMPORTED)
             self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
         self._updateView()
-
-    def onLesionSelected(self) -> None:
-        from SmoothSegNetLib.slicer_support.session import lesion_centre_ras
-
-        rows = {index.row() for index in self.ui.lesionTableWidget.selectedIndexes()}
-        if not rows or self._report is None:
-            return
-        lesionId = int(self.ui.lesionTableWidget.item(min(rows), 0).text())
-        centre = lesion_centre_ras(self._report, lesionId)
-        if centre is not None:
-            slicer.modules.markups.logic().JumpSlicesToLocation(*centre, True)
-        segmentation = self._parameterNode.outputSegmentation
-        segmentId = segmentIdOfLesion(segmentation, lesionId)
-        if segmentId:
-            for editorNode in slicer.util.getNodesByClass("vtkMRMLSegmentEditorNode"):
-                editorNode.SetAndObserveSegmentationNode(segmentation)
-                editorNode.SetSelectedSegmentID(segmentId)
-
-    def _selectedId(self, table: Any) -> int | None:
-        rows = {index.row() for index in table.selectedIndexes()}
-        return int(table.item(min(rows), 0).text()) if rows else None
-
-    def onShowRecistButton(self) -> None:
-        """The selected lesion's RECIST axes as markups lines; moving an end point makes them manual axes."""
-        from SmoothSegNetSlicerLib.corrections import ManualAxesWatcher, showRecistLines
-
-        lesionId = self._selectedId(self.ui.lesionTableWidget)
-        if lesionId is None or self._report is None:
-            self.ui.statusLabel.text = "Select a lesion in the table first"
-            return
-        segmentation = self._parameterNode.outputSegmentation
-        with slicer.util.tryWithErrorDisplay("Showing the RECIST lines failed."):
-            lines = showRecistLines(slicer.mrmlScene, segmentation, self._report, lesionId)
-            self._axesWatchers.append(ManualAxesWatcher(segmentation, lines))
-
-    def onDeleteLesionButton(self) -> None:
-        """Delete the selected lesion (voxels back to liver); the live table renumbers."""
-        from SmoothSegNetSlicerLib.corrections import deleteLesion
-
-        lesionId = self._selectedId(self.ui.lesionTableWidget)
-        if lesionId is None:
-            self.ui.statusLabel.text = "Select a lesion in the table first"
-            return
-        with slicer.util.tryWithErrorDisplay("Deleting the lesion failed."):
-            deleteLesion(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume, lesionId)
-            self.ui.statusLabel.text = f"Lesion {lesionId} deleted; its voxels are liver again"
-
-    def _reviewCandidate(self, accept: bool) -> None:
-        from SmoothSegNetSlicerLib.candidates import acceptCandidate, rejectCandidate
-
-        candidateId = self._selectedId(self.ui.candidateTableWidget)
-        if candidateId is None:
-            self.ui.statusLabel.text = "Select a candidate in the table first"
-            return
-        with slicer.util.tryWithErrorDisplay("Reviewing the candidate failed."):
-            (acceptCandidate if accept else rejectCandidate)(self._parameterNode.outputSegmentation, candidateId)
-            self.ui.statusLabel.text = f"Candidate {candidateId} {'accepted as a lesion' if accept else 'rejected'}"
-        self._showCandidates()
 
     def onInstallModelButton(self) -> None:
         from SmoothSegNetLib.slicer_support.session import install_model_command
