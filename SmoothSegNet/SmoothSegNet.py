@@ -38,6 +38,7 @@ ENGINE_DIR = ENGINE_PARENT_DIR
 
 from SmoothSegNetSlicerLib.export_section import ExportSectionMixin
 from SmoothSegNetSlicerLib.followup_panel import FollowupPanel
+from SmoothSegNetSlicerLib.models_section import ModelsSectionMixin
 from SmoothSegNetSlicerLib.review_section import ReviewSectionMixin
 
 from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachine, why_cannot_apply
@@ -160,7 +161,9 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
             raise RuntimeError(install_failure_hint(str(exc))) from exc
 
 
-class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSectionMixin, ReviewSectionMixin):
+class SmoothSegNetWidget(
+    ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSectionMixin, ReviewSectionMixin, ModelsSectionMixin
+):
     """The panel. Draws what ``WidgetStateMachine`` says; every dialog of the module is shown from here."""
 
     def __init__(self, parent: Any = None) -> None:
@@ -440,55 +443,6 @@ class SmoothSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expo
             self._state.handle(Event.IMPORTED)
             self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
         self._updateView()
-
-    def onInstallModelButton(self) -> None:
-        from SmoothSegNetLib.slicer_support.session import install_model_command
-
-        path = qt.QFileDialog.getOpenFileName(
-            self.parent, "Install model from file", "", "Model card or weights (*.json *.safetensors *.pt *.pth)"
-        )
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay("Installing the model failed.", waitCursor=True):
-            output = self.logic.runEngine(install_model_command(Path(path), self.logic.pythonExecutable))
-            self.ui.modelStatusLabel.text = output.strip() or f"Installed {Path(path).name}"
-
-    def onDownloadModelsButton(self) -> None:
-        from SmoothSegNetLib.slicer_support.process import FULL_QUALITY_MODELS
-
-        if not self._ensureDependencies():
-            return
-        self._downloadQueue = list(FULL_QUALITY_MODELS)
-        self.ui.downloadModelsButton.enabled = False
-        self._downloadNext(None, None)
-
-    def _downloadNext(self, answer: Any, error: Exception | None) -> None:
-        """Start the next download of the queue (also the completion callback of the previous one)."""
-        if answer:
-            self.ui.modelStatusLabel.text = str(answer)
-        if error is None and self._downloadQueue:
-            cardId = self._downloadQueue.pop(0)
-            self.ui.modelProgressBar.value = 0
-            self.ui.modelProgressBar.visible = True
-            try:
-                self.logic.downloadModel(
-                    cardId, progressCallback=self._onModelProgress, completionCallback=self._downloadNext
-                )
-                self._updateView()
-                return
-            except Exception as exc:
-                error = exc
-        self._downloadQueue = []
-        self.ui.modelProgressBar.visible = False
-        self.ui.downloadModelsButton.enabled = True
-        if error is not None:
-            self.ui.modelStatusLabel.text = f"Failed: {error}"
-            slicer.util.errorDisplay(str(error), "SmoothSegNet: model download")
-        self._updateView()
-
-    def _onModelProgress(self, event: Any) -> None:
-        self.ui.modelProgressBar.value = event.percent
-        self.ui.modelStatusLabel.text = event.status_text()
 
 
 __all__ = ["ENGINE_DIR", "SmoothSegNet", "SmoothSegNetLogic", "SmoothSegNetTest", "SmoothSegNetWidget"]
