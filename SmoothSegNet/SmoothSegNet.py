@@ -2,7 +2,8 @@
 
 This file only wires Slicer's GUI to the logic. The heavy work runs in a child process
 (``PythonSlicer -m SmoothSegNetLib segment ... --progress jsonl``); the GUI-free parts live in
-``SmoothSegNetSlicerLib`` (next to this file) and in the engine's ``SmoothSegNetLib.slicer_support``.
+``SmoothSegNetSlicerLib`` (next to this file) and in the engine's ``SmoothSegNetLib.slicer_support``. The
+panel's sections (``SmoothSegNetSlicerLib/*_section.py``) are mixins of ``SmoothSegNetWidget``.
 """
 
 # No "from __future__ import annotations" here: parameterNodeWrapper reads the parameter node's
@@ -40,6 +41,7 @@ from SmoothSegNetSlicerLib.export_section import ExportSectionMixin
 from SmoothSegNetSlicerLib.followup_panel import FollowupPanel
 from SmoothSegNetSlicerLib.models_section import ModelsSectionMixin
 from SmoothSegNetSlicerLib.review_section import ReviewSectionMixin
+from SmoothSegNetSlicerLib.run_section import RunSectionMixin
 
 from SmoothSegNetLib.slicer_support.state import Event, State, WidgetStateMachine, why_cannot_apply
 
@@ -162,9 +164,20 @@ class SmoothSegNetLogic(ScriptedLoadableModuleLogic, SmoothSegNetRunner):
 
 
 class SmoothSegNetWidget(
-    ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSectionMixin, ReviewSectionMixin, ModelsSectionMixin
+    ScriptedLoadableModuleWidget,
+    VTKObservationMixin,
+    RunSectionMixin,
+    ReviewSectionMixin,
+    ExportSectionMixin,
+    ModelsSectionMixin,
 ):
-    """The panel. Draws what ``WidgetStateMachine`` says; every dialog of the module is shown from here."""
+    """The panel. Draws what ``WidgetStateMachine`` says; every dialog of the module is shown from the widget.
+
+    This class holds the panel's state, its setup and ``_updateView``; each section's slots are in a mixin of
+    ``SmoothSegNetSlicerLib``: run_section.py (segment, recompute, live table), review_section.py (lesion and
+    candidate tables, row actions), export_section.py (export, send, PACS settings), models_section.py (install,
+    download), and followup_panel.py ("Compare with prior study", a panel object rather than a mixin).
+    """
 
     def __init__(self, parent: Any = None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -302,39 +315,7 @@ class SmoothSegNetWidget(
         if self.followupPanel is not None:
             self.followupPanel.updateView()
 
-    # -- actions -------------------------------------------------------------------------------
-    def onApplyButton(self) -> None:
-        if self._state.busy:
-            self._state.handle(Event.CANCEL)
-            self._updateView()
-            self.logic.cancel()
-            return
-        try:
-            self._state.handle(Event.START)
-            self._updateView()
-            if not self._ensureDependencies():
-                self._state.handle(Event.FAIL, "Python packages were not installed")
-                self._updateView()
-                return
-            p = self._parameterNode
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = "Starting…"
-            self.logic.process(
-                p.inputVolume,
-                p.outputSegmentation,
-                quality=p.quality,
-                device=p.device,
-                perLesionSegments=p.perLesionSegments,
-                skipPlausibilityCheck=p.skipPlausibilityCheck,
-                runtime=p.runtime,
-                progressCallback=self._onProgress,
-                completionCallback=self._onCompleted,
-            )
-            self._state.handle(Event.STARTED)
-        except Exception as exc:
-            self._fail(exc)
-        self._updateView()
-
+    # -- used by every section ------------------------------------------------------------------
     def _ensureDependencies(self) -> bool:
         """On first use only: check, ask once with the full list, install. False when declined."""
         if self._dependenciesChecked:
@@ -351,49 +332,6 @@ class SmoothSegNetWidget(
         self._dependenciesChecked = True
         return True
 
-    def _onProgress(self, event: Any) -> None:
-        self.ui.progressBar.value = event.percent
-        self.ui.statusLabel.text = event.status_text()
-
-    def _onCompleted(self, node: Any, error: Exception | None) -> None:
-        if self._state.state == State.CANCELLING:
-            self._state.handle(Event.STOPPED)
-            self.ui.statusLabel.text = "Cancelled"
-        elif error is not None:
-            self._fail(error)
-        else:
-            self._state.handle(Event.FINISHED)
-            self._parameterNode.outputSegmentation = node
-            self._showResult(node)
-            self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor: the table follows each edit."
-        self._updateView()
-
-    def _showResult(self, node: Any) -> None:
-        node.CreateClosedSurfaceRepresentation()
-        slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
-        self._showReport(self.logic.storedReport(node))
-        self._watchEdits(node)
-
-    def _watchEdits(self, segmentation: Any) -> None:
-        """The live table: re-measure (debounced) after every edit of ``segmentation``; None stops it."""
-        for watcher in self._axesWatchers:
-            watcher.stop()
-        self._axesWatchers = []
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-        volume = self._parameterNode.inputVolume if self._parameterNode else None
-        if segmentation is not None and volume is not None:
-            self._live = LiveReport(self.logic, volume, segmentation, self._onLiveUpdated)
-            self._live.start()
-
-    def _onLiveUpdated(self, report: dict[str, Any], edited: tuple[int, ...]) -> None:
-        self._showReport(report, edited)
-        self.ui.statusLabel.text = (
-            f"Table updated after the edit; edited lesions: {', '.join(map(str, edited)) or 'none'}"
-        )
-
     def _fail(self, error: Exception) -> None:
         logging.error("SmoothSegNet: %s", error, exc_info=error)
         if self._state.state in (State.STARTING, State.RUNNING, State.IMPORTING):
@@ -401,48 +339,6 @@ class SmoothSegNetWidget(
         self.ui.statusLabel.text = f"Failed: {error}"
         details = "\n".join(self.logic.protocol.log_lines[-40:]) if self.logic and self.logic.protocol else None
         slicer.util.errorDisplay(str(error), "SmoothSegNet", detailedText=details)
-
-    def onOutputChanged(self, node: Any) -> None:
-        # The latest report is on the lesion table node (recomputed); the network's is on the segmentation.
-        table = self.logic.tableFor(node)
-        self._showReport(self.logic.storedReport(table) or self.logic.storedReport(node))
-        self._watchEdits(node)
-        self._updateView()
-
-    def onRecomputeButton(self) -> None:
-        """Measure the segments as they are now, in the engine's child process; the table follows at the end."""
-        if self._state.busy:
-            return
-        p = self._parameterNode
-        try:
-            self._state.handle(Event.START, job="report measurement")
-            self._updateView()
-            self.ui.statusLabel.text = "Recomputing the report…"
-            self.logic.recomputeReport(
-                p.inputVolume,
-                p.outputSegmentation,
-                progressCallback=self._onProgress,
-                completionCallback=self._onRecomputed,
-                waitForCompletion=False,
-            )
-            self._state.handle(Event.STARTED)
-        except Exception as exc:
-            self._fail(exc)
-        self._updateView()
-
-    def _onRecomputed(self, answer: Any, error: Exception | None) -> None:
-        if self._state.state == State.CANCELLING:
-            self._state.handle(Event.STOPPED)
-            self.ui.statusLabel.text = "Cancelled"
-        elif error is not None:
-            self._fail(error)
-        else:
-            self._state.handle(Event.FINISHED)
-            report, _table, edited = answer
-            self._showReport(report, edited)
-            self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
-        self._updateView()
 
 
 __all__ = ["ENGINE_DIR", "SmoothSegNet", "SmoothSegNetLogic", "SmoothSegNetTest", "SmoothSegNetWidget"]
