@@ -49,9 +49,9 @@ class AddLesionSettings:
             nothing).
         star_directions: rays of the star-shaped lesion (:mod:`SmoothSegNetLib.correction.star`; 0 = the ball of
             the shells' edge radius).
-        star_cone_deg: each ray's profile averages the rays within this angle of it.
-        star_smooth_deg: each ray's edge is the median of the edges of the rays within this angle of it.
-        star_radius_range: a ray's edge is kept within these multiples of the shells' edge radius.
+        star_cone_deg: a ray's stretch of the radial profile is fitted to the voxels within this angle of it.
+        star_smooth_deg: each ray's stretch is the median of those of the rays within this angle of it.
+        star_radius_range: the stretches tried: multiples of the shells' edge radius (low <= 1 <= high).
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -76,7 +76,7 @@ class AddLesionSettings:
     min_contrast_z: float = 0.0
     network_first: bool = True
     star_directions: int = 0
-    star_cone_deg: float = 25.0
+    star_cone_deg: float = 40.0
     star_smooth_deg: float = 30.0
     star_radius_range: tuple[float, float] = (0.7, 1.4)
 
