@@ -13,12 +13,14 @@ centre is timed ``--repeat`` times (steps: window and crop, network window, sear
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +39,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cli", action="store_true", help="also time the whole command line")
+    parser.add_argument(
+        "--settings", default="{}", help="JSON overrides of the add-lesion settings, e.g. '{\"star_directions\": 60}'"
+    )
     args = parser.parse_args()
 
     from _add_lesion_helpers import missed_case, write_case_folder
 
     from SmoothSegNetLib.correction.add_lesion import PointSegmenter
+    from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
     from SmoothSegNetLib.phantom import make_phantom
 
     size = tuple(int(v) for v in args.size.split(","))
@@ -51,7 +57,9 @@ def main() -> int:
     made = time.perf_counter() - t0
     labels, lesions, truth, centre = missed_case(phantom, args.lesion)
     t0 = time.perf_counter()
-    segmenter = PointSegmenter("smoothsegnet-demo-tumor", threads=args.threads)
+    overrides = json.loads(args.settings)
+    settings = AddLesionSettings.from_dict({**asdict(default_settings()), **overrides})
+    segmenter = PointSegmenter("smoothsegnet-demo-tumor", threads=args.threads, settings=settings)
     load = time.perf_counter() - t0
     runs = []
     for _ in range(args.repeat):
@@ -81,7 +89,10 @@ def main() -> int:
             )  # fmt: skip
             rows.append(("smoothsegnet add-lesion (whole command)", time.perf_counter() - t0))
     load_avg = os.getloadavg()[0]
-    sys.stdout.write(f"add-lesion on {args.size} @ {args.spacing} mm, {args.threads} thread(s), load {load_avg:.1f}\n")
+    sys.stdout.write(
+        f"add-lesion on {args.size} @ {args.spacing} mm, {args.threads} thread(s), load {load_avg:.1f}, "
+        f"settings overrides {overrides}\n"
+    )
     sys.stdout.write("| step | seconds |\n|---|---|\n")
     for label, seconds in rows:
         sys.stdout.write(f"| {label} | {seconds:.2f} |\n")

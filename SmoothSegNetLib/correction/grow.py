@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from SmoothSegNetLib.correction.settings import AddLesionSettings
+from SmoothSegNetLib.correction.star import StarShape, star_mask, star_radii
 
 Slices = tuple[slice, ...]
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
@@ -103,11 +104,10 @@ def region_grow(
     lesion_hu, liver_hu, edges = found
     ring = _ring(stats, distance, edges.outer_mm, s)
     noise = _spread(smooth[ring]) if ring.sum() >= 10 else _spread(smooth[stats])
-    region = distance <= edges.outer_mm
-    region &= inside
+    shaped = _shape(smooth, inside, stats, local, spacing, distance, liver_hu, edges, s)
     if s.opening_mm > 0:
-        region = ndimage.binary_opening(region, _ellipsoid(spacing, s.opening_mm))
-    region = _component_at(region, local, spacing, s.snap_mm)
+        shaped = ndimage.binary_opening(shaped, _ellipsoid(spacing, s.opening_mm))
+    region = _component_at(shaped, local, spacing, s.snap_mm)
     if region is None:
         return None
     region = _fill_slices(ndimage.binary_fill_holes(region)) & inside
@@ -142,6 +142,30 @@ def _lesion_edges(
             return None
         edges = profile.edges(lesion_hu, liver_hu, s)
     return lesion_hu, liver_hu, edges
+
+
+def _shape(
+    smooth: np.ndarray,
+    inside: np.ndarray,
+    stats: np.ndarray,
+    local: tuple[int, ...],
+    spacing: np.ndarray,
+    distance: np.ndarray,
+    liver_hu: float,
+    edges: Edges,
+    s: AddLesionSettings,
+) -> np.ndarray:
+    """The lesion's voxels: the ball of the shells' edge radius, or (``star_directions`` > 0) the star of
+    per-ray edges of :mod:`SmoothSegNetLib.correction.star`."""
+    if s.star_directions <= 0:
+        return (distance <= edges.outer_mm) & inside
+    profile = Profile.of(smooth, stats, distance, s.rim_step_mm, s.max_diameter_mm / 2.0)
+    middles = profile.radii_mm - profile.step_mm / 2.0
+    star = StarShape(s.star_directions, s.star_cone_deg, s.star_smooth_deg, s.star_radius_range)
+    directions, radii = star_radii(
+        smooth - liver_hu, inside, local, spacing, (middles, profile.medians - liver_hu), edges.outer_mm, star
+    )
+    return star_mask(smooth.shape, local, spacing, directions, radii) & inside
 
 
 def _ring(stats: np.ndarray, distance: np.ndarray, radius_mm: float, s: AddLesionSettings) -> np.ndarray:

@@ -47,6 +47,11 @@ class AddLesionSettings:
         min_contrast_z: a grown lesion's contrast must be at least this many times the ring's noise.
         network_first: try the network's component before growing from the point (else only when growing finds
             nothing).
+        star_directions: rays of the star-shaped lesion (:mod:`SmoothSegNetLib.correction.star`; 0 = the ball of
+            the shells' edge radius).
+        star_cone_deg: a ray's stretch of the radial profile is fitted to the voxels within this angle of it.
+        star_smooth_deg: each ray's stretch is the median of those of the rays within this angle of it.
+        star_radius_range: the stretches tried: multiples of the shells' edge radius (low <= 1 <= high).
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -70,6 +75,10 @@ class AddLesionSettings:
     min_radius_mm: float = 0.0
     min_contrast_z: float = 0.0
     network_first: bool = True
+    star_directions: int = 0
+    star_cone_deg: float = 40.0
+    star_smooth_deg: float = 30.0
+    star_radius_range: tuple[float, float] = (0.7, 1.4)
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
@@ -88,6 +97,8 @@ class AddLesionSettings:
             "rim_min_hu",
             "min_contrast_z",
             "min_radius_mm",
+            "star_cone_deg",
+            "star_smooth_deg",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -96,6 +107,16 @@ class AddLesionSettings:
             raise InputError(f"add-lesion setting rounds must be an integer >= 0, got {self.rounds!r}")
         if not (isinstance(self.rim_step_mm, int | float) and self.rim_step_mm > 0):
             raise InputError(f"add-lesion setting rim_step_mm must be a number > 0, got {self.rim_step_mm!r}")
+        if not (isinstance(self.star_directions, int) and self.star_directions >= 0):
+            raise InputError(
+                f"add-lesion setting star_directions must be an integer >= 0, got {self.star_directions!r}"
+            )
+        low, high = self.star_radius_range
+        if not (0 < low <= 1.0 <= high):
+            raise InputError(
+                f"add-lesion setting star_radius_range must be [low, high] with 0 < low <= 1 <= high, "
+                f"got {self.star_radius_range!r}"
+            )
         inner, outer = self.ring_mm
         if not (0 <= inner < outer):
             raise InputError(
@@ -111,8 +132,9 @@ class AddLesionSettings:
         values = {k: v for k, v in data.items() if k in known}
         if "thresholds" in values:
             values["thresholds"] = tuple(float(t) for t in values["thresholds"])
-        if "ring_mm" in values:
-            values["ring_mm"] = tuple(float(t) for t in values["ring_mm"])
+        for pair in ("ring_mm", "star_radius_range"):
+            if pair in values:
+                values[pair] = tuple(float(t) for t in values[pair])
         return cls(**values)
 
 
