@@ -264,7 +264,7 @@ def test_demo_runs_on_the_bundled_sample_with_the_bundled_weights(tmp_path: Path
     true_lesions, n_true = ndimage.label(true_tumor, structure=np.ones((3, 3, 3)))
     assert n_true == 3  # about 68 mm, 41 mm and a 15 mm rim-enhancing lesion (Resources/Sample/README.md)
     # The demo weights find the two lesions >= 20 mm, each on its own true lesion, and miss the 15 mm one
-    # (demo detection recall for 10-20 mm lesions is 0.37: Resources/Models/demo-evaluation.md).
+    # (demo detection recall for 10-20 mm lesions is 0.53: Resources/Models/demo-evaluation.md).
     lesions, _ = _read(out / "lesions.nrrd")
     assert report["tumor_burden"]["count"] == 2 and int(lesions.max()) == 2
     hit = [int(np.bincount(true_lesions[lesions == n], minlength=n_true + 1)[1:].argmax()) + 1 for n in (1, 2)]

@@ -63,13 +63,12 @@ def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:
     small = json.loads((folder / "demo-tumor-small-lesions.json").read_text())
     changed = {k for k in finetune.keys() | small.keys() if k != "_comment" and finetune.get(k) != small.get(k)}
     assert changed == {
-        "loss",
         "foreground_sampling",
         "foreground_patch_fraction",
         "learning_rate",
         "max_minutes",
     }
-    assert small["loss"] == {"smoothing": "none", "lambda_lesion": 0.5} and small["foreground_sampling"] == "lesion"
+    assert small["loss"] == {"smoothing": "none"} and small["foreground_sampling"] == "lesion"
     assert "init_from" not in small  # the script passes --init-from (phase 3's weights)
 
 
@@ -117,8 +116,8 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
     started = load_card(models / "smoothsegnet-demo-tumor.json").training["initialised_from"]
     assert started["weights_sha256"] == sha256_file(work / "tumor" / "smoothsegnet-demo-tumor.safetensors")
     tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
-    assert tumor["postprocessing"]["min_lesion_ml"] == 0.5
-    assert "min_lesion_confidence" not in tumor["postprocessing"]
+    assert tumor["postprocessing"]["min_lesion_ml"] == 0.2
+    assert tumor["postprocessing"]["min_lesion_confidence"] == 0.7
     # Both stages: sliding windows the size of the last phase's training patches (here the tiny config's), no
     # mirroring, not one pass over the whole box.
     for stage in ("liver", "tumor"):

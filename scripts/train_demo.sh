@@ -11,7 +11,7 @@
 #   3. Resources/Training/demo-{liver,tumor}-finetune.json: resumed with 64x64x48 patches (more context) until
 #      122 min in all;
 #   4. Resources/Training/demo-tumor-small-lesions.json: the tumor weights of phase 3 fine-tuned (--init-from) for
-#      40 min with lesion-balanced sampling and the lesion-balanced cross-entropy (small lesions; docs/small-lesions.md).
+#      40 min with lesion-balanced sampling (small lesions; docs/small-lesions.md).
 # Their weights and filled cards are copied to Resources/Models/, the cards get the inference and post-processing
 # chosen on the tuning phantoms 2004-2063 (both stages in sliding windows the size of the last phase's training
 # patches, overlap 0.25, no test-time mirroring; tumor lesions >= 0.5 ml), and held-out phantoms
@@ -76,8 +76,8 @@ done
 # Chosen on the tuning phantoms 2004-2063 (never the held-out ones; see the README demo-weights section): both
 # stages in sliding windows of the last phase's patch size, overlap 0.25 (the networks' instance normalisation then
 # sees the statistics of a training patch, not of a whole box: whole-box passes missed large lesions and cost liver
-# Dice), no test-time mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.5 ml with no
-# confidence floor.
+# Dice), no test-time mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.2 ml with a mean
+# tumor probability >= 0.7 (chosen on tuning phantoms 2004-2033 for the phase-4 weights: docs/small-lesions.md).
 for stage in liver tumor; do
     "$PYTHON" - "$MODELS/smoothsegnet-demo-$stage.json" "$CONFIGS/demo-$stage-finetune.json" <<'PY'
 import json
@@ -88,8 +88,7 @@ card = json.load(open(path, encoding="utf-8"))
 card["inference"].update(mode="sliding", roi_size_ijk=config["patch_size_ijk"], overlap=0.25)
 card["inference"].pop("mirror_axes", None)
 if card["task"] == "tumor":
-    card.setdefault("postprocessing", {})["min_lesion_ml"] = 0.5
-    card["postprocessing"].pop("min_lesion_confidence", None)
+    card.setdefault("postprocessing", {}).update(min_lesion_ml=0.2, min_lesion_confidence=0.7)
 write_card_file(path, card)
 PY
 done
