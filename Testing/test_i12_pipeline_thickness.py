@@ -71,7 +71,8 @@ def _matched_long_axes(reports: dict[float, Any]) -> list[list[float]]:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 12 target not met by the demo weights: lesion 1's predicted long axis is 80.6 / 81.1 / 74.4 mm "
-    "at 1 / 2.5 / 5 mm slices (truth 72.1 mm; 83.3 / 79.9 / 73.8 mm with the tumor weights before issue 16). Both networks take in a slip of muscle (50-85 HU, as dark as the "
+    "at 1 / 2.5 / 5 mm slices (truth 72.1 mm; 83.3 / 79.9 / 73.8 mm with the tumor weights before issue 16). "
+    "Both networks take in a slip of muscle (50-85 HU, as dark as the "
     "lesion) indenting the liver at the lesion's posterior edge (z -428..-412 mm): the liver mask holds it and "
     "the tumor network calls it tumor (probability up to 0.98), so the long axis runs into it on the slices that "
     "sample it (0.95 / 0.70 / 0.20 ml of muscle). Not post-processing (no refinement: 80.6 / 78.9 / 71.7 mm); "
