@@ -307,7 +307,13 @@ def render_overview(ct: CTVolume, labels: np.ndarray, lesions: np.ndarray, repor
     table_ax = fig.add_subplot(grid[1, :])
     table_ax.axis("off")
     if table_rows:
-        table = table_ax.table(cellText=table_rows, colLabels=headers, loc="upper center", cellLoc="center")
+        # Each column as wide as its longest text (header or cell), the whole table the axes' width: equal widths
+        # let long headers ("3D max mm", "LI-RADS size") run into their neighbours.
+        chars = [max(len(text) for text in column) + 2 for column in zip(headers, *table_rows)]
+        widths = [n / sum(chars) for n in chars]
+        table = table_ax.table(
+            cellText=table_rows, colLabels=headers, colWidths=widths, loc="upper center", cellLoc="center"
+        )
         table.auto_set_font_size(False)
         table.set_fontsize(8)
         table.scale(1.0, 1.25)
