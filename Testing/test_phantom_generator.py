@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -228,3 +230,40 @@ def test_cysts_are_dark_but_keep_the_liver_label() -> None:
     assert p.info["cysts"] == 2 and cyst.sum() > 20
     assert np.all(p.labels[cyst] == 1)
     assert float(p.ct.array[cyst].mean()) < p.info["liver_hu"] - 30.0
+
+
+@pytest.mark.parametrize("seed", [1000, 1004, 1009])
+def test_wall_lesion_meets_muscle_and_leaves_the_rest_of_the_patient_alone(seed: int) -> None:
+    """``wall_lesion=True`` adds one lesion, last, whose voxels touch body-wall or paraspinal muscle; every other
+    voxel keeps its tissue (the option draws from a stream of its own)."""
+    grid = ((160, 160, 100), (2.4, 2.4, 3.0))
+    plain = make_phantom(seed, *grid)
+    wall = make_phantom(seed, *grid, wall_lesion=True)
+    assert wall.lesions[:-1] == plain.lesions
+    assert len(wall.lesions) == len(plain.lesions) + 1
+    added = wall.tissues == LESION_TISSUE_BASE + len(plain.lesions)
+    assert added.sum() > 0
+    # Face-adjacent muscle: the lesion runs into muscle with no liver or fat between them.
+    assert np.count_nonzero(ndimage.binary_dilation(added) & (wall.tissues == T.MUSCLE)) > 0
+    # The lesion was painted over liver only, and nothing else changed.
+    assert set(np.unique(plain.tissues[added])) <= {T.LIVER, T.HEPATIC_VEIN, T.PORTAL_VEIN}
+    assert np.array_equal(wall.tissues[~added], plain.tissues[~added])
+
+
+def test_training_renders_wall_lesions_for_the_configured_share_of_seeds_only() -> None:
+    from SmoothSegNetLib.models.card import load_card
+    from SmoothSegNetLib.training.config import DataConfig
+    from SmoothSegNetLib.training.phantom_data import render_spec
+
+    card = load_card(Path(__file__).parents[1] / "Resources/Models/smoothsegnet-demo-liver.json")
+    seeds = range(1000, 1200)
+    none = [render_spec(s, card, DataConfig()) for s in seeds]
+    half = [render_spec(s, card, DataConfig(wall_lesion_fraction=0.5)) for s in seeds]
+    assert not any(spec.wall_lesion for spec in none)
+    assert 0.4 < np.mean([spec.wall_lesion for spec in half]) < 0.6
+
+    # The rest of each seed's render (grid, obliquity) does not move with the option.
+    def grid(specs: list) -> list:
+        return [(s.size_ijk, s.spacing_mm, s.oblique) for s in specs]
+
+    assert grid(none) == grid(half)

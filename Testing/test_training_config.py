@@ -59,6 +59,8 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
             "field data.val_seeds must not overlap",
         ),
         ({"stage": "liver", "data": {"folds": 5, "fold": 5}}, "field data.fold must be an integer in [0, data.folds)"),
+        ({"stage": "liver", "data": {"wall_lesion_fraction": 1.5}}, "field data.wall_lesion_fraction must be"),
+        ({"stage": "liver", "data": {"wall_lesion_fraction": -0.1}}, "field data.wall_lesion_fraction must be"),
         ({"stage": "liver", "loss": {"smoothing": "clinical"}}, "clinical needs the 3-class tumor stage"),
         (
             {"stage": "tumor", "loss": {"smoothing": "soft"}},

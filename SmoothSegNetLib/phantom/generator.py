@@ -19,7 +19,14 @@ from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.phantom.anatomy import Anatomy, build_anatomy, draw_body
 from SmoothSegNetLib.phantom.appearance import Appearance, blur_and_noise, draw_appearance, render_hu
 from SmoothSegNetLib.phantom.clinical import make_clinical_record
-from SmoothSegNetLib.phantom.lesions import LesionSpec, cyst_ops, draw_cysts, draw_lesions, lesion_ops
+from SmoothSegNetLib.phantom.lesions import (
+    LesionSpec,
+    cyst_ops,
+    draw_cysts,
+    draw_lesions,
+    draw_wall_lesion,
+    lesion_ops,
+)
 from SmoothSegNetLib.phantom.raster import GridCoords, Paint, PointPainter, paint_grid
 from SmoothSegNetLib.phantom.shapes import Ellipsoid, rotation_matrix
 from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, LesionKind, Phase, T, tissue_labels
@@ -112,6 +119,10 @@ def _check_options(
     return int(seed), tuple(int(n) for n in size), tuple(float(s) for s in spacing)
 
 
+#: Spawn key of the opt-in wall lesion's stream (past the nine of :func:`_streams`, which it leaves alone).
+WALL_LESION_STREAM = 9
+
+
 def _streams(seed: int) -> list[np.random.SeedSequence]:
     """Independent random streams of a seed: 0 anatomy, 1 lesions, 2 look, 3 noise, 4 clinical record,
     5 placement in the scanner, 6 vessels, 7 cirrhosis, 8 cysts."""
@@ -148,6 +159,7 @@ def make_phantom(
     *,
     geometry: Geometry | None = None,
     phase: Phase | str | None = None,
+    wall_lesion: bool = False,
 ) -> Phantom:
     """Make a synthetic contrast-enhanced abdominal CT phantom.
 
@@ -158,6 +170,8 @@ def make_phantom(
         oblique: tilt the grid by seed-dependent angles (direction not a signed permutation).
         geometry: render onto this grid instead (``size_ijk``, ``spacing_mm`` and ``oblique`` are then ignored).
         phase: force the contrast phase (``non_contrast``, ``arterial``, ``portal_venous``); default: drawn.
+        wall_lesion: add one more lesion (30-80 mm) whose edge meets the body-wall or paraspinal muscle, drawn
+            from a stream of its own (training data; without it the seed's patient is unchanged).
 
     Returns:
         The phantom: int16 CT, uint8 labels on the same grid, clinical record, lesion ground truth.
@@ -173,7 +187,7 @@ def make_phantom(
         forced = None if phase is None else Phase(phase)
     except ValueError as exc:
         raise InputError(f"phase must be one of {[p.value for p in Phase]}, got {phase!r}") from exc
-    patient = _draw_patient(int(seed), forced)
+    patient = _draw_patient(int(seed), forced, wall_lesion)
     coords = GridCoords(geometry, patient.offset)
     ops = [*patient.anatomy.ops, *patient.vessels, *cyst_ops(patient.cysts), *lesion_ops(patient.lesions)]
     tissues = paint_grid(ops, coords)
@@ -208,7 +222,7 @@ class _Patient:
     cysts: list[Ellipsoid]
 
 
-def _draw_patient(seed: int, phase: Phase | None) -> _Patient:
+def _draw_patient(seed: int, phase: Phase | None, wall_lesion: bool = False) -> _Patient:
     streams = _streams(seed)
     offset = _scanner_offset(np.random.default_rng(streams[5]))
     cirrhotic = bool(np.random.default_rng(streams[7]).random() < CIRRHOSIS_PROBABILITY)
@@ -225,6 +239,10 @@ def _draw_patient(seed: int, phase: Phase | None) -> _Patient:
     vessels += hepatic_vein_ops(vessel_rng, anatomy.ivc_xy, z_entry, in_liver)
     look = draw_appearance(np.random.default_rng(streams[2]), phase)
     lesions = draw_lesions(np.random.default_rng(streams[1]), look.phase, anatomy.liver.bbox, in_liver)
+    if wall_lesion:
+        wall_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(WALL_LESION_STREAM,)))
+        extra = draw_wall_lesion(wall_rng, look.phase, anatomy.liver.bbox, in_liver, painter, lesions)
+        lesions = lesions if extra is None else [*lesions, extra]
     cysts = draw_cysts(np.random.default_rng(streams[8]), anatomy.liver.bbox, in_liver, lesions)
     return _Patient(offset, cirrhotic, anatomy, vessels, look, lesions, cysts)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +87,6 @@ def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_l
     candidates = _liver_points(rng, liver_bbox, in_liver)
     if len(candidates) == 0:
         return []
-    table = load_table()["lesion_kinds"]
     lesions: list[LesionSpec] = []
     for diameter in diameters:
         placed = None
@@ -104,28 +104,79 @@ def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_l
         if placed is None:
             continue
         center, d = placed
-        ratios = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.65, 1.0)])
-        semi = d / 2 * ratios
-        waves = Waves.random(rng, 4, (0.6 * d, 1.6 * d), rng.uniform(0.02, 0.09))
-        ell = Ellipsoid(tuple(center.tolist()), tuple(semi.tolist()), rotation_matrix(rng.uniform(-180, 180, 3)), waves)  # type: ignore[arg-type]
-        kind = _draw_kind(rng, phase)
-        spec = table[kind.value]
-        rim = float(rng.uniform(*spec["rim_delta_hu"][phase.value])) if "rim_delta_hu" in spec else 0.0
-        necrosis = -float(rng.uniform(15.0, 35.0)) if d > 50 and rng.random() < 0.5 else 0.0
-        lesions.append(
-            LesionSpec(
-                kind=kind,
-                ellipsoid=ell,
-                diameters_mm=tuple(sorted((2 * semi).tolist(), reverse=True)),  # type: ignore[arg-type]
-                delta_hu=float(rng.uniform(*spec["delta_hu"][phase.value])),
-                rim_delta_hu=rim,
-                rim_mm=float(rng.uniform(2.0, 4.0)),
-                necrosis_delta_hu=necrosis,
-                margin_mm=float(rng.uniform(0.7, 2.5)),
-                texture=Waves.random(rng, 4, (6.0, 20.0), float(rng.uniform(2.0, 8.0))),
-            )
-        )
+        lesions.append(_lesion_spec(rng, phase, center, d))
     return lesions
+
+
+def _lesion_spec(rng: np.random.Generator, phase: Phase, center: np.ndarray, d: float) -> LesionSpec:
+    """Shape and appearance of a lesion of nominal diameter ``d`` (mm) centred at ``center``."""
+    table = load_table()["lesion_kinds"]
+    ratios = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.65, 1.0)])
+    semi = d / 2 * ratios
+    waves = Waves.random(rng, 4, (0.6 * d, 1.6 * d), rng.uniform(0.02, 0.09))
+    ell = Ellipsoid(tuple(center.tolist()), tuple(semi.tolist()), rotation_matrix(rng.uniform(-180, 180, 3)), waves)  # type: ignore[arg-type]
+    kind = _draw_kind(rng, phase)
+    spec = table[kind.value]
+    rim = float(rng.uniform(*spec["rim_delta_hu"][phase.value])) if "rim_delta_hu" in spec else 0.0
+    necrosis = -float(rng.uniform(15.0, 35.0)) if d > 50 and rng.random() < 0.5 else 0.0
+    return LesionSpec(
+        kind=kind,
+        ellipsoid=ell,
+        diameters_mm=tuple(sorted((2 * semi).tolist(), reverse=True)),  # type: ignore[arg-type]
+        delta_hu=float(rng.uniform(*spec["delta_hu"][phase.value])),
+        rim_delta_hu=rim,
+        rim_mm=float(rng.uniform(2.0, 4.0)),
+        necrosis_delta_hu=necrosis,
+        margin_mm=float(rng.uniform(0.7, 2.5)),
+        texture=Waves.random(rng, 4, (6.0, 20.0), float(rng.uniform(2.0, 8.0))),
+    )
+
+
+#: Diameter range (mm) drawn for a lesion placed against the body wall (``make_phantom(..., wall_lesion=True)``;
+#: shrunk when it finds no place).
+WALL_LESION_DIAMETER_MM = (30.0, 80.0)
+
+
+def draw_wall_lesion(
+    rng: np.random.Generator,
+    phase: Phase,
+    liver_bbox: tuple,
+    in_liver: LiverTest,
+    tissue_at: Callable[[np.ndarray], np.ndarray],
+    others: list[LesionSpec],
+) -> LesionSpec | None:
+    """A lesion whose edge meets muscle outside the liver (training data, opt-in; None when none fits).
+
+    Lesions are painted over liver only, so this one is cut flat where the liver meets the body-wall or
+    paraspinal muscle: a dark lesion then runs into muscle of about its own attenuation, the picture where the
+    demo networks took a slip of muscle into the bundled sample's lesion 1 (issue 12). Its centre lies inside
+    the liver with at least 60 % of the ring at 0.6 radius in the liver; along one of 64 directions the point on
+    its nominal surface is muscle and the point at 0.9 of the way there liver (the liver meets the muscle inside
+    the lesion's reach); and it keeps clear of the ``others`` like
+    :func:`draw_lesions`' nodules.
+    """
+    candidates = _liver_points(rng, liver_bbox, in_liver)
+    if len(candidates) == 0:
+        return None
+    lo, hi = np.log(WALL_LESION_DIAMETER_MM)
+    drawn = float(np.exp(rng.uniform(lo, hi)))
+    directions = rng.normal(size=(64, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    for attempt in range(600):
+        d = drawn * 0.85 ** (attempt // 100)  # shrink one that finds no place
+        center = candidates[int(rng.integers(len(candidates)))]
+        apart = all(
+            np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 1.15 * (d / 2 + o.diameters_mm[0] / 2) + 3.0
+            for o in others
+        )
+        if not apart or not _fits(center, d / 2, in_liver, 0.6):
+            continue
+        spec = _lesion_spec(rng, phase, center, d)
+        ell = spec.ellipsoid
+        reach = (directions * np.asarray(ell.semi_axes_mm)) @ np.asarray(ell.rotation).T
+        if np.any((tissue_at(center + 0.9 * reach) == T.LIVER) & (tissue_at(center + reach) == T.MUSCLE)):
+            return spec
+    return None
 
 
 def lesion_ops(lesions: list[LesionSpec]) -> list[Paint]:

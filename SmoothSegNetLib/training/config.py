@@ -78,6 +78,8 @@ class DataConfig:
     liver is filled and grown by a distance drawn uniformly from this range (fixed per case) before it masks
     the image, so the network sees the liver's border and learns to tell the liver from its surroundings, as
     the pipeline does with a card's ``input.liver_mask_dilation_mm``; ``[0, 0]`` masks with the liver itself.
+    ``wall_lesion_fraction`` (phantoms): share of seeds rendered with one more lesion whose edge meets the
+    body-wall or paraspinal muscle (a dark lesion running into muscle of its own attenuation; issue 12).
     """
 
     kind: str = "phantom"
@@ -93,6 +95,7 @@ class DataConfig:
     clinical_table: str | None = None
     portal_vein_as_liver: bool = True
     liver_mask_dilation_mm: tuple[float, float] = (0.0, 0.0)
+    wall_lesion_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ def check_config(config: TrainConfig, source: str) -> None:
         )
     _check_number(source, "data.spacing_jitter", d.spacing_jitter, 0.0, 0.5)
     _check_number(source, "data.oblique_fraction", d.oblique_fraction, 0.0, 1.0)
+    _check_number(source, "data.wall_lesion_fraction", d.wall_lesion_fraction, 0.0, 1.0)
     dilation = d.liver_mask_dilation_mm
     if (
         not isinstance(dilation, (list, tuple))

@@ -3,9 +3,10 @@
 Each seed is one synthetic patient. Its render grid varies with the seed: spacing jittered around the
 card's spacing (by up to ``data.spacing_jitter``, in-plane axes equal), a field of view jittered around
 ``data.phantom_size_mm`` (tumor stage: a smaller field centred like the generator's, which holds the
-liver), and an oblique direction for a ``data.oblique_fraction`` of seeds. The case is then prepared by
-:func:`~SmoothSegNetLib.training.prepare.prepare_case` — the inference pipeline's own resampling — so the
-network learns from the same path it is used on.
+liver), an oblique direction for a ``data.oblique_fraction`` of seeds, and for a ``data.wall_lesion_fraction``
+of seeds one more lesion whose edge meets the body-wall muscle (``make_phantom(..., wall_lesion=True)``).
+The case is then prepared by :func:`~SmoothSegNetLib.training.prepare.prepare_case` — the inference
+pipeline's own resampling — so the network learns from the same path it is used on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 #: Field of view (mm) of tumor-stage renders: enough for the liver, which the generator places inside it.
 TUMOR_STAGE_FOV_MM = (300.0, 300.0, 250.0)
 _STAGE_STREAM = {"liver": 11, "tumor": 23}
+_WALL_LESION_STREAM = 37
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class RenderSpec:
     size_ijk: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
     oblique: bool
+    wall_lesion: bool = False
 
 
 def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
@@ -53,14 +56,18 @@ def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
     fov = fov * rng.uniform(0.85, 1.1, 3)
     size = tuple(int(max(16, math.ceil(f / s))) for f, s in zip(fov, spacing))
     oblique = bool(rng.random() < data.oblique_fraction)
-    return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique)
+    # A stream of its own, so that a config without wall lesions renders every seed as before.
+    wall = data.wall_lesion_fraction > 0 and bool(
+        np.random.default_rng([seed, _WALL_LESION_STREAM]).random() < data.wall_lesion_fraction
+    )
+    return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique, wall)
 
 
 def render_phantom(spec: RenderSpec) -> Any:
     """The phantom of ``spec`` (a :class:`SmoothSegNetLib.phantom.Phantom`)."""
     from SmoothSegNetLib.phantom import make_phantom
 
-    return make_phantom(spec.seed, spec.size_ijk, spec.spacing_mm, spec.oblique)
+    return make_phantom(spec.seed, spec.size_ijk, spec.spacing_mm, spec.oblique, wall_lesion=spec.wall_lesion)
 
 
 def phantom_cases(
