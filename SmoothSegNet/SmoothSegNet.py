@@ -10,6 +10,7 @@ panel's sections (``SmoothSegNetSlicerLib/*_section.py``) are mixins of ``Smooth
 # annotations with typing.get_type_hints while Slicer is still loading this file; real objects are safer
 # than strings to resolve then. Slicer >= 5.8 runs Python >= 3.12, so "X | None" works at run time.
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -331,6 +332,21 @@ class SmoothSegNetWidget(
                 self.logic.installDependencies(missing, torchMissing)
         self._dependenciesChecked = True
         return True
+
+    def _finishJob(self, error: Exception | None, onSuccess: Callable[[], str]) -> None:
+        """End of a background job (segment, recompute, export): cancelled, failed, or ``onSuccess`` shows the
+        result and returns the status line; the panel is then updated."""
+        if self._state.state == State.CANCELLING:
+            self._state.handle(Event.STOPPED)
+            self.ui.statusLabel.text = "Cancelled"
+        elif error is not None:
+            self._fail(error)
+        else:
+            self._state.handle(Event.FINISHED)
+            status = onSuccess()
+            self._state.handle(Event.IMPORTED)
+            self.ui.statusLabel.text = status
+        self._updateView()
 
     def _fail(self, error: Exception) -> None:
         logging.error("SmoothSegNet: %s", error, exc_info=error)

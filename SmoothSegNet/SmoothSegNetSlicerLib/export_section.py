@@ -2,8 +2,8 @@
 
 ``ExportSectionMixin`` is mixed into ``SmoothSegNetWidget`` (SmoothSegNet.py): its slots keep the names the
 widget connects in ``setup``. It uses the widget's ``ui``, ``logic``, ``_state`` and ``_parameterNode`` and its
-``_updateView``, ``_onProgress`` and ``_fail``. Qt and Slicer are imported inside the methods, as in the other
-modules of this package (they exist only in Slicer; the tests put stand-ins in their place per test).
+``_updateView``, ``_onProgress``, ``_finishJob`` and ``_fail``. Qt and Slicer are imported inside the methods, as
+in the other modules of this package (they exist only in Slicer; the tests put stand-ins in their place per test).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from SmoothSegNetLib.slicer_support.state import Event, State
+from SmoothSegNetLib.slicer_support.state import Event
 from SmoothSegNetSlicerLib.logic import dicomInstanceUids
 
 #: Where the PACS host, port and AE title are kept in Slicer's settings (QSettings keys start with it).
@@ -82,16 +82,7 @@ class ExportSectionMixin:
         self._updateView()
 
     def _onExportCompleted(self, summary: Any, error: Exception | None) -> None:
-        if self._state.state == State.CANCELLING:
-            self._state.handle(Event.STOPPED)
-            self.ui.statusLabel.text = "Cancelled"
-        elif error is not None:
-            self._fail(error)
-        else:
-            self._state.handle(Event.FINISHED)
-            self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = str(summary)
-        self._updateView()
+        self._finishJob(error, lambda: str(summary))
 
     # -- settings ------------------------------------------------------------------------------
     def _loadPacsSettings(self) -> None:

@@ -5,16 +5,16 @@ widget connects in ``setup``. It runs the two jobs that make the lesion table, "
 "Recompute report", under the widget's state machine, shows their result (``_showReport`` of the review
 section) and keeps the live table (:class:`SmoothSegNetSlicerLib.live.LiveReport`) on the output segmentation.
 It uses the widget's ``ui``, ``logic``, ``_state``, ``_parameterNode``, ``_live`` and ``_axesWatchers`` and its
-``_ensureDependencies``, ``_updateView``, ``_showReport`` and ``_fail``. Slicer is imported inside the methods, as
-in the other modules of this package. SmoothSegNet.py imports this file after the logic has put the engine
-(SmoothSegNetLib) on sys.path.
+``_ensureDependencies``, ``_updateView``, ``_showReport``, ``_finishJob`` and ``_fail``. Slicer is imported inside
+the methods, as in the other modules of this package. SmoothSegNet.py imports this file after the logic has put
+the engine (SmoothSegNetLib) on sys.path.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from SmoothSegNetLib.slicer_support.state import Event, State
+from SmoothSegNetLib.slicer_support.state import Event
 from SmoothSegNetSlicerLib.live import LiveReport
 
 
@@ -65,18 +65,12 @@ class RunSectionMixin:
         self.ui.statusLabel.text = event.status_text()
 
     def _onCompleted(self, node: Any, error: Exception | None) -> None:
-        if self._state.state == State.CANCELLING:
-            self._state.handle(Event.STOPPED)
-            self.ui.statusLabel.text = "Cancelled"
-        elif error is not None:
-            self._fail(error)
-        else:
-            self._state.handle(Event.FINISHED)
+        def show() -> str:
             self._parameterNode.outputSegmentation = node
             self._showResult(node)
-            self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = "Done. Correct the segments in Segment Editor: the table follows each edit."
-        self._updateView()
+            return "Done. Correct the segments in Segment Editor: the table follows each edit."
+
+        self._finishJob(error, show)
 
     def _showResult(self, node: Any) -> None:
         import slicer
@@ -134,15 +128,9 @@ class RunSectionMixin:
         self._updateView()
 
     def _onRecomputed(self, answer: Any, error: Exception | None) -> None:
-        if self._state.state == State.CANCELLING:
-            self._state.handle(Event.STOPPED)
-            self.ui.statusLabel.text = "Cancelled"
-        elif error is not None:
-            self._fail(error)
-        else:
-            self._state.handle(Event.FINISHED)
+        def show() -> str:
             report, _table, edited = answer
             self._showReport(report, edited)
-            self._state.handle(Event.IMPORTED)
-            self.ui.statusLabel.text = f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
-        self._updateView()
+            return f"Report recomputed; edited lesions: {', '.join(map(str, edited)) or 'none'}"
+
+        self._finishJob(error, show)
