@@ -68,14 +68,14 @@ def initial_weights(config: TrainConfig, template: dict[str, Any]) -> tuple[dict
     card = load_card(path)
     if card.task != config.stage:
         raise ConfigError(f"init_from {path} is a {card.task!r} card but the config's stage is {config.stage!r}")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("architecture") != template.get("architecture"):
+    # The raw "architecture" object as the card file has it (name and arguments), compared with the template's.
+    if card.raw.get("architecture") != template.get("architecture"):
         raise ConfigError(
-            f"init_from {path} builds another network ({data.get('architecture')}) than this config's card "
+            f"init_from {path} builds another network ({card.raw.get('architecture')}) than this config's card "
             f"template ({template.get('architecture')}): the architecture must be the same to start from its weights"
         )
     network = load_model(card)
-    record = {"card": card.id, "weights_sha256": data.get("weights", {}).get("sha256"), "version": card.version}
+    record = {"card": card.id, "weights_sha256": card.weights.sha256, "version": card.version}
     return network.state_dict(), record
 
 
