@@ -267,3 +267,10 @@ def test_training_renders_wall_lesions_for_the_configured_share_of_seeds_only() 
         return [(s.size_ijk, s.spacing_mm, s.oblique) for s in specs]
 
     assert grid(none) == grid(half)
+    # Which seeds get a wall lesion is independent of the tumor stage's liver-mask dilation (both drawn per seed:
+    # from one stream, every wall-lesion case would see a mask grown by under half the range).
+    from SmoothSegNetLib.training.prepare import mask_dilation_for
+
+    wall = np.array([spec.wall_lesion for spec in half])
+    grown = np.array([mask_dilation_for(s, (0.0, 8.0)) for s in seeds])
+    assert abs(grown[wall].mean() - grown[~wall].mean()) < 1.0, (grown[wall].mean(), grown[~wall].mean())

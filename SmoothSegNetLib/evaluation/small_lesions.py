@@ -69,7 +69,8 @@ def lesion_stage(in_liver: float, max_probability: float, found: Sequence[dict[s
 def analyse_case(phantom: Any, result: Any) -> dict[str, Any]:
     """Records of one phantom segmented with no lesion floors (``segment`` with ``probability_map`` and
     ``min_lesion_ml=0``): per true lesion its size, look, probabilities and touching components; and every
-    predicted component with its volume, confidence and whether it touches a true lesion."""
+    predicted component with its volume, confidence, median HU, the phantom tissue under most of it and whether
+    it touches a true lesion."""
     from scipy import ndimage
 
     from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE
@@ -101,15 +102,35 @@ def analyse_case(phantom: Any, result: Any) -> dict[str, Any]:
                 "volume_ml": round(float(mask.sum()) * voxel_ml, 4),
                 "delta_hu": round(float(lesion.delta_hu), 1),
                 "contrast_hu": round(float(np.median(phantom.ct.array[mask])) - liver_hu, 1),
+                "median_hu": round(float(np.median(phantom.ct.array[mask])), 1),
                 "in_liver": round(float(liver[mask].mean()), 3),
                 "max_probability": round(float(q[mask].max()), 3),
                 "mean_probability": round(float(q[mask].mean()), 3),
                 "found": [comp[int(n)] for n in np.unique(ids[mask]) if n],
             }
         )
-    touches = ndimage.maximum((phantom.labels == 2).astype(np.uint8), ids, np.arange(1, count + 1))
-    components = [{**comp[n], "true": bool(touches[n - 1])} for n in range(1, count + 1)]
+    index = np.arange(1, count + 1)
+    touches = ndimage.maximum((phantom.labels == 2).astype(np.uint8), ids, index)
+    median_hu = np.atleast_1d(ndimage.median(phantom.ct.array.astype(np.float32), ids, index))
+    components = [
+        {
+            **comp[n],
+            "true": bool(touches[n - 1]),
+            "median_hu": round(float(median_hu[n - 1]), 1),
+            "on": _tissue_under(phantom.tissues[ids == n]),
+        }
+        for n in range(1, count + 1)
+    ]
     return {"lesions": records, "components": components}
+
+
+def _tissue_under(tissues: np.ndarray) -> str:
+    """The phantom tissue under most of a component's voxels (``lesion`` for any lesion tissue)."""
+    from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, T
+
+    values, counts = np.unique(tissues, return_counts=True)
+    top = int(values[np.argmax(counts)])
+    return "lesion" if top >= LESION_TISSUE_BASE else T(top).name.lower()
 
 
 def collect(seed: int, cache: Path, threads: int | None, options: dict[str, Any]) -> dict[str, Any]:

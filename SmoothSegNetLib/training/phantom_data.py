@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: Field of view (mm) of tumor-stage renders: enough for the liver, which the generator places inside it.
 TUMOR_STAGE_FOV_MM = (300.0, 300.0, 250.0)
 _STAGE_STREAM = {"liver": 11, "tumor": 23}
-_WALL_LESION_STREAM = 37
+_WALL_LESION_STREAM = 41  # not 37: mask_dilation_for draws from [seed, 37]
 
 
 @dataclass(frozen=True)
