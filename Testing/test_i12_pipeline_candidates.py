@@ -74,7 +74,8 @@ def test_segment_report_states_the_floors_and_lists_what_they_dropped(tmp_path: 
     assert report["thresholds"] == {
         "min_lesion_ml": 0.1,
         "min_lesion_confidence": 0.8,
-        "source": {"min_lesion_ml": "cli", "min_lesion_confidence": "card"},
+        "min_lesion_hu": None,
+        "source": {"min_lesion_ml": "cli", "min_lesion_confidence": "card", "min_lesion_hu": "not_applied"},
     }
     # Lesions: C (125 voxels) then A (108); the burden counts only them.
     assert [e["voxel_count"] for e in report["lesions"]] == [125, 108]
@@ -113,7 +114,11 @@ def test_floors_from_the_card_and_the_option_just_above_keeps_everything(tmp_pat
     write_volume(tmp_path / "ct.nrrd", _ct())
     options = _models(tmp_path, card_confidence=0.75)  # 0.752 is just above: D becomes a lesion
     result = Segmenter(options)(_ct())
-    assert result.thresholds.as_report()["source"] == {"min_lesion_ml": "cli", "min_lesion_confidence": "card"}
+    assert result.thresholds.as_report()["source"] == {
+        "min_lesion_ml": "cli",
+        "min_lesion_confidence": "card",
+        "min_lesion_hu": "not_applied",
+    }
     assert sorted(int((result.lesions == n).sum()) for n in range(1, 4)) == [108, 125, 125]
     assert result.candidates is not None and list(result.candidates.reasons.values()) == ["below_min_lesion_ml"]
     # Without the option the card's 0.5 ml floor drops all four (each under 0.5 ml).
@@ -138,7 +143,8 @@ def test_report_command_lists_small_tumor_components_as_candidates(tmp_path: Pat
     assert report["thresholds"] == {
         "min_lesion_ml": 0.1,
         "min_lesion_confidence": None,
-        "source": {"min_lesion_ml": "cli", "min_lesion_confidence": "not_applied"},
+        "min_lesion_hu": None,
+        "source": {"min_lesion_ml": "cli", "min_lesion_confidence": "not_applied", "min_lesion_hu": "not_applied"},
     }
     assert [e["voxel_count"] for e in report["lesions"]] == [125, 125, 108]
     assert report["tumor_burden"]["total_volume_ml"] == pytest.approx(0.358)

@@ -14,7 +14,7 @@ from SmoothSegNetLib.evaluation.small_lesions import (
     stage_table,
     sweep_floors,
 )
-from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE
+from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, T
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 NO_FLOOR = (0.0, None)
@@ -56,6 +56,7 @@ def _case() -> tuple[SimpleNamespace, SimpleNamespace]:
     tissues[2, 2, 2:4] = LESION_TISSUE_BASE
     tissues[1, 6, 6] = LESION_TISSUE_BASE + 1
     labels[tissues > 0] = 2
+    tissues[labels == 1] = T.LIVER
     hu = np.where(labels == 1, 100, 0).astype(np.int16)
     hu[tissues == LESION_TISSUE_BASE] = 60
     hu[tissues == LESION_TISSUE_BASE + 1] = 130
@@ -92,8 +93,8 @@ def test_analyse_case_records_each_lesion_and_component() -> None:
     assert second["found"] == [] and second["max_probability"] == pytest.approx(0.3, abs=1e-3)
     assert second["contrast_hu"] == 30.0
     assert data["components"] == [
-        {"volume_ml": pytest.approx(2 * voxel_ml), "confidence": 0.9, "true": True},
-        {"volume_ml": pytest.approx(3 * voxel_ml), "confidence": 0.75, "true": False},
+        {"volume_ml": pytest.approx(2 * voxel_ml), "confidence": 0.9, "true": True, "median_hu": 60, "on": "lesion"},
+        {"volume_ml": pytest.approx(3 * voxel_ml), "confidence": 0.75, "true": False, "median_hu": 100, "on": "liver"},
     ]
 
 

@@ -60,6 +60,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop lesions whose mean tumor probability is below P (0..1; default: the tumor card's)",
     )
     parser.add_argument(
+        "--min-lesion-hu",
+        type=float,
+        metavar="HU",
+        help="list lesions whose median CT value is below HU as candidates (fluid: most likely simple cysts; "
+        "default: the tumor card's)",
+    )
+    parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
     parser.add_argument(
@@ -128,6 +135,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         threads=args.threads,
         min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence,
+        min_lesion_hu=args.min_lesion_hu,
         refine=args.refine,
         refine_grid=args.refine_grid,
         probability_map=args.probability_map,

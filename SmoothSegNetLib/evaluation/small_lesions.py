@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 Floors = tuple[float, "float | None"]
 
+#: ``min_lesion_hu`` that keeps every component (no median is under the lowest CT value).
+NO_HU_FLOOR = -1024.0
+
 STAGES = ("outside liver", "low probability", "refinement", "volume floor", "confidence floor", "detected")
 
 
@@ -146,7 +149,16 @@ def collect(seed: int, cache: Path, threads: int | None, options: dict[str, Any]
     phantom = make_phantom(seed, size, spacing, oblique)
     result = segment(
         phantom.ct,
-        SegmentOptions(device="cpu", threads=threads, probability_map=True, min_lesion_ml=0.0, **options),
+        # Every floor off (the card's included: its confidence floor would hide the components under it).
+        SegmentOptions(
+            device="cpu",
+            threads=threads,
+            probability_map=True,
+            min_lesion_ml=0.0,
+            min_lesion_confidence=0.0,
+            min_lesion_hu=NO_HU_FLOOR,
+            **options,
+        ),
     )
     data = {"seed": seed, "phase": str(phantom.info.get("phase")), **analyse_case(phantom, result)}
     cache.mkdir(parents=True, exist_ok=True)

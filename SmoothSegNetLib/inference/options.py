@@ -48,6 +48,7 @@ class SegmentOptions:
     threads: int | None = None
     min_lesion_ml: float | None = None
     min_lesion_confidence: float | None = None
+    min_lesion_hu: float | None = None
     refine: bool | None = None
     refine_grid: str | None = None
     probability_map: bool = False
@@ -65,6 +66,9 @@ class SegmentOptions:
         conf = self.min_lesion_confidence
         if conf is not None and not (math.isfinite(conf) and 0 <= conf < 1):
             raise InputError(f"--min-lesion-confidence must be a number in [0, 1), got {conf!r}")
+        hu = self.min_lesion_hu
+        if hu is not None and not (math.isfinite(hu) and -1024 <= hu <= 3071):
+            raise InputError(f"--min-lesion-hu must be a number in [-1024, 3071] (HU), got {hu!r}")
         if self.refine_grid is not None and self.refine_grid not in ("isotropic", "input"):
             raise InputError(f"--refine-grid must be isotropic or input, got {self.refine_grid!r}")
         if self.threads is not None and self.threads < 1:
@@ -86,7 +90,7 @@ class SegmentationResult:
         models: one dict per model used (id, title, version, task, sha256).
         timings_s: seconds per stage.
         device: the device that ran the networks.
-        thresholds: the lesion floors used (volume, confidence) and their sources.
+        thresholds: the lesion floors used (volume, confidence, attenuation) and their sources.
         candidates: tumor components the floors dropped (given back to the liver in ``labelmap``), on the grid.
         runtime: what ran them (runtime, engine, precision, device), e.g. ``onnx (openvino 2026.4.1) f32 on cpu``.
     """

@@ -239,18 +239,27 @@ class Segmenter:
                 warnings.append(
                     "the tumor network found no liver in the liver stage's mask: the liver stage's mask is kept"
                 )
-        lesions, confidence, candidates = split_by_thresholds(tumor, q_crop, crop_geom, self.thresholds)
+        lesions, confidence, candidates = split_by_thresholds(tumor, q_crop, crop_geom, self.thresholds, ct_crop)
         return _TumorStage(box, lesions, q_crop, confidence, refined, candidates)
 
     def _lesion_thresholds(self, card: ModelCard) -> LesionThresholds:
         """The floors a tumor component must reach to be a lesion: the options' values, else the card's."""
         cli, from_card = ThresholdSource.CLI.value, ThresholdSource.CARD.value
         min_ml, min_conf = self.options.min_lesion_ml, self.options.min_lesion_confidence
+        min_hu = self.options.min_lesion_hu
+        if min_hu is None:
+            hu, hu_source = card.post.min_lesion_hu, from_card
+            if hu is None:
+                hu_source = ThresholdSource.NOT_APPLIED.value
+        else:
+            hu, hu_source = min_hu, cli
         return LesionThresholds(
             min_lesion_ml=card.post.min_lesion_ml if min_ml is None else min_ml,
             min_lesion_ml_source=from_card if min_ml is None else cli,
             min_lesion_confidence=card.post.min_lesion_confidence if min_conf is None else min_conf,
             min_lesion_confidence_source=from_card if min_conf is None else cli,
+            min_lesion_hu=hu,
+            min_lesion_hu_source=hu_source,
         )
 
     def _refine_iterations(self, card: ModelCard) -> int:

@@ -88,6 +88,7 @@ class PostSpec:
     min_lesion_ml: float = 0.1
     liver_from_tumor_stage: bool = False
     min_lesion_confidence: float = 0.0
+    min_lesion_hu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +318,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             min_lesion_ml=float(post.get("min_lesion_ml", 0.1)),
             liver_from_tumor_stage=bool(post.get("liver_from_tumor_stage", False)),
             min_lesion_confidence=float(post.get("min_lesion_confidence", 0.0)),
+            min_lesion_hu=None if post.get("min_lesion_hu") is None else float(post["min_lesion_hu"]),
         ),
         weights=WeightsSpec(
             file=w["file"],

@@ -1,9 +1,10 @@
 """Lesion thresholds and the candidates they dropped: stated in every report, never silently lost.
 
-A tumor component under the minimum lesion volume, or whose mean tumor probability is under the confidence
-floor, is not a lesion: it is not counted in the tumor burden (the ``segment`` path gives it back to the liver).
-The report says which floors were used and where they came from, and lists each dropped component as a
-*candidate* (with the reason), so that a reader can review what the floors removed.
+A tumor component under the minimum lesion volume, whose mean tumor probability is under the confidence floor,
+or whose median CT value is under the attenuation floor (fluid: most likely a simple cyst), is not a lesion: it
+is not counted in the tumor burden (the ``segment`` path gives it back to the liver). The report says which
+floors were used and where they came from, and lists each dropped component as a *candidate* (with the reason),
+so that a reader can review what the floors removed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class DropReason(str, enum.Enum):
 
     BELOW_MIN_LESION_ML = "below_min_lesion_ml"
     BELOW_MIN_LESION_CONFIDENCE = "below_min_lesion_confidence"
+    BELOW_MIN_LESION_HU = "below_min_lesion_hu"
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,20 @@ class LesionThresholds:
         min_lesion_ml_source: :class:`ThresholdSource` value.
         min_lesion_confidence: minimum mean tumor probability (0..1); ``None`` when not applied.
         min_lesion_confidence_source: :class:`ThresholdSource` value.
+        min_lesion_hu: minimum median CT value (HU) inside the component (water density and below is fluid: most
+            likely a simple cyst); ``None`` when not applied.
+        min_lesion_hu_source: :class:`ThresholdSource` value.
     """
 
     min_lesion_ml: float | None = None
     min_lesion_ml_source: str = ThresholdSource.NOT_APPLIED.value
     min_lesion_confidence: float | None = None
     min_lesion_confidence_source: str = ThresholdSource.NOT_APPLIED.value
+    min_lesion_hu: float | None = None
+    min_lesion_hu_source: str = ThresholdSource.NOT_APPLIED.value
 
     def __post_init__(self) -> None:
-        for name in ("min_lesion_ml_source", "min_lesion_confidence_source"):
+        for name in ("min_lesion_ml_source", "min_lesion_confidence_source", "min_lesion_hu_source"):
             ThresholdSource(getattr(self, name))  # raises ValueError naming the bad value
 
     def as_report(self) -> dict[str, Any]:
@@ -62,9 +69,11 @@ class LesionThresholds:
         return {
             "min_lesion_ml": self.min_lesion_ml,
             "min_lesion_confidence": self.min_lesion_confidence,
+            "min_lesion_hu": self.min_lesion_hu,
             "source": {
                 "min_lesion_ml": self.min_lesion_ml_source,
                 "min_lesion_confidence": self.min_lesion_confidence_source,
+                "min_lesion_hu": self.min_lesion_hu_source,
             },
         }
 
@@ -165,6 +174,8 @@ def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds
                 None if block.get("min_lesion_confidence") is None else float(block["min_lesion_confidence"])
             ),
             min_lesion_confidence_source=str(source.get("min_lesion_confidence", ThresholdSource.NOT_APPLIED.value)),
+            min_lesion_hu=None if block.get("min_lesion_hu") is None else float(block["min_lesion_hu"]),
+            min_lesion_hu_source=str(source.get("min_lesion_hu", ThresholdSource.NOT_APPLIED.value)),
         )
     except (TypeError, ValueError):
         return None
