@@ -8,7 +8,7 @@ segmentation node's SegmentModified and Modified events). The only stand-in is t
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +51,34 @@ class ManualTimer:
             self.after()
 
 
-@pytest.fixture(params=sorted(GEOMETRIES))
-def scene(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    geometry = GEOMETRIES[request.param]
+def imported_result(tmp_path: Path, geometry: Any) -> tuple[Any, Any, SmoothSegNetRunner, Any, dict[str, Any]]:
+    """A headless scene with the synthetic CT on ``geometry`` and a segment folder imported onto it:
+    ``(headless, volume, runner, segmentation node, report)``."""
     headless = mrml.create_headless_scene()
     ct, _labelmap, _lesions = synthetic_arrays()
     volume = add_volume(headless.scene, ct, geometry)
     runner = SmoothSegNetRunner(headless.scene, pythonExecutable=sys.executable)
-    node, _table, _report = runner.importResult(write_segment_folder(tmp_path / "out", geometry), volume)
+    node, _table, report = runner.importResult(write_segment_folder(tmp_path / "out", geometry), volume)
+    return headless, volume, runner, node, report
+
+
+def manual_timers() -> tuple[list[ManualTimer], Callable[[int, Callable[[], None]], ManualTimer]]:
+    """A timer factory for :class:`LiveReport` whose timers fire only when a test says so, and the list of the
+    timers it made (in order)."""
     timers: list[ManualTimer] = []
 
     def factory(delay_ms: int, callback: Callable[[], None]) -> ManualTimer:
         timers.append(ManualTimer(delay_ms, callback))
         return timers[-1]
+
+    return timers, factory
+
+
+@pytest.fixture(params=sorted(GEOMETRIES))
+def scene(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    geometry = GEOMETRIES[request.param]
+    headless, volume, runner, node, _report = imported_result(tmp_path, geometry)
+    timers, factory = manual_timers()
 
     updates: list[tuple[dict[str, Any], tuple[int, ...]]] = []
     live = LiveReport(runner, volume, node, lambda r, e: updates.append((r, e)), timerFactory=factory)

@@ -17,16 +17,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _mrml_helpers import GEOMETRIES, LESION_2, SHAPE_KJI, add_volume, synthetic_arrays, write_segment_folder
-from test_slicer_live_table import ManualTimer, grown_lesion_2, paint
+from _mrml_helpers import GEOMETRIES, LESION_2, SHAPE_KJI, synthetic_arrays
+from test_slicer_live_table import grown_lesion_2, imported_result, manual_timers, paint
 
-from SmoothSegNetLib import mrml
 from SmoothSegNetLib.report import measure
 from SmoothSegNetLib.volume import CTVolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SmoothSegNet"))
 from SmoothSegNetSlicerLib.live import LIVE_POLL_MS, LiveReport
-from SmoothSegNetSlicerLib.logic import SmoothSegNetRunner
 
 
 class GatedExecutor(Executor):
@@ -53,17 +51,8 @@ class GatedExecutor(Executor):
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[dict[str, Any]]:
     geometry = GEOMETRIES["anisotropic-flipped"]
-    headless = mrml.create_headless_scene()
-    ct, _labelmap, _lesions = synthetic_arrays()
-    volume = add_volume(headless.scene, ct, geometry)
-    runner = SmoothSegNetRunner(headless.scene, pythonExecutable=sys.executable)
-    node, _table, report = runner.importResult(write_segment_folder(tmp_path / "out", geometry), volume)
-    timers: list[ManualTimer] = []
-
-    def factory(delay_ms: int, callback: Callable[[], None]) -> ManualTimer:
-        timers.append(ManualTimer(delay_ms, callback))
-        return timers[-1]
-
+    _headless, volume, runner, node, report = imported_result(tmp_path, geometry)
+    timers, factory = manual_timers()
     executor = GatedExecutor()
     updates: list[tuple[dict[str, Any], tuple[int, ...]]] = []
     live = LiveReport(
