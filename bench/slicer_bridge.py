@@ -135,12 +135,18 @@ def add_volume(scene: Any, ct: CTVolume) -> Any:
     return node
 
 
-def bench_case(ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, work: Path, repeats: int) -> dict[str, float]:
+def segment_folder(ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, work: Path) -> Path:
+    """A segment output folder (segmentation, lesions, report.json) for the case, as ``segment`` writes it."""
     folder = work / "segment"
     folder.mkdir(parents=True, exist_ok=True)
     write_labelmap(folder / "segmentation.nrrd", labelmap, ct.geometry)
     write_labelmap(folder / "lesions.nrrd", lesions, ct.geometry)
     (folder / "report.json").write_text(json.dumps(measure(ct, labelmap, lesions)), encoding="utf-8")
+    return folder
+
+
+def bench_case(ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, work: Path, repeats: int) -> dict[str, float]:
+    folder = segment_folder(ct, labelmap, lesions, work)
     headless = mrml.create_headless_scene()
     volume = add_volume(headless.scene, ct)
     times: dict[str, float] = {}
@@ -162,11 +168,7 @@ def bench_live_case(
     ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, work: Path, repeats: int
 ) -> dict[str, Any]:
     """The live table only (``--live-only``): before (measured on the GUI thread) and now (in the worker)."""
-    folder = work / "segment"
-    folder.mkdir(parents=True, exist_ok=True)
-    write_labelmap(folder / "segmentation.nrrd", labelmap, ct.geometry)
-    write_labelmap(folder / "lesions.nrrd", lesions, ct.geometry)
-    (folder / "report.json").write_text(json.dumps(measure(ct, labelmap, lesions)), encoding="utf-8")
+    folder = segment_folder(ct, labelmap, lesions, work)
     headless = mrml.create_headless_scene()
     volume = add_volume(headless.scene, ct)
     node = mrml.import_result(headless.scene, folder, volume)
