@@ -1,8 +1,8 @@
-"""``scripts/train_demo.sh`` end to end, on tiny versions of its seven configs: the three training phases of both
-stages and the tumor stage's small-lesion fine-tune, the bundled files, the cards' inference and post-processing
-settings and the held-out evaluation. The real configs take about three hours; here every phase runs a few
-iterations on two training phantoms. The bundled weights
-in ``Resources/Models`` are not touched (``MODELS`` points elsewhere)."""
+"""``scripts/train_demo.sh`` end to end, on tiny versions of its eight configs: the three training phases of both
+stages and the tumor stage's small-lesion and wall-lesion fine-tunes, the bundled files, the cards' inference and
+post-processing settings and the held-out evaluation. The real configs take about four hours; here every phase runs
+a few iterations on two training phantoms. The bundled weights in ``Resources/Models`` are not touched (``MODELS``
+points elsewhere)."""
 
 from __future__ import annotations
 
@@ -36,12 +36,13 @@ def _tiny_configs(folder: Path) -> None:
                 val_patches=1,
             )
             (folder / f"demo-{stage}{suffix}.json").write_text(json.dumps(config), encoding="utf-8")
-    config = json.loads((REPO_ROOT / "Resources" / "Training" / "demo-tumor-small-lesions.json").read_text())
-    config["data"].update({"train_seeds": [1000, 1002], "val_seeds": [2000, 2001]})
-    config.update(
-        iterations=2, patch_size_ijk=[24, 24, 16], max_minutes=0, val_every=2, checkpoint_every=2, val_patches=1
-    )
-    (folder / "demo-tumor-small-lesions.json").write_text(json.dumps(config), encoding="utf-8")
+    for name in ("demo-tumor-small-lesions", "demo-tumor-wall-lesions"):
+        config = json.loads((REPO_ROOT / "Resources" / "Training" / f"{name}.json").read_text())
+        config["data"].update({"train_seeds": [1000, 1002], "val_seeds": [2000, 2001]})
+        config.update(
+            iterations=2, patch_size_ijk=[24, 24, 16], max_minutes=0, val_every=2, checkpoint_every=2, val_patches=1
+        )
+        (folder / f"{name}.json").write_text(json.dumps(config), encoding="utf-8")
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -70,6 +71,15 @@ def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:
     }
     assert small["loss"] == {"smoothing": "none"} and small["foreground_sampling"] == "lesion"
     assert "init_from" not in small  # the script passes --init-from (phase 3's weights)
+    wall = json.loads((folder / "demo-tumor-wall-lesions.json").read_text())
+    changed = {k for k in small.keys() | wall.keys() if k != "_comment" and small.get(k) != wall.get(k)}
+    assert changed == {"data", "max_minutes"}
+    data_changed = {
+        k for k in small["data"].keys() | wall["data"].keys() if small["data"].get(k) != wall["data"].get(k)
+    }
+    assert data_changed == {"liver_mask_dilation_mm", "wall_lesion_fraction"}
+    assert wall["data"]["liver_mask_dilation_mm"] == [0.0, 8.0] and wall["data"]["wall_lesion_fraction"] == 0.5
+    assert "init_from" not in wall  # the script passes --init-from (phase 4's weights)
 
 
 @pytest.mark.slow
@@ -90,11 +100,12 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
     }
     run = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=1200, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert [line.split(":")[0] for line in run.stdout.splitlines()[:4]] == [
+    assert [line.split(":")[0] for line in run.stdout.splitlines()[:5]] == [
         "train",
         "resume",
         "finetune",
         "small-lesions",
+        "wall-lesions",
     ]
 
     assert _digest(REPO_ROOT / "Resources" / "Models") == bundled_before
@@ -104,17 +115,22 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         assert card.weights.sha256 == sha256_file(models / f"smoothsegnet-demo-{stage}.safetensors")
         # ...with the ONNX graph of these weights (the CPU runtime), hashed in the card.
         assert card.onnx is not None and sha256_file(models / card.onnx.file) == card.onnx.sha256
-        # The bundled card is the last phase's: its iterations and patches (the tumor stage's fourth phase starts
-        # its count afresh from phase 3's weights).
+        # The bundled card is the last phase's: its iterations and patches (the tumor stage's fourth and fifth
+        # phases start their count afresh from the previous phase's weights).
         assert card.training["run"]["iterations"] == (6 if stage == "liver" else 2)
         assert card.training["config"]["patch_size_ijk"] == [24, 24, 16]
         assert card.training["held_out_evaluation"]["cases"] == 1
         assert card.training["held_out_evaluation"]["seeds"] == "3000..3000"
         for label in ("train", "resume", "finetune"):
             assert (work / f"{stage}.{label}.log").is_file()
-    assert (work / "tumor.small-lesions.log").is_file()
+    assert (work / "tumor.small-lesions.log").is_file() and (work / "tumor.wall-lesions.log").is_file()
+    # The bundled tumor weights are phase 5's, started from phase 4's.
     started = load_card(models / "smoothsegnet-demo-tumor.json").training["initialised_from"]
-    assert started["weights_sha256"] == sha256_file(work / "tumor" / "smoothsegnet-demo-tumor.safetensors")
+    phase4 = work / "tumor-small-lesions" / "smoothsegnet-demo-tumor.safetensors"
+    assert started["weights_sha256"] == sha256_file(phase4)
+    assert load_card(models / "smoothsegnet-demo-tumor.json").weights.sha256 == sha256_file(
+        work / "tumor-wall-lesions" / "smoothsegnet-demo-tumor.safetensors"
+    )
     tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
     assert tumor["postprocessing"]["min_lesion_ml"] == 0.2
     assert tumor["postprocessing"]["min_lesion_confidence"] == 0.7

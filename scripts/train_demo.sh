@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Train the two DEMO networks on synthetic phantoms (CPU), bundle them, and evaluate them on held-out phantoms.
 #
-#   bash scripts/train_demo.sh            # about 2 h 55 min on 2 CPU cores (training 60 + 37 + 25 + 40 min, data, evaluation)
+#   bash scripts/train_demo.sh            # about 3 h 45 min on 2 CPU cores (training 60 + 37 + 25 + 40 + 45 min, data, evaluation)
 #
-# Three phases, each running both stages in parallel, one CPU thread each, then a fourth for the tumor stage:
+# Three phases, each running both stages in parallel, one CPU thread each, then two more for the tumor stage:
 #   1. Resources/Training/demo-{liver,tumor}.json: phantom seeds 1000-1059 for training, 2000-2003 for validation,
 #      48x48x32 patches, 60 min budget;
 #   2. Resources/Training/demo-{liver,tumor}-resume.json (iterations 20000, max_minutes 97): resumed for 37 more
@@ -11,14 +11,16 @@
 #   3. Resources/Training/demo-{liver,tumor}-finetune.json: resumed with 64x64x48 patches (more context) until
 #      122 min in all;
 #   4. Resources/Training/demo-tumor-small-lesions.json: the tumor weights of phase 3 fine-tuned (--init-from) for
-#      40 min with lesion-balanced sampling (small lesions; docs/small-lesions.md).
+#      40 min with lesion-balanced sampling (small lesions; docs/small-lesions.md);
+#   5. Resources/Training/demo-tumor-wall-lesions.json: those fine-tuned for 45 min more on liver masks grown by
+#      0-8 mm and phantoms with a lesion against the body-wall muscle (issue 12; docs/trustworthy-numbers-pipeline.md).
 # Their weights and filled cards are copied to Resources/Models/, the cards get the inference and post-processing
 # chosen on the tuning phantoms 2004-2063 (both stages in sliding windows the size of the last phase's training
 # patches, overlap 0.25, no test-time mirroring; tumor lesions >= 0.5 ml), and held-out phantoms
 # 3000-3039 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
 #
 # Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3040),
-# JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the seven demo-*.json configs, default
+# JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the eight demo-*.json configs, default
 # Resources/Training), MODELS (where the weights, cards and evaluation go, default Resources/Models). The last two
 # let Testing/test_train_demo_script.py run this very script on tiny configs without touching the bundled weights.
 set -euo pipefail
@@ -69,7 +71,15 @@ if ! "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-small-l
     exit 1
 fi
 
-for run in liver tumor-small-lesions; do
+echo "wall-lesions: tumor stage fine-tuned on grown liver masks and wall lesions; log in $WORK/tumor.wall-lesions.log"
+if ! "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-wall-lesions.json" \
+    --init-from "$WORK/tumor-small-lesions/smoothsegnet-demo-tumor.json" -o "$WORK/tumor-wall-lesions" --progress none \
+    >"$WORK/tumor.wall-lesions.log" 2>&1; then
+    echo "error: training (wall-lesions) failed (see $WORK/tumor.wall-lesions.log)" >&2
+    exit 1
+fi
+
+for run in liver tumor-wall-lesions; do
     stage=${run%%-*}
     cp "$WORK/$run/smoothsegnet-demo-$stage.safetensors" "$WORK/$run/smoothsegnet-demo-$stage.json" "$MODELS/"
 done

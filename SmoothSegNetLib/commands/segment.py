@@ -107,7 +107,7 @@ def make_progress(kind: str | None) -> ProgressCallback:
 def summary_line(outdir: Path) -> str:
     """One line on a finished case, with the numbers of its report.json (read back: the same numbers).
 
-    ``OUTDIR: liver 1431.066 ml, 2 lesion(s), tumor 118.314 ml, 1 warning(s)``
+    ``OUTDIR: liver 1431.066 ml, 2 lesion(s), tumor 111.818 ml, 2 warning(s)``
     """
     report = json.loads((outdir / "report.json").read_text(encoding="utf-8"))
     burden = report["tumor_burden"]
