@@ -63,21 +63,21 @@ phase train ""
 phase resume "-resume" --resume
 phase finetune "-finetune" --resume
 
-echo "small-lesions: tumor stage fine-tuned for small lesions; log in $WORK/tumor.small-lesions.log"
-if ! "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-small-lesions.json" \
-    --init-from "$WORK/tumor/smoothsegnet-demo-tumor.json" -o "$WORK/tumor-small-lesions" --progress none \
-    >"$WORK/tumor.small-lesions.log" 2>&1; then
-    echo "error: training (small-lesions) failed (see $WORK/tumor.small-lesions.log)" >&2
-    exit 1
-fi
+# tumor_finetune LABEL FROM: the tumor stage fine-tuned with $CONFIGS/demo-tumor-LABEL.json from the weights of the
+# run in $WORK/FROM (--init-from), into $WORK/tumor-LABEL.
+tumor_finetune() {
+    local label=$1 from=$2
+    echo "$label: tumor stage fine-tuned with demo-tumor-$label.json; log in $WORK/tumor.$label.log"
+    if ! "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-$label.json" \
+        --init-from "$WORK/$from/smoothsegnet-demo-tumor.json" -o "$WORK/tumor-$label" --progress none \
+        >"$WORK/tumor.$label.log" 2>&1; then
+        echo "error: training ($label) failed (see $WORK/tumor.$label.log)" >&2
+        exit 1
+    fi
+}
 
-echo "wall-lesions: tumor stage fine-tuned on grown liver masks and wall lesions; log in $WORK/tumor.wall-lesions.log"
-if ! "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-wall-lesions.json" \
-    --init-from "$WORK/tumor-small-lesions/smoothsegnet-demo-tumor.json" -o "$WORK/tumor-wall-lesions" --progress none \
-    >"$WORK/tumor.wall-lesions.log" 2>&1; then
-    echo "error: training (wall-lesions) failed (see $WORK/tumor.wall-lesions.log)" >&2
-    exit 1
-fi
+tumor_finetune small-lesions tumor
+tumor_finetune wall-lesions tumor-small-lesions
 
 for run in liver tumor-wall-lesions; do
     stage=${run%%-*}
