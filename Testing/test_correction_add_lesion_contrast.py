@@ -93,7 +93,9 @@ def test_rim_enhancing_lesion_includes_its_rim(segmenter: PointSegmenter) -> Non
     ct, labels, lesions = _case(hu, seed=1)
     added = _click(segmenter, ct, labels, lesions, CENTRE_KJI)
     assert dice(_mask(added), truth) >= 0.85
-    assert added.confidence < 0.3
+    # The network does not find it alone: mean tumor probability under the 0.5 threshold (0.31 with tumor card
+    # 0.3.0; under 0.3 with the weights before).
+    assert added.confidence < 0.5
 
 
 def test_lesion_touching_a_bright_vessel_does_not_leak(segmenter: PointSegmenter) -> None:
