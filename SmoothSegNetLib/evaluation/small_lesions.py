@@ -97,6 +97,7 @@ def analyse_case(phantom: Any, result: Any) -> dict[str, Any]:
         if not mask.any():
             continue
         axes = recist_axes(mask, geometry)
+        median = float(np.median(phantom.ct.array[mask]))
         records.append(
             {
                 "lesion": lesion.id,
@@ -104,8 +105,8 @@ def analyse_case(phantom: Any, result: Any) -> dict[str, Any]:
                 "long_axis_mm": round(0.0 if axes is None else float(axes.long_axis_mm), 2),
                 "volume_ml": round(float(mask.sum()) * voxel_ml, 4),
                 "delta_hu": round(float(lesion.delta_hu), 1),
-                "contrast_hu": round(float(np.median(phantom.ct.array[mask])) - liver_hu, 1),
-                "median_hu": round(float(np.median(phantom.ct.array[mask])), 1),
+                "contrast_hu": round(median - liver_hu, 1),
+                "median_hu": round(median, 1),
                 "in_liver": round(float(liver[mask].mean()), 3),
                 "max_probability": round(float(q[mask].max()), 3),
                 "mean_probability": round(float(q[mask].mean()), 3),
@@ -115,12 +116,13 @@ def analyse_case(phantom: Any, result: Any) -> dict[str, Any]:
     index = np.arange(1, count + 1)
     touches = ndimage.maximum((phantom.labels == 2).astype(np.uint8), ids, index)
     median_hu = np.atleast_1d(ndimage.median(phantom.ct.array.astype(np.float32), ids, index))
+    boxes = ndimage.find_objects(ids, max_label=count)
     components = [
         {
             **comp[n],
             "true": bool(touches[n - 1]),
             "median_hu": round(float(median_hu[n - 1]), 1),
-            "on": _tissue_under(phantom.tissues[ids == n]),
+            "on": _tissue_under(phantom.tissues[boxes[n - 1]][ids[boxes[n - 1]] == n]),
         }
         for n in range(1, count + 1)
     ]

@@ -46,6 +46,16 @@ DEFAULT_REFINE_ITERATIONS = 2
 Slices = tuple[slice, slice, slice]
 
 
+def _floor(option: float | None, card_value: float | None) -> tuple[float | None, str]:
+    """A lesion floor and its source: the option's value when given, else the card's (``not_applied`` when the
+    card has none either)."""
+    if option is not None:
+        return option, ThresholdSource.CLI.value
+    if card_value is None:
+        return None, ThresholdSource.NOT_APPLIED.value
+    return card_value, ThresholdSource.CARD.value
+
+
 class Segmenter:
     """Loads the cards and verified weights once, then segments any number of CTs."""
 
@@ -244,21 +254,15 @@ class Segmenter:
 
     def _lesion_thresholds(self, card: ModelCard) -> LesionThresholds:
         """The floors a tumor component must reach to be a lesion: the options' values, else the card's."""
-        cli, from_card = ThresholdSource.CLI.value, ThresholdSource.CARD.value
-        min_ml, min_conf = self.options.min_lesion_ml, self.options.min_lesion_confidence
-        min_hu = self.options.min_lesion_hu
-        if min_hu is None:
-            hu, hu_source = card.post.min_lesion_hu, from_card
-            if hu is None:
-                hu_source = ThresholdSource.NOT_APPLIED.value
-        else:
-            hu, hu_source = min_hu, cli
+        min_ml, ml_source = _floor(self.options.min_lesion_ml, card.post.min_lesion_ml)
+        min_conf, conf_source = _floor(self.options.min_lesion_confidence, card.post.min_lesion_confidence)
+        min_hu, hu_source = _floor(self.options.min_lesion_hu, card.post.min_lesion_hu)
         return LesionThresholds(
-            min_lesion_ml=card.post.min_lesion_ml if min_ml is None else min_ml,
-            min_lesion_ml_source=from_card if min_ml is None else cli,
-            min_lesion_confidence=card.post.min_lesion_confidence if min_conf is None else min_conf,
-            min_lesion_confidence_source=from_card if min_conf is None else cli,
-            min_lesion_hu=hu,
+            min_lesion_ml=min_ml,
+            min_lesion_ml_source=ml_source,
+            min_lesion_confidence=min_conf,
+            min_lesion_confidence_source=conf_source,
+            min_lesion_hu=min_hu,
             min_lesion_hu_source=hu_source,
         )
 

@@ -39,7 +39,7 @@ def split_by_thresholds(
     sizes = np.bincount(components.ravel(), minlength=len(confidence) + 1)
     min_ml = thresholds.min_lesion_ml or 0.0
     min_conf = thresholds.min_lesion_confidence or 0.0
-    median_hu = component_median_hu(hu_kji, components, thresholds.min_lesion_hu)
+    median_hu = {} if thresholds.min_lesion_hu is None else component_median_hu(hu_kji, components)
     dropped: dict[int, str] = {}
     for n, conf in confidence.items():
         if sizes[n] * geometry.voxel_volume_mm3 / 1000.0 < min_ml:
@@ -57,17 +57,17 @@ def split_by_thresholds(
     return lesions, lesion_confidence(q_kji, lesions), candidates
 
 
-def component_median_hu(hu_kji: np.ndarray | None, components: np.ndarray, floor: float | None) -> dict[int, float]:
-    """Component id -> median CT value (HU) inside it; empty when no attenuation floor is set.
+def component_median_hu(hu_kji: np.ndarray | None, components: np.ndarray) -> dict[int, float]:
+    """Component id -> median CT value (HU) inside it.
 
     Raises:
-        ValueError: a floor is set but no CT was given (a programming error, not bad input).
+        ValueError: no CT was given (a programming error, not bad input: the attenuation floor needs it).
     """
-    count = int(components.max()) if components.size else 0
-    if floor is None or not count:
-        return {}
     if hu_kji is None:
         raise ValueError("min_lesion_hu is set: split_by_thresholds needs the CT (hu_kji)")
+    count = int(components.max()) if components.size else 0
+    if not count:
+        return {}
     medians = ndimage.median(np.asarray(hu_kji, dtype=np.float32), labels=components, index=np.arange(1, count + 1))
     return {n + 1: float(v) for n, v in enumerate(np.atleast_1d(medians))}
 

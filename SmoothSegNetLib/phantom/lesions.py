@@ -79,6 +79,15 @@ def _fits(center: np.ndarray, radius: float, in_liver: LiverTest, need: float) -
     return float(np.mean(in_liver(ring))) >= need
 
 
+def _apart(center: np.ndarray, d: float, others: list[LesionSpec]) -> bool:
+    """Separate nodules: a lesion of diameter ``d`` at ``center`` and the ``others`` do not touch, their wavy
+    margins (+10 %) included."""
+    return all(
+        np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 1.15 * (d / 2 + o.diameters_mm[0] / 2) + 3.0
+        for o in others
+    )
+
+
 def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_liver: LiverTest) -> list[LesionSpec]:
     """Draw 0..8 lesions of 5 mm to 12 cm inside the liver (a big one may reach the liver border)."""
     diameters = _draw_diameters(rng)
@@ -93,12 +102,7 @@ def draw_lesions(rng: np.random.Generator, phase: Phase, liver_bbox: tuple, in_l
         for attempt in range(60):
             d = diameter * (0.9 ** (attempt // 15))  # shrink a lesion that does not fit the liver
             center = candidates[int(rng.integers(len(candidates)))]
-            # Separate nodules: the wavy margins (+10 %) of two lesions do not touch.
-            apart = all(
-                np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 1.15 * (d / 2 + o.diameters_mm[0] / 2) + 3.0
-                for o in lesions
-            )
-            if apart and _fits(center, d / 2, in_liver, 0.85 if d < 60 else 0.6):
+            if _apart(center, d, lesions) and _fits(center, d / 2, in_liver, 0.85 if d < 60 else 0.6):
                 placed = (center, max(d, MIN_DIAMETER_MM))
                 break
         if placed is None:
@@ -165,11 +169,7 @@ def draw_wall_lesion(
     for attempt in range(600):
         d = drawn * 0.85 ** (attempt // 100)  # shrink one that finds no place
         center = candidates[int(rng.integers(len(candidates)))]
-        apart = all(
-            np.linalg.norm(center - np.asarray(o.ellipsoid.center)) > 1.15 * (d / 2 + o.diameters_mm[0] / 2) + 3.0
-            for o in others
-        )
-        if not apart or not _fits(center, d / 2, in_liver, 0.6):
+        if not _apart(center, d, others) or not _fits(center, d / 2, in_liver, 0.6):
             continue
         spec = _lesion_spec(rng, phase, center, d)
         ell = spec.ellipsoid
