@@ -274,3 +274,65 @@ def test_training_renders_wall_lesions_for_the_configured_share_of_seeds_only() 
     wall = np.array([spec.wall_lesion for spec in half])
     grown = np.array([mask_dilation_for(s, (0.0, 8.0)) for s in seeds])
     assert abs(grown[wall].mean() - grown[~wall].mean()) < 1.0, (grown[wall].mean(), grown[~wall].mean())
+
+
+@pytest.mark.parametrize("seed", [1000, 1003])
+def test_small_lesions_are_added_last_and_leave_the_rest_of_the_patient_alone(seed: int) -> None:
+    """``small_lesions=n`` adds up to n lesions of 5-20 mm after the seed's own; every other voxel keeps its
+    tissue (a stream of its own), and the added ones are painted over liver and veins only."""
+    grid = ((128, 128, 80), (3.0, 3.0, 3.75))
+    plain = make_phantom(seed, *grid)
+    more = make_phantom(seed, *grid, small_lesions=3)
+    n = len(plain.lesions)
+    assert more.lesions[:n] == plain.lesions
+    assert len(more.lesions) == n + 3
+    assert all(5.0 <= lesion.diameters_mm[0] <= 20.0 for lesion in more.lesions[n:])
+    added = more.tissues >= LESION_TISSUE_BASE + n
+    assert added.sum() > 0
+    assert set(np.unique(plain.tissues[added])) <= {T.LIVER, T.HEPATIC_VEIN, T.PORTAL_VEIN}
+    assert np.array_equal(more.tissues[~added], plain.tissues[~added])
+
+
+def test_small_lesions_reach_the_liver_surface() -> None:
+    """Small lesions are not kept deep inside the liver: across ten seeds (30 added lesions), at least five touch
+    (face-adjacent) tissue that is neither liver, vein, cyst nor lesion (7 do)."""
+    grid = ((128, 128, 80), (3.0, 3.0, 3.75))
+    inner = {T.LIVER, T.HEPATIC_VEIN, T.PORTAL_VEIN, T.HEPATIC_CYST}
+    at_surface = 0
+    for seed in range(1000, 1010):
+        plain_count = len(make_phantom(seed, *grid).lesions)
+        p = make_phantom(seed, *grid, small_lesions=3)
+        for n in range(plain_count, len(p.lesions)):
+            lesion = p.tissues == LESION_TISSUE_BASE + n
+            around = ndimage.binary_dilation(lesion) & ~lesion
+            values = set(np.unique(p.tissues[around]).tolist())
+            at_surface += any(v not in inner and v < LESION_TISSUE_BASE for v in values)
+    assert at_surface >= 5
+
+
+@pytest.mark.parametrize("bad", [-1, 21, 1.5, True])
+def test_bad_small_lesion_counts_are_refused(bad: object) -> None:
+    with pytest.raises(InputError, match=r"small_lesions must be an integer in \[0, 20\]"):
+        make_phantom(1000, (64, 64, 40), (6.0, 6.0, 7.5), small_lesions=bad)  # type: ignore[arg-type]
+
+
+def test_training_renders_the_configured_number_of_small_lesions() -> None:
+    from SmoothSegNetLib.models.card import load_card
+    from SmoothSegNetLib.training.config import DataConfig
+    from SmoothSegNetLib.training.phantom_data import render_spec
+
+    card = load_card(Path(__file__).parents[1] / "Resources/Models/smoothsegnet-demo-tumor.json")
+    seeds = range(1000, 1200)
+    none = [render_spec(s, card, DataConfig()) for s in seeds]
+    some = [render_spec(s, card, DataConfig(small_lesions=(1, 3), wall_lesion_fraction=0.5)) for s in seeds]
+    assert all(spec.small_lesions == 0 for spec in none)
+    counts = np.array([spec.small_lesions for spec in some])
+    assert set(counts.tolist()) == {1, 2, 3}
+    # Drawn from a stream of its own: independent of the wall-lesion draw, and the grid does not move.
+    wall = np.array([spec.wall_lesion for spec in some])
+    assert abs(counts[wall].mean() - counts[~wall].mean()) < 0.3
+
+    def grid(specs: list) -> list:
+        return [(s.size_ijk, s.spacing_mm, s.oblique) for s in specs]
+
+    assert grid(none) == grid(some)

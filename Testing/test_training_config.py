@@ -61,6 +61,9 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         ({"stage": "liver", "data": {"folds": 5, "fold": 5}}, "field data.fold must be an integer in [0, data.folds)"),
         ({"stage": "liver", "data": {"wall_lesion_fraction": 1.5}}, "field data.wall_lesion_fraction must be"),
         ({"stage": "liver", "data": {"wall_lesion_fraction": -0.1}}, "field data.wall_lesion_fraction must be"),
+        ({"stage": "tumor", "data": {"small_lesions": [3, 1]}}, "field data.small_lesions must be [low, high]"),
+        ({"stage": "tumor", "data": {"small_lesions": [0, 1.5]}}, "field data.small_lesions must be [low, high]"),
+        ({"stage": "tumor", "data": {"small_lesions": 2}}, "field data.small_lesions must be [low, high]"),
         ({"stage": "liver", "loss": {"smoothing": "clinical"}}, "clinical needs the 3-class tumor stage"),
         (
             {"stage": "tumor", "loss": {"smoothing": "soft"}},
@@ -69,6 +72,10 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         (
             {"stage": "tumor", "loss": {"lambda_tlvr": -1}},
             "field loss.lambda_tlvr must be a number in [0.0, 100.0], got -1",
+        ),
+        (
+            {"stage": "tumor", "loss": {"lambda_false": 101}},
+            "field loss.lambda_false must be a number in [0.0, 100.0], got 101",
         ),
         ({"stage": "tumor", "loss": {"tlvr_scope": "slab"}}, "field loss.tlvr_scope must be patch or whole"),
         ({"stage": "tumor", "patch_size_ijk": [30, 32, 32]}, "field patch_size_ijk must be three multiples of 8"),

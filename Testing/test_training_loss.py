@@ -8,7 +8,13 @@ import re
 import pytest
 import torch
 
-from SmoothSegNetLib.training.loss import Smoothing, SmoothSegLoss, lesion_balanced_ce, soft_tlvr
+from SmoothSegNetLib.training.loss import (
+    Smoothing,
+    SmoothSegLoss,
+    false_lesion_ce,
+    lesion_balanced_ce,
+    soft_tlvr,
+)
 
 # Two voxels, three classes (background, liver, tumor); logits = log(p) so softmax gives p exactly.
 PROBS = torch.tensor([[0.2, 0.5], [0.3, 0.4], [0.5, 0.1]], dtype=torch.float64).reshape(1, 3, 2, 1, 1)
@@ -94,6 +100,7 @@ def test_gradient_flows_to_logits() -> None:
         ({"lambda_dice": float("nan")}, "lambda_dice"),
         ({"gamma": -1}, "gamma"),
         ({"lambda_lesion": -0.5}, "lambda_lesion must be a finite number >= 0, got -0.5"),
+        ({"lambda_false": float("nan")}, "lambda_false must be a finite number >= 0, got nan"),
         ({"epsilon": 1.0}, "epsilon (conventional label smoothing) must be in [0, 1), got 1.0"),
     ],
 )
@@ -160,3 +167,52 @@ def test_lesion_term_is_added_with_its_weight() -> None:
     assert loss(_line_logits(), LINE_LABELS).item() == pytest.approx(expected, rel=1e-6)
     one_hot = torch.nn.functional.one_hot(LINE_LABELS[:, 0], 3).movedim(-1, 1).double()
     assert loss(_line_logits(), one_hot).item() == pytest.approx(expected, rel=1e-6)
+
+
+# Seven voxels in a row, called tumor (p >= 0.5) at 0-1, 3 and 5: the component 0-1 and the voxel 5 hold no
+# tumor label (false lesions of two voxels and one voxel), the voxel 3 is a true lesion.
+FALSE_LABELS = torch.tensor([0, 0, 1, 2, 0, 0, 1]).reshape(1, 1, 7, 1, 1)
+FALSE_TUMOR_P = [0.6, 0.7, 0.2, 0.9, 0.3, 0.55, 0.1]
+
+
+def _false_logits() -> torch.Tensor:
+    p = torch.tensor(FALSE_TUMOR_P, dtype=torch.float64)
+    probs = torch.stack([(1 - p) / 2, (1 - p) / 2, p]).reshape(1, 3, 7, 1, 1)
+    return probs.log()
+
+
+def test_false_lesion_ce_gives_every_false_lesion_the_same_weight() -> None:
+    value = false_lesion_ce(_false_logits(), FALSE_LABELS).item()
+    # Mean over the two false lesions of each one's mean -ln(1 - p): ((-ln 0.4 - ln 0.3) / 2 - ln 0.45) / 2.
+    expected = ((-math.log(0.4) - math.log(0.3)) / 2 - math.log(0.45)) / 2
+    assert value == pytest.approx(expected, rel=1e-6)
+    # The true lesion (voxel 3, -ln 0.1 = 2.3) and the voxels under 0.5 are not in it.
+    voxel_mean = (-math.log(0.4) - math.log(0.3) - math.log(0.45)) / 3
+    assert abs(value - voxel_mean) > 0.01
+
+
+def test_false_lesion_ce_gradient_lowers_tumor_only_in_false_lesions() -> None:
+    logits = _false_logits().clone().requires_grad_(True)
+    false_lesion_ce(logits, FALSE_LABELS).backward()
+    assert logits.grad is not None
+    tumor_grad = logits.grad[0, 2, :, 0, 0]
+    # Descending the loss lowers the tumor logit (positive gradient) at 0, 1, 5 and leaves the rest alone.
+    assert [bool(g > 0) for g in tumor_grad] == [True, True, False, False, False, True, False]
+    assert [float(g) for g in tumor_grad[[2, 3, 4, 6]]] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_false_lesion_ce_is_zero_when_every_called_component_holds_a_lesion() -> None:
+    labels = torch.tensor([2, 0, 1, 2, 0, 2, 1]).reshape(1, 1, 7, 1, 1)  # one tumor voxel in each component
+    logits = _false_logits().clone().requires_grad_(True)
+    value = false_lesion_ce(logits, labels)
+    value.backward()
+    assert value.item() == 0.0 and logits.grad is not None and float(logits.grad.abs().sum()) == 0.0
+
+
+def test_false_term_is_added_with_its_weight_beside_the_lesion_term() -> None:
+    loss = SmoothSegLoss("none", lambda_dice=0, lambda_focal=0, lambda_lesion=0.5, lambda_false=2.0)
+    expected = (
+        0.5 * lesion_balanced_ce(_false_logits(), FALSE_LABELS).item()
+        + 2.0 * false_lesion_ce(_false_logits(), FALSE_LABELS).item()
+    )
+    assert loss(_false_logits(), FALSE_LABELS).item() == pytest.approx(expected, rel=1e-6)

@@ -24,6 +24,7 @@ from SmoothSegNetLib.phantom.lesions import (
     cyst_ops,
     draw_cysts,
     draw_lesions,
+    draw_small_lesions,
     draw_wall_lesion,
     lesion_ops,
 )
@@ -121,6 +122,8 @@ def _check_options(
 
 #: Spawn key of the opt-in wall lesion's stream (past the nine of :func:`_streams`, which it leaves alone).
 WALL_LESION_STREAM = 9
+#: Spawn key of the opt-in extra small lesions' stream.
+SMALL_LESION_STREAM = 10
 
 
 def _streams(seed: int) -> list[np.random.SeedSequence]:
@@ -160,6 +163,7 @@ def make_phantom(
     geometry: Geometry | None = None,
     phase: Phase | str | None = None,
     wall_lesion: bool = False,
+    small_lesions: int = 0,
 ) -> Phantom:
     """Make a synthetic contrast-enhanced abdominal CT phantom.
 
@@ -172,6 +176,8 @@ def make_phantom(
         phase: force the contrast phase (``non_contrast``, ``arterial``, ``portal_venous``); default: drawn.
         wall_lesion: add one more lesion (30-80 mm) whose edge meets the body-wall or paraspinal muscle, drawn
             from a stream of its own (training data; without it the seed's patient is unchanged).
+        small_lesions: add up to this many more lesions of 5-20 mm, some at the liver's surface or against a
+            vein, drawn from a stream of their own (training data; 0 leaves the seed's patient unchanged).
 
     Returns:
         The phantom: int16 CT, uint8 labels on the same grid, clinical record, lesion ground truth.
@@ -187,7 +193,9 @@ def make_phantom(
         forced = None if phase is None else Phase(phase)
     except ValueError as exc:
         raise InputError(f"phase must be one of {[p.value for p in Phase]}, got {phase!r}") from exc
-    patient = _draw_patient(int(seed), forced, wall_lesion)
+    if not (isinstance(small_lesions, int) and not isinstance(small_lesions, bool) and 0 <= small_lesions <= 20):
+        raise InputError(f"small_lesions must be an integer in [0, 20], got {small_lesions!r}")
+    patient = _draw_patient(int(seed), forced, wall_lesion, small_lesions)
     coords = GridCoords(geometry, patient.offset)
     ops = [*patient.anatomy.ops, *patient.vessels, *cyst_ops(patient.cysts), *lesion_ops(patient.lesions)]
     tissues = paint_grid(ops, coords)
@@ -222,7 +230,7 @@ class _Patient:
     cysts: list[Ellipsoid]
 
 
-def _draw_patient(seed: int, phase: Phase | None, wall_lesion: bool = False) -> _Patient:
+def _draw_patient(seed: int, phase: Phase | None, wall_lesion: bool = False, small_lesions: int = 0) -> _Patient:
     streams = _streams(seed)
     offset = _scanner_offset(np.random.default_rng(streams[5]))
     cirrhotic = bool(np.random.default_rng(streams[7]).random() < CIRRHOSIS_PROBABILITY)
@@ -243,6 +251,12 @@ def _draw_patient(seed: int, phase: Phase | None, wall_lesion: bool = False) -> 
         wall_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(WALL_LESION_STREAM,)))
         extra = draw_wall_lesion(wall_rng, look.phase, anatomy.liver.bbox, in_liver, painter, lesions)
         lesions = lesions if extra is None else [*lesions, extra]
+    if small_lesions:
+        small_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SMALL_LESION_STREAM,)))
+        lesions = [
+            *lesions,
+            *draw_small_lesions(small_rng, look.phase, anatomy.liver.bbox, in_liver, lesions, small_lesions),
+        ]
     cysts = draw_cysts(np.random.default_rng(streams[8]), anatomy.liver.bbox, in_liver, lesions)
     return _Patient(offset, cirrhotic, anatomy, vessels, look, lesions, cysts)
 

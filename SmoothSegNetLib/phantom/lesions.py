@@ -179,6 +179,40 @@ def draw_wall_lesion(
     return None
 
 
+#: Diameter range (mm) of the opt-in extra small lesions (``make_phantom(..., small_lesions=n)``), drawn log-uniform.
+SMALL_LESION_DIAMETER_MM = (MIN_DIAMETER_MM, 20.0)
+
+
+def draw_small_lesions(
+    rng: np.random.Generator,
+    phase: Phase,
+    liver_bbox: tuple,
+    in_liver: LiverTest,
+    others: list[LesionSpec],
+    count: int,
+) -> list[LesionSpec]:
+    """Up to ``count`` more lesions of 5-20 mm (training data, opt-in): the sizes a network misses most.
+
+    Each is placed like :func:`draw_lesions`' nodules (apart from every other lesion) but needs only half of
+    the ring at 0.6 radius in the liver, so that small lesions also sit at the liver's surface; like every
+    lesion it is painted over vessels too, so some lie against or across a vein. Kind, contrast and rim come
+    from the phase's table, as for any lesion. A lesion that finds no place in 60 tries is left out.
+    """
+    candidates = _liver_points(rng, liver_bbox, in_liver)
+    if len(candidates) == 0:
+        return []
+    lo, hi = np.log(SMALL_LESION_DIAMETER_MM)
+    placed: list[LesionSpec] = []
+    for _ in range(count):
+        d = float(np.exp(rng.uniform(lo, hi)))
+        for _attempt in range(60):
+            center = candidates[int(rng.integers(len(candidates)))]
+            if _apart(center, d, [*others, *placed]) and _fits(center, d / 2, in_liver, 0.5):
+                placed.append(_lesion_spec(rng, phase, center, d))
+                break
+    return placed
+
+
 def lesion_ops(lesions: list[LesionSpec]) -> list[Paint]:
     """Paint operations: lesion n gets tissue ``LESION_TISSUE_BASE + n``, only over liver tissue and earlier lesions."""
     ops = []

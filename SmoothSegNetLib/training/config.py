@@ -40,6 +40,9 @@ class LossConfig:
     ``lambda_lesion``: weight of the lesion-balanced tumor cross-entropy
     (:func:`~SmoothSegNetLib.training.loss.lesion_balanced_ce`: every lesion of a patch counts the same,
     whatever its size), beside Dice, Focal and the clinical term; 0 leaves it out.
+    ``lambda_false``: weight of its counterpart for false lesions
+    (:func:`~SmoothSegNetLib.training.loss.false_lesion_ce`: every component the network calls tumor that holds
+    no lesion voxel counts the same); 0 leaves it out.
     """
 
     smoothing: str = "clinical"
@@ -47,6 +50,7 @@ class LossConfig:
     lambda_dice: float = 1.0
     lambda_focal: float = 1.0
     lambda_lesion: float = 0.0
+    lambda_false: float = 0.0
     gamma: float = 2.0
     epsilon: float = 0.1
     tlvr_scope: str = "patch"
@@ -80,6 +84,9 @@ class DataConfig:
     the pipeline does with a card's ``input.liver_mask_dilation_mm``; ``[0, 0]`` masks with the liver itself.
     ``wall_lesion_fraction`` (phantoms): share of seeds rendered with one more lesion whose edge meets the
     body-wall or paraspinal muscle (a dark lesion running into muscle of its own attenuation; issue 12).
+    ``small_lesions`` (phantoms): ``[low, high]``: each seed is rendered with a number of extra 5-20 mm lesions
+    drawn uniformly from ``low..high`` (fixed per seed; ``[0, 0]``: none), some at the liver's surface or against
+    a vein (issue 16: the sizes the demo network misses).
     """
 
     kind: str = "phantom"
@@ -96,6 +103,7 @@ class DataConfig:
     portal_vein_as_liver: bool = True
     liver_mask_dilation_mm: tuple[float, float] = (0.0, 0.0)
     wall_lesion_fraction: float = 0.0
+    small_lesions: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -234,6 +242,19 @@ def check_config(config: TrainConfig, source: str) -> None:
             "must be [low, high] millimetres with 0 <= low <= high <= 50",
             list(dilation) if isinstance(dilation, (list, tuple)) else dilation,
         )
+    small = d.small_lesions
+    if (
+        not isinstance(small, (list, tuple))
+        or len(small) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in small)
+        or not 0 <= small[0] <= small[1] <= 20
+    ):
+        raise _fail(
+            source,
+            "data.small_lesions",
+            "must be [low, high] lesion counts with 0 <= low <= high <= 20",
+            list(small) if isinstance(small, (list, tuple)) else small,
+        )
     if not isinstance(d.folds, int) or d.folds < 2 or not isinstance(d.fold, int) or not 0 <= d.fold < d.folds:
         raise _fail(
             source, "data.fold", f"must be an integer in [0, data.folds) with data.folds >= 2 (folds={d.folds})", d.fold
@@ -251,7 +272,7 @@ def check_config(config: TrainConfig, source: str) -> None:
         raise _fail(source, "select_weights", "must be best or last", config.select_weights)
     if lo.tlvr_scope not in ("patch", "whole"):
         raise _fail(source, "loss.tlvr_scope", "must be patch or whole", lo.tlvr_scope)
-    for name in ("lambda_tlvr", "lambda_dice", "lambda_focal", "lambda_lesion", "gamma"):
+    for name in ("lambda_tlvr", "lambda_dice", "lambda_focal", "lambda_lesion", "lambda_false", "gamma"):
         _check_number(source, f"loss.{name}", getattr(lo, name), 0.0, 100.0)
     _check_number(source, "loss.epsilon", lo.epsilon, 0.0, 0.99)
     for name in ("intensity_scale", "intensity_shift", "noise_std", "probability"):

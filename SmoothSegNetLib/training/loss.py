@@ -84,6 +84,49 @@ def lesion_balanced_ce(logits: torch.Tensor, labels: torch.Tensor, tumor_channel
     return -(torch.from_numpy(weights).to(log_p.device) * log_p).sum() / lesions
 
 
+def false_lesion_ce(
+    logits: torch.Tensor, labels: torch.Tensor, tumor_channel: int = 2, threshold: float = 0.5
+) -> torch.Tensor:
+    """Non-tumor cross-entropy in which every false lesion counts the same, whatever its size.
+
+    The counterpart of :func:`lesion_balanced_ce`. False lesions are the 26-connected components of
+    ``p_tumor >= threshold`` (the pipeline's own rule) in each batch item that hold no voxel of
+    ``labels == tumor_channel``; the term is ``mean over them of ( mean over their voxels of −log(1 − p_tumor) )``.
+    A small bright vessel or a cyst the network calls tumor then pushes back as hard as a small missed lesion
+    pulls, which voxel sums (Dice, Focal) do not do for a few voxels among thousands. The components are chosen
+    without gradient; 0 (with a gradient of 0) when there is none.
+
+    Args:
+        logits: raw network output ``(B, C, *spatial)``.
+        labels: class indices ``(B, 1, *spatial)``.
+        tumor_channel: the tumor class.
+        threshold: tumor probability at which a voxel counts as called tumor.
+    """
+    from scipy import ndimage
+
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    others = [c for c in range(logits.shape[1]) if c != tumor_channel]
+    log_not_tumor = torch.logsumexp(log_p[:, others], dim=1)
+    called = (log_p[:, tumor_channel].detach().exp() >= threshold).cpu().numpy()
+    tumor = (labels[:, 0] == tumor_channel).detach().cpu().numpy()
+    weights = np.zeros(called.shape, dtype=np.float32)
+    false = 0
+    for b in range(called.shape[0]):
+        components, count = ndimage.label(called[b], structure=np.ones((3,) * (called.ndim - 1), dtype=bool))
+        if not count:
+            continue
+        sizes = np.bincount(components.ravel(), minlength=count + 1).astype(np.float32)
+        is_false = np.ones(count + 1, dtype=bool)
+        is_false[0] = False
+        is_false[np.unique(components[tumor[b]])] = False
+        sizes[~is_false] = np.inf  # background and components touching a true lesion: weight 0
+        weights[b] = 1.0 / sizes[components]
+        false += int(is_false.sum())
+    if false == 0:
+        return log_not_tumor.sum() * 0.0
+    return -(torch.from_numpy(weights).to(log_p.device) * log_not_tumor).sum() / false
+
+
 class SmoothSegLoss(_Loss):
     """Dice + Focal (+ knowledge-informed TLVR term or conventional label smoothing), on softmax logits.
 
@@ -96,6 +139,7 @@ class SmoothSegLoss(_Loss):
         lambda_dice: weight of the Dice loss, ≥ 0.
         lambda_focal: weight of the Focal loss, ≥ 0.
         lambda_lesion: weight of the lesion-balanced tumor cross-entropy (:func:`lesion_balanced_ce`), ≥ 0.
+        lambda_false: weight of the false-lesion-balanced non-tumor cross-entropy (:func:`false_lesion_ce`), ≥ 0.
         gamma: focal exponent, ≥ 0.
         epsilon: conventional smoothing strength in [0, 1) (used only with ``Smoothing.CONVENTIONAL``).
         liver_channel: channel of liver in the network output.
@@ -111,6 +155,7 @@ class SmoothSegLoss(_Loss):
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
         lambda_lesion: float = 0.0,
+        lambda_false: float = 0.0,
         gamma: float = 2.0,
         epsilon: float = 0.1,
         liver_channel: int = 1,
@@ -128,6 +173,7 @@ class SmoothSegLoss(_Loss):
             ("lambda_dice", lambda_dice),
             ("lambda_focal", lambda_focal),
             ("lambda_lesion", lambda_lesion),
+            ("lambda_false", lambda_false),
             ("gamma", gamma),
         ):
             if not (value >= 0.0 and value != float("inf")):
@@ -138,6 +184,7 @@ class SmoothSegLoss(_Loss):
         self.lambda_dice = float(lambda_dice)
         self.lambda_focal = float(lambda_focal)
         self.lambda_lesion = float(lambda_lesion)
+        self.lambda_false = float(lambda_false)
         self.epsilon = float(epsilon)
         self.liver_channel = int(liver_channel)
         self.tumor_channel = int(tumor_channel)
@@ -198,9 +245,12 @@ class SmoothSegLoss(_Loss):
             raise ValueError(f"target must have 1 or {logits.shape[1]} channels, got {target.shape[1]}")
         one_hot = self.one_hot_target(target, logits.shape[1])
         loss = self.lambda_dice * self.dice(logits, one_hot) + self.lambda_focal * self.focal(logits, one_hot)
-        if self.lambda_lesion > 0:
+        if self.lambda_lesion > 0 or self.lambda_false > 0:
             labels = target if target.shape[1] == 1 else target.argmax(dim=1, keepdim=True)
-            loss = loss + self.lambda_lesion * lesion_balanced_ce(logits, labels, self.tumor_channel)
+            if self.lambda_lesion > 0:
+                loss = loss + self.lambda_lesion * lesion_balanced_ce(logits, labels, self.tumor_channel)
+            if self.lambda_false > 0:
+                loss = loss + self.lambda_false * false_lesion_ce(logits, labels, self.tumor_channel)
         if self.smoothing is Smoothing.CLINICAL and self.lambda_tlvr > 0:
             if tlvr_target is None:
                 raise ValueError("smoothing='clinical' needs tlvr_target (the clinical TLVR of each batch item)")

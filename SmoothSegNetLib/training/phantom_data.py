@@ -4,7 +4,8 @@ Each seed is one synthetic patient. Its render grid varies with the seed: spacin
 card's spacing (by up to ``data.spacing_jitter``, in-plane axes equal), a field of view jittered around
 ``data.phantom_size_mm`` (tumor stage: a smaller field centred like the generator's, which holds the
 liver), an oblique direction for a ``data.oblique_fraction`` of seeds, and for a ``data.wall_lesion_fraction``
-of seeds one more lesion whose edge meets the body-wall muscle (``make_phantom(..., wall_lesion=True)``).
+of seeds one more lesion whose edge meets the body-wall muscle (``make_phantom(..., wall_lesion=True)``), and
+a count drawn from ``data.small_lesions`` of extra 5-20 mm lesions (``make_phantom(..., small_lesions=n)``).
 The case is then prepared by :func:`~SmoothSegNetLib.training.prepare.prepare_case` — the inference
 pipeline's own resampling — so the network learns from the same path it is used on.
 """
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 TUMOR_STAGE_FOV_MM = (300.0, 300.0, 250.0)
 _STAGE_STREAM = {"liver": 11, "tumor": 23}
 _WALL_LESION_STREAM = 41  # not 37: mask_dilation_for draws from [seed, 37]
+_SMALL_LESION_STREAM = 43
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class RenderSpec:
     spacing_mm: tuple[float, float, float]
     oblique: bool
     wall_lesion: bool = False
+    small_lesions: int = 0
 
 
 def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
@@ -60,14 +63,23 @@ def render_spec(seed: int, card: ModelCard, data: DataConfig) -> RenderSpec:
     wall = data.wall_lesion_fraction > 0 and bool(
         np.random.default_rng([seed, _WALL_LESION_STREAM]).random() < data.wall_lesion_fraction
     )
-    return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique, wall)
+    low, high = data.small_lesions
+    small = int(np.random.default_rng([seed, _SMALL_LESION_STREAM]).integers(low, high + 1)) if high > 0 else 0
+    return RenderSpec(seed, (size[0], size[1], size[2]), spacing, oblique, wall, small)
 
 
 def render_phantom(spec: RenderSpec) -> Any:
     """The phantom of ``spec`` (a :class:`SmoothSegNetLib.phantom.Phantom`)."""
     from SmoothSegNetLib.phantom import make_phantom
 
-    return make_phantom(spec.seed, spec.size_ijk, spec.spacing_mm, spec.oblique, wall_lesion=spec.wall_lesion)
+    return make_phantom(
+        spec.seed,
+        spec.size_ijk,
+        spec.spacing_mm,
+        spec.oblique,
+        wall_lesion=spec.wall_lesion,
+        small_lesions=spec.small_lesions,
+    )
 
 
 def phantom_cases(

@@ -151,6 +151,7 @@ class _Session:
             lambda_dice=config.loss.lambda_dice,
             lambda_focal=config.loss.lambda_focal,
             lambda_lesion=config.loss.lambda_lesion,
+            lambda_false=config.loss.lambda_false,
             gamma=config.loss.gamma,
             epsilon=config.loss.epsilon,
             liver_channel=1,
