@@ -37,3 +37,32 @@ def test_report_lists_summary_and_cases(tmp_path: Path) -> None:
     write_csv(tmp_path / "e.csv", [case])
     lines = (tmp_path / "e.csv").read_text().splitlines()
     assert lines[1].startswith("3000,10x10x10,1x1x2,0,1.0000,") and ",0.6667," in lines[1]
+
+
+def test_review_figures_count_missed_lesions_in_candidates_and_false_candidates(tmp_path: Path) -> None:
+    """Three reference lesions: one found, two missed; of the two, one lies under a candidate. Of three
+    candidates, two touch no reference lesion."""
+    from SmoothSegNetLib.evaluation.phantoms import review_figures, review_text
+
+    geometry = Geometry.create((12, 12, 24), spacing_mm=(1.0, 1.0, 2.5))
+    truth = np.zeros((12, 12, 24), dtype=np.uint8)
+    truth[1:11, 1:11, 1:23] = 1
+    truth[2:5, 2:5, 2:5] = 2  # found
+    truth[2:4, 2:4, 10:12] = 2  # missed, under candidate 2
+    truth[8:10, 8:10, 18:20] = 2  # missed, no candidate
+    pred = truth.copy()
+    pred[2:4, 2:4, 10:12] = 1
+    pred[8:10, 8:10, 18:20] = 1
+    result = evaluate_case("phantom-3001", pred, truth, geometry)
+    candidates = np.zeros(truth.shape, np.uint16)
+    candidates[6:8, 6:8, 6:8] = 1  # liver only
+    candidates[3:5, 3:5, 11:13] = 2  # overlaps the second lesion
+    candidates[6:7, 2:3, 20:21] = 3  # liver only
+    review = review_figures(candidates, truth == 2, result)
+    assert (review.missed, review.caught, review.candidates, review.false) == (2, 1, 3, 2)
+    assert review_figures(None, truth == 2, result) == type(review)(2, 0, 0, 0)
+    case = HeldOutCase(3001, (24, 12, 12), (1.0, 1.0, 2.5), False, result, 1.0, review)
+    assert "a candidate touches 0.500 (1/2; 95 % CI" in review_text([case])
+    assert "Candidates listed: 3 in 1 cases (3.0 per case), 2 of them on no reference lesion." in review_text([case])
+    write_csv(tmp_path / "e.csv", [case])
+    assert (tmp_path / "e.csv").read_text().splitlines()[1].endswith(",2,1,3,2")

@@ -67,6 +67,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the tumor card's)",
     )
     parser.add_argument(
+        "--candidate-probability",
+        type=float,
+        metavar="P",
+        help="also list regions whose tumor probability reaches P but not 0.5 as candidates for review "
+        "(0..0.5, 0 = off; default: the tumor card's)",
+    )
+    parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
     parser.add_argument(
@@ -136,6 +143,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence,
         min_lesion_hu=args.min_lesion_hu,
+        candidate_probability=args.candidate_probability,
         refine=args.refine,
         refine_grid=args.refine_grid,
         probability_map=args.probability_map,

@@ -20,13 +20,14 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from SmoothSegNetLib.evaluation.evaluate import CaseResult, evaluate_case
 from SmoothSegNetLib.evaluation.summary import format_table, summary_rows
+from SmoothSegNetLib.volume import Geometry
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,39 @@ class HeldOutCase:
     oblique: bool
     result: CaseResult
     seconds: float
+    review: Review = field(default_factory=lambda: Review(0, 0, 0, 0))
+
+
+@dataclass(frozen=True)
+class Review:
+    """The review list of one case against the truth: of the ``missed`` reference lesions (touched by no
+    accepted lesion), how many a candidate touches (``caught``); how many candidates there are and how many of
+    them touch no reference lesion (``false``)."""
+
+    missed: int
+    caught: int
+    candidates: int
+    false: int
+
+
+def review_figures(candidates: np.ndarray | None, truth_tumor: np.ndarray, result: CaseResult) -> Review:
+    """:class:`Review` of a case's candidate map (uint16, candidate n = value n; ``None``: none listed)."""
+    from SmoothSegNetLib.report import label_lesions
+
+    missed = [r.id for r in result.lesions if not r.detected]
+    if candidates is None or not candidates.any():
+        return Review(len(missed), 0, 0, 0)
+    # The reference lesions numbered as detect_lesions numbers them (its records' ids).
+    truth_ids = label_lesions(np.asarray(truth_tumor, dtype=bool), _unit_geometry(truth_tumor.shape))
+    caught = sum(bool(np.any(candidates[truth_ids == n])) for n in missed)
+    ids = np.unique(candidates[candidates > 0])
+    on_truth = np.unique(candidates[(candidates > 0) & (truth_ids > 0)])
+    return Review(len(missed), caught, len(ids), len(ids) - len(on_truth))
+
+
+def _unit_geometry(shape_kji: tuple[int, ...]) -> Geometry:
+    """A 1 mm grid of the shape (lesion numbering needs only the voxel count, not the spacing)."""
+    return Geometry.create((shape_kji[0], shape_kji[1], shape_kji[2]), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
 
 
 def heldout_grid(seed: int) -> tuple[tuple[int, int, int], tuple[float, float, float], bool]:
@@ -67,7 +101,9 @@ def evaluate_seed(seed: int, liver_model: str, tumor_model: str, threads: int | 
     result = segment(phantom.ct, options)
     seconds = time.perf_counter() - t0
     figures = evaluate_case(f"phantom-{seed}", result.labelmap, phantom.labels, phantom.ct.geometry)
-    return HeldOutCase(seed, size, spacing, oblique, figures, seconds)
+    candidates = None if result.candidates is None else result.candidates.instances
+    review = review_figures(candidates, phantom.labels == 2, figures)
+    return HeldOutCase(seed, size, spacing, oblique, figures, seconds, review)
 
 
 def _cell(value: float, digits: int = 3) -> str:
@@ -111,6 +147,10 @@ def write_csv(path: Path, cases: Sequence[HeldOutCase]) -> None:
         "lesions_found",
         "largest_long_axis_mm",
         "seconds",
+        "lesions_missed",
+        "missed_in_candidates",
+        "candidates",
+        "candidates_on_no_lesion",
     ]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -122,7 +162,7 @@ def write_csv(path: Path, cases: Sequence[HeldOutCase]) -> None:
                 f"{r.liver.dice:.4f}", _cell(r.liver.hd95_mm, 2), _cell(r.liver.assd_mm, 2),
                 f"{r.tumor.dice:.4f}" if r.lesions else "", _cell(r.tumor.hd95_mm, 2), len(r.lesions),
                 r.detection.predicted_count, sum(x.detected for x in r.lesions), f"{r.largest_long_axis_mm:.1f}",
-                f"{c.seconds:.1f}",
+                f"{c.seconds:.1f}", c.review.missed, c.review.caught, c.review.candidates, c.review.false,
             ])  # fmt: skip
 
 
@@ -150,11 +190,30 @@ def markdown_report(cases: Sequence[HeldOutCase], liver_model: str, tumor_model:
             "",
             format_table(summary_rows(results), markdown=True),
             "",
+            "## Review list (candidates)",
+            "",
+            review_text(cases),
+            "",
             "## Per case",
             "",
             case_table(cases),
             "",
         ]
+    )
+
+
+def review_text(cases: Sequence[HeldOutCase]) -> str:
+    """One sentence: how many of the lesions the accepted lesions miss the candidates catch, at what cost."""
+    from SmoothSegNetLib.evaluation.lesions import proportion_text
+
+    missed = sum(c.review.missed for c in cases)
+    caught = sum(c.review.caught for c in cases)
+    listed = sum(c.review.candidates for c in cases)
+    false = sum(c.review.false for c in cases)
+    return (
+        f"Reference lesions that no accepted lesion touches: {missed}; a candidate touches "
+        f"{proportion_text(caught, missed)} of them. Candidates listed: {listed} in {len(cases)} cases "
+        f"({listed / max(len(cases), 1):.1f} per case), {false} of them on no reference lesion."
     )
 
 
@@ -169,6 +228,12 @@ def record_in_cards(cases: Sequence[HeldOutCase], card_paths: Sequence[Path], do
     summary["seeds"] = f"{min(c.seed for c in cases)}..{max(c.seed for c in cases)}"
     summary["pipeline"] = "SmoothSegNetLib.inference.segment on realistic grids, CPU"
     summary["report"] = document
+    summary["review_list"] = {
+        "missed_lesions": sum(c.review.missed for c in cases),
+        "missed_in_candidates": sum(c.review.caught for c in cases),
+        "candidates": sum(c.review.candidates for c in cases),
+        "candidates_on_no_lesion": sum(c.review.false for c in cases),
+    }
     for path in card_paths:
         card = json.loads(Path(path).read_text(encoding="utf-8"))
         card["training"]["held_out_evaluation"] = summary

@@ -49,6 +49,7 @@ class SegmentOptions:
     min_lesion_ml: float | None = None
     min_lesion_confidence: float | None = None
     min_lesion_hu: float | None = None
+    candidate_probability: float | None = None
     refine: bool | None = None
     refine_grid: str | None = None
     probability_map: bool = False
@@ -69,6 +70,9 @@ class SegmentOptions:
         hu = self.min_lesion_hu
         if hu is not None and not (math.isfinite(hu) and -1024 <= hu <= 3071):
             raise InputError(f"--min-lesion-hu must be a number in [-1024, 3071] (HU), got {hu!r}")
+        cand = self.candidate_probability
+        if cand is not None and not (math.isfinite(cand) and 0 <= cand < 0.5):
+            raise InputError(f"--candidate-probability must be a number in [0, 0.5) (0 = off), got {cand!r}")
         if self.refine_grid is not None and self.refine_grid not in ("isotropic", "input"):
             raise InputError(f"--refine-grid must be isotropic or input, got {self.refine_grid!r}")
         if self.threads is not None and self.threads < 1:

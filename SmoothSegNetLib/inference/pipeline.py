@@ -32,7 +32,7 @@ from SmoothSegNetLib.inference.preprocess import (
 )
 from SmoothSegNetLib.inference.refine import refine_tumor
 from SmoothSegNetLib.inference.runtime import open_runtime
-from SmoothSegNetLib.inference.thresholds import on_grid, split_by_thresholds
+from SmoothSegNetLib.inference.thresholds import add_low_probability, on_grid, split_by_thresholds
 from SmoothSegNetLib.models import ModelCard, ModelEntry, Registry
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress, sub_progress
 from SmoothSegNetLib.report.candidates import Candidates, LesionThresholds, ThresholdSource
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Chan–Vese iterations used when refinement is asked for but the card sets none (the paper used 2).
 DEFAULT_REFINE_ITERATIONS = 2
+#: Regions of low tumor probability smaller than this are not listed as candidates (chosen on tuning phantoms).
+LOW_PROBABILITY_MIN_ML = 0.05
 Slices = tuple[slice, slice, slice]
 
 
@@ -228,7 +230,9 @@ class Segmenter:
         maps = self._predict(self.tumor_net, image, card, progress, cancel, "tumor", warnings, with_liver)
         del image
         q = maps[0] if with_liver else maps
-        q_crop = _map_back(q, grid, crop_geom, self.options.probability_map)
+        low = self.thresholds.candidate_probability
+        level = min(0.5, low) if low else 0.5  # faint regions are candidates: map them back too
+        q_crop = _map_back(q, grid, crop_geom, self.options.probability_map, level)
         tumor = (q_crop >= 0.5) & context
         if card.post.fill_holes:
             tumor = fill_holes(tumor) & context
@@ -250,6 +254,17 @@ class Segmenter:
                     "the tumor network found no liver in the liver stage's mask: the liver stage's mask is kept"
                 )
         lesions, confidence, candidates = split_by_thresholds(tumor, q_crop, crop_geom, self.thresholds, ct_crop)
+        if low:
+            candidates = add_low_probability(
+                candidates,
+                q_crop,
+                context,
+                lesions,
+                low,
+                crop_geom,
+                LOW_PROBABILITY_MIN_ML,
+                self.thresholds.candidate_limit,
+            )
         return _TumorStage(box, lesions, q_crop, confidence, refined, candidates)
 
     def _lesion_thresholds(self, card: ModelCard) -> LesionThresholds:
@@ -257,6 +272,7 @@ class Segmenter:
         min_ml, ml_source = _floor(self.options.min_lesion_ml, card.post.min_lesion_ml)
         min_conf, conf_source = _floor(self.options.min_lesion_confidence, card.post.min_lesion_confidence)
         min_hu, hu_source = _floor(self.options.min_lesion_hu, card.post.min_lesion_hu)
+        low, low_source = _floor(self.options.candidate_probability, card.post.candidate_probability)
         return LesionThresholds(
             min_lesion_ml=min_ml,
             min_lesion_ml_source=ml_source,
@@ -264,6 +280,9 @@ class Segmenter:
             min_lesion_confidence_source=conf_source,
             min_lesion_hu=min_hu,
             min_lesion_hu_source=hu_source,
+            candidate_probability=low,
+            candidate_probability_source=low_source,
+            candidate_limit=card.post.candidate_limit if low else None,
         )
 
     def _refine_iterations(self, card: ModelCard) -> int:
@@ -307,10 +326,11 @@ def _spacing_kji(geometry: Geometry) -> tuple[float, float, float]:
     return (k, j, i)
 
 
-def _map_back(q: np.ndarray, grid: Geometry, target: Geometry, everywhere: bool) -> np.ndarray:
-    """``q`` (on the network ``grid``) interpolated onto ``target``; only its >= 0.5 support unless ``everywhere``."""
+def _map_back(q: np.ndarray, grid: Geometry, target: Geometry, everywhere: bool, level: float = 0.5) -> np.ndarray:
+    """``q`` (on the network ``grid``) interpolated onto ``target``; only its >= ``level`` support unless
+    ``everywhere``."""
     out = np.zeros(target.shape_kji, dtype=np.float32)
-    sub = _whole(out.shape) if everywhere else _support_box(q, grid, target)
+    sub = _whole(out.shape) if everywhere else _support_box(q, grid, target, level)
     if sub is not None:
         out[sub] = resample(q, grid, crop_geometry(target, sub), Interpolation.LINEAR, 0.0)
     return out
@@ -321,14 +341,14 @@ def _margin_kji(geometry: Geometry, margin_mm: float) -> tuple[int, int, int]:
     return (math.ceil(margin_mm / sz), math.ceil(margin_mm / sy), math.ceil(margin_mm / sx))
 
 
-def _support_box(q: np.ndarray, grid: Geometry, target: Geometry) -> Slices | None:
-    """The part of ``target`` where ``q`` (on ``grid``) interpolates to 0.5 or more; ``None`` if nowhere.
+def _support_box(q: np.ndarray, grid: Geometry, target: Geometry, level: float = 0.5) -> Slices | None:
+    """The part of ``target`` where ``q`` (on ``grid``) interpolates to ``level`` or more; ``None`` if nowhere.
 
-    A linear interpolation is a weighted mean of the 8 surrounding grid values, so it reaches 0.5 only within
-    one grid voxel of a grid voxel at 0.5 or more: that box (its corners mapped to ``target`` indices, plus
-    one voxel) is all that needs mapping back; everywhere else the value is below 0.5.
+    A linear interpolation is a weighted mean of the 8 surrounding grid values, so it reaches ``level`` only
+    within one grid voxel of a grid voxel at ``level`` or more: that box (its corners mapped to ``target``
+    indices, plus one voxel) is all that needs mapping back; everywhere else the value is below ``level``.
     """
-    coarse = bounding_box(q >= 0.5, (1, 1, 1))
+    coarse = bounding_box(q >= level, (1, 1, 1))
     if coarse is None:
         return None
     lo = [s.start - 0.5 for s in coarse]

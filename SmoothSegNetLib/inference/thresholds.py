@@ -57,6 +57,55 @@ def split_by_thresholds(
     return lesions, lesion_confidence(q_kji, lesions), candidates
 
 
+def add_low_probability(
+    candidates: Candidates,
+    q_kji: np.ndarray,
+    context_kji: np.ndarray,
+    lesions_kji: np.ndarray,
+    threshold: float,
+    geometry: Geometry,
+    min_ml: float = 0.0,
+    limit: int | None = None,
+) -> Candidates:
+    """The ``candidates`` plus the regions where the tumor probability reaches ``threshold`` but that are neither
+    a lesion nor a candidate already (reason ``low_tumor_probability``).
+
+    Such a region is a 26-connected component of ``q >= threshold`` inside the tumor stage's ``context`` that
+    touches no lesion (a lesion's own fringe of lower probability is not a second finding) and holds no voxel of
+    an earlier candidate, of at least ``min_ml``; of those, the ``limit`` with the highest peak probability
+    (all when ``None``). Every candidate is numbered again by decreasing volume; each one's confidence is its
+    mean probability.
+    """
+    from SmoothSegNetLib.report import label_lesions
+
+    low = (np.asarray(q_kji) >= threshold) & np.asarray(context_kji, dtype=bool)
+    if not low.any():
+        return candidates
+    components = label_lesions(low, geometry)
+    count = int(components.max())
+    index = np.arange(1, count + 1)
+    taken = ndimage.binary_dilation(np.asarray(lesions_kji) > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    taken |= candidates.instances > 0
+    touches = np.atleast_1d(ndimage.maximum(taken, components, index)).astype(bool)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:] * geometry.voxel_volume_mm3 / 1000.0
+    new = index[~touches & (sizes >= min_ml)]
+    if limit is not None and len(new) > limit:
+        peaks = np.atleast_1d(ndimage.maximum(np.asarray(q_kji), components, new))
+        new = np.sort(new[np.argsort(-peaks, kind="stable")[:limit]])
+    if not len(new):
+        return candidates
+    # One map of both kinds (earlier candidates keep their reasons), numbered again by decreasing volume.
+    old_count = candidates.count
+    combined = candidates.instances.astype(np.int64)
+    lut = np.zeros(count + 1, dtype=np.int64)
+    lut[new] = np.arange(old_count + 1, old_count + 1 + len(new))
+    combined = np.where(combined > 0, combined, lut[components])
+    reasons = {**{int(n): r for n, r in candidates.reasons.items()}}
+    reasons.update({old_count + 1 + m: DropReason.LOW_TUMOR_PROBABILITY.value for m in range(len(new))})
+    merged = candidate_map(combined, reasons)
+    return dataclasses.replace(merged, confidence=lesion_confidence(q_kji, merged.instances))
+
+
 def component_median_hu(hu_kji: np.ndarray | None, components: np.ndarray) -> dict[int, float]:
     """Component id -> median CT value (HU) inside it.
 

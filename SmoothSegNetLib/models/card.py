@@ -89,6 +89,8 @@ class PostSpec:
     liver_from_tumor_stage: bool = False
     min_lesion_confidence: float = 0.0
     min_lesion_hu: float | None = None
+    candidate_probability: float | None = None
+    candidate_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,10 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             liver_from_tumor_stage=bool(post.get("liver_from_tumor_stage", False)),
             min_lesion_confidence=float(post.get("min_lesion_confidence", 0.0)),
             min_lesion_hu=None if post.get("min_lesion_hu") is None else float(post["min_lesion_hu"]),
+            candidate_probability=(
+                None if post.get("candidate_probability") is None else float(post["candidate_probability"])
+            ),
+            candidate_limit=None if post.get("candidate_limit") is None else int(post["candidate_limit"]),
         ),
         weights=WeightsSpec(
             file=w["file"],

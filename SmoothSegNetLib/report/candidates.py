@@ -37,6 +37,9 @@ class DropReason(str, enum.Enum):
     BELOW_MIN_LESION_ML = "below_min_lesion_ml"
     BELOW_MIN_LESION_CONFIDENCE = "below_min_lesion_confidence"
     BELOW_MIN_LESION_HU = "below_min_lesion_hu"
+    # Not a dropped component: a region where the tumor probability reaches the card's candidate_probability
+    # but not the decision threshold 0.5 (the network saw something there, too faintly to call it tumor).
+    LOW_TUMOR_PROBABILITY = "low_tumor_probability"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class LesionThresholds:
         min_lesion_hu: minimum median CT value (HU) inside the component (water density and below is fluid: most
             likely a simple cyst); ``None`` when not applied.
         min_lesion_hu_source: :class:`ThresholdSource` value.
+        candidate_probability: regions where the tumor probability reaches this (but never 0.5) and that touch no
+            lesion are listed as candidates too; ``None`` when not applied.
+        candidate_probability_source: :class:`ThresholdSource` value.
+        candidate_limit: at most this many such regions per case (those with the highest peak probability);
+            ``None``: all (or not applied).
     """
 
     min_lesion_ml: float | None = None
@@ -59,9 +67,17 @@ class LesionThresholds:
     min_lesion_confidence_source: str = ThresholdSource.NOT_APPLIED.value
     min_lesion_hu: float | None = None
     min_lesion_hu_source: str = ThresholdSource.NOT_APPLIED.value
+    candidate_probability: float | None = None
+    candidate_probability_source: str = ThresholdSource.NOT_APPLIED.value
+    candidate_limit: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("min_lesion_ml_source", "min_lesion_confidence_source", "min_lesion_hu_source"):
+        for name in (
+            "min_lesion_ml_source",
+            "min_lesion_confidence_source",
+            "min_lesion_hu_source",
+            "candidate_probability_source",
+        ):
             ThresholdSource(getattr(self, name))  # raises ValueError naming the bad value
 
     def as_report(self) -> dict[str, Any]:
@@ -70,10 +86,13 @@ class LesionThresholds:
             "min_lesion_ml": self.min_lesion_ml,
             "min_lesion_confidence": self.min_lesion_confidence,
             "min_lesion_hu": self.min_lesion_hu,
+            "candidate_probability": self.candidate_probability,
+            "candidate_limit": self.candidate_limit,
             "source": {
                 "min_lesion_ml": self.min_lesion_ml_source,
                 "min_lesion_confidence": self.min_lesion_confidence_source,
                 "min_lesion_hu": self.min_lesion_hu_source,
+                "candidate_probability": self.candidate_probability_source,
             },
         }
 
@@ -176,6 +195,11 @@ def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds
             min_lesion_confidence_source=str(source.get("min_lesion_confidence", ThresholdSource.NOT_APPLIED.value)),
             min_lesion_hu=None if block.get("min_lesion_hu") is None else float(block["min_lesion_hu"]),
             min_lesion_hu_source=str(source.get("min_lesion_hu", ThresholdSource.NOT_APPLIED.value)),
+            candidate_probability=(
+                None if block.get("candidate_probability") is None else float(block["candidate_probability"])
+            ),
+            candidate_probability_source=str(source.get("candidate_probability", ThresholdSource.NOT_APPLIED.value)),
+            candidate_limit=None if block.get("candidate_limit") is None else int(block["candidate_limit"]),
         )
     except (TypeError, ValueError):
         return None
