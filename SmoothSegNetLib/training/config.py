@@ -157,6 +157,22 @@ def _fail(source: str, name: str, rule: str, value: Any) -> ConfigError:
     return ConfigError(f"training config {source}: field {name} {rule}, got {value!r}; fix the file")
 
 
+def _check_range(source: str, name: str, value: Any, kinds: tuple[type, ...], high: float, unit: str) -> None:
+    """``value`` must be ``[low, high]`` of ``kinds`` (not bool) with ``0 <= low <= high <= high``."""
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)
+        or not 0 <= value[0] <= value[1] <= high
+    ):
+        raise _fail(
+            source,
+            name,
+            f"must be [low, high] {unit} with 0 <= low <= high <= {high:g}",
+            list(value) if isinstance(value, (list, tuple)) else value,
+        )
+
+
 def _check_number(source: str, name: str, value: Any, low: float, high: float = math.inf) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
         raise _fail(source, name, f"must be a number in [{low}, {high}]", value)
@@ -229,32 +245,8 @@ def check_config(config: TrainConfig, source: str) -> None:
     _check_number(source, "data.spacing_jitter", d.spacing_jitter, 0.0, 0.5)
     _check_number(source, "data.oblique_fraction", d.oblique_fraction, 0.0, 1.0)
     _check_number(source, "data.wall_lesion_fraction", d.wall_lesion_fraction, 0.0, 1.0)
-    dilation = d.liver_mask_dilation_mm
-    if (
-        not isinstance(dilation, (list, tuple))
-        or len(dilation) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in dilation)
-        or not 0.0 <= dilation[0] <= dilation[1] <= 50.0
-    ):
-        raise _fail(
-            source,
-            "data.liver_mask_dilation_mm",
-            "must be [low, high] millimetres with 0 <= low <= high <= 50",
-            list(dilation) if isinstance(dilation, (list, tuple)) else dilation,
-        )
-    small = d.small_lesions
-    if (
-        not isinstance(small, (list, tuple))
-        or len(small) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in small)
-        or not 0 <= small[0] <= small[1] <= 20
-    ):
-        raise _fail(
-            source,
-            "data.small_lesions",
-            "must be [low, high] lesion counts with 0 <= low <= high <= 20",
-            list(small) if isinstance(small, (list, tuple)) else small,
-        )
+    _check_range(source, "data.liver_mask_dilation_mm", d.liver_mask_dilation_mm, (int, float), 50.0, "millimetres")
+    _check_range(source, "data.small_lesions", d.small_lesions, (int,), 20, "lesion counts")
     if not isinstance(d.folds, int) or d.folds < 2 or not isinstance(d.fold, int) or not 0 <= d.fold < d.folds:
         raise _fail(
             source, "data.fold", f"must be an integer in [0, data.folds) with data.folds >= 2 (folds={d.folds})", d.fold
