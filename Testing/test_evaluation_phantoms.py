@@ -58,9 +58,9 @@ def test_review_figures_count_missed_lesions_in_candidates_and_false_candidates(
     candidates[6:8, 6:8, 6:8] = 1  # liver only
     candidates[3:5, 3:5, 11:13] = 2  # overlaps the second lesion
     candidates[6:7, 2:3, 20:21] = 3  # liver only
-    review = review_figures(candidates, truth == 2, result)
+    review = review_figures(candidates, truth == 2, geometry, result)
     assert (review.missed, review.caught, review.candidates, review.false) == (2, 1, 3, 2)
-    assert review_figures(None, truth == 2, result) == type(review)(2, 0, 0, 0)
+    assert review_figures(None, truth == 2, geometry, result) == type(review)(2, 0, 0, 0)
     case = HeldOutCase(3001, (24, 12, 12), (1.0, 1.0, 2.5), False, result, 1.0, review)
     assert "a candidate touches 0.500 (1/2; 95 % CI" in review_text([case])
     assert "Candidates listed: 3 in 1 cases (3.0 per case), 2 of them on no reference lesion." in review_text([case])

@@ -16,6 +16,7 @@ largest, mm) and its volume (ml = cm³). Groups:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,18 @@ def recist_bin(long_axis_mm: float) -> str:
     if long_axis_mm < 20.0:
         return "10-20 mm"
     return "20-50 mm" if long_axis_mm <= 50.0 else ">50 mm"
+
+
+def candidate_review(
+    candidates: np.ndarray, truth_ids: np.ndarray, missed: Sequence[int]
+) -> tuple[list[int], int, int]:
+    """The review list against the truth: the ``missed`` true lesion ids (in ``truth_ids``, lesion n = n) that a
+    candidate touches, the number of candidates (``candidates``: candidate n = n), and how many of them touch no
+    true lesion."""
+    caught = [n for n in missed if np.any(candidates[truth_ids == n])]
+    ids = np.unique(candidates[candidates > 0])
+    on_truth = np.unique(candidates[(candidates > 0) & (truth_ids > 0)])
+    return caught, len(ids), len(ids) - len(on_truth)
 
 
 def detect_lesions(pred_tumor: np.ndarray, truth_tumor: np.ndarray, geometry: Geometry) -> Detection:

@@ -57,24 +57,20 @@ class Review:
     false: int
 
 
-def review_figures(candidates: np.ndarray | None, truth_tumor: np.ndarray, result: CaseResult) -> Review:
+def review_figures(
+    candidates: np.ndarray | None, truth_tumor: np.ndarray, geometry: Geometry, result: CaseResult
+) -> Review:
     """:class:`Review` of a case's candidate map (uint16, candidate n = value n; ``None``: none listed)."""
+    from SmoothSegNetLib.evaluation.lesions import candidate_review
     from SmoothSegNetLib.report import label_lesions
 
     missed = [r.id for r in result.lesions if not r.detected]
     if candidates is None or not candidates.any():
         return Review(len(missed), 0, 0, 0)
     # The reference lesions numbered as detect_lesions numbers them (its records' ids).
-    truth_ids = label_lesions(np.asarray(truth_tumor, dtype=bool), _unit_geometry(truth_tumor.shape))
-    caught = sum(bool(np.any(candidates[truth_ids == n])) for n in missed)
-    ids = np.unique(candidates[candidates > 0])
-    on_truth = np.unique(candidates[(candidates > 0) & (truth_ids > 0)])
-    return Review(len(missed), caught, len(ids), len(ids) - len(on_truth))
-
-
-def _unit_geometry(shape_kji: tuple[int, ...]) -> Geometry:
-    """A 1 mm grid of the shape (lesion numbering needs only the voxel count, not the spacing)."""
-    return Geometry.create((shape_kji[0], shape_kji[1], shape_kji[2]), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    truth_ids = label_lesions(np.asarray(truth_tumor, dtype=bool), geometry)
+    caught, listed, false = candidate_review(candidates, truth_ids, missed)
+    return Review(len(missed), len(caught), listed, false)
 
 
 def heldout_grid(seed: int) -> tuple[tuple[int, int, int], tuple[float, float, float], bool]:
@@ -102,7 +98,7 @@ def evaluate_seed(seed: int, liver_model: str, tumor_model: str, threads: int | 
     seconds = time.perf_counter() - t0
     figures = evaluate_case(f"phantom-{seed}", result.labelmap, phantom.labels, phantom.ct.geometry)
     candidates = None if result.candidates is None else result.candidates.instances
-    review = review_figures(candidates, phantom.labels == 2, figures)
+    review = review_figures(candidates, phantom.labels == 2, phantom.ct.geometry, figures)
     return HeldOutCase(seed, size, spacing, oblique, figures, seconds, review)
 
 

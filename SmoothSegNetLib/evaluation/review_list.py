@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, proportion_text, recist_bin
+from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, candidate_review, proportion_text, recist_bin
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,12 @@ def review_case(
         candidates = floor_candidates
         if probability > 0:
             candidates = add_low_probability(floor_candidates, q, liver, lesions, probability, geometry, min_ml, limit)
-        listed = candidates.instances
-        caught = [n for n in missed if np.any(listed[truth_ids == n])]
-        ids = np.unique(listed[listed > 0])
-        on_truth = np.unique(listed[(listed > 0) & (truth_ids > 0)])
+        caught, listed, false = candidate_review(candidates.instances, truth_ids, missed)
         out[(probability, limit)] = {
             "missed": [bands[n] for n in missed],
             "caught": [bands[n] for n in caught],
-            "candidates": len(ids),
-            "false": len(ids) - len(on_truth),
+            "candidates": listed,
+            "false": false,
         }
     return out
 

@@ -100,7 +100,7 @@ def add_low_probability(
     lut = np.zeros(count + 1, dtype=np.int64)
     lut[new] = np.arange(old_count + 1, old_count + 1 + len(new))
     combined = np.where(combined > 0, combined, lut[components])
-    reasons = {**{int(n): r for n, r in candidates.reasons.items()}}
+    reasons = {int(n): r for n, r in candidates.reasons.items()}
     reasons.update({old_count + 1 + m: DropReason.LOW_TUMOR_PROBABILITY.value for m in range(len(new))})
     merged = candidate_map(combined, reasons)
     return dataclasses.replace(merged, confidence=lesion_confidence(q_kji, merged.instances))

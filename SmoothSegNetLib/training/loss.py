@@ -53,6 +53,35 @@ def soft_tlvr(probabilities: torch.Tensor, liver_channel: int = 1, tumor_channel
     return torch.where(liver > 0, tumor / liver.clamp_min(torch.finfo(liver.dtype).tiny), torch.zeros_like(tumor))
 
 
+def _per_component_weights(masks: np.ndarray, skip: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Voxel weights that make every 26-connected component of each batch item's mask weigh 1 in all, and the
+    number of such components; components holding a voxel of ``skip`` (same shape) get weight 0 and are not
+    counted.
+
+    Args:
+        masks: bool ``(B, *spatial)``.
+        skip: bool ``(B, *spatial)`` or ``None``.
+    """
+    from scipy import ndimage
+
+    weights = np.zeros(masks.shape, dtype=np.float32)
+    counted = 0
+    structure = np.ones((3,) * (masks.ndim - 1), dtype=bool)
+    for b in range(masks.shape[0]):
+        components, count = ndimage.label(masks[b], structure=structure)
+        if not count:
+            continue
+        sizes = np.bincount(components.ravel(), minlength=count + 1).astype(np.float32)
+        kept = np.ones(count + 1, dtype=bool)
+        kept[0] = False  # background
+        if skip is not None:
+            kept[np.unique(components[skip[b]])] = False
+        sizes[~kept] = np.inf  # weight 0
+        weights[b] = 1.0 / sizes[components]
+        counted += int(kept.sum())
+    return weights, counted
+
+
 def lesion_balanced_ce(logits: torch.Tensor, labels: torch.Tensor, tumor_channel: int = 2) -> torch.Tensor:
     """Tumor cross-entropy in which every lesion counts the same, whatever its size.
 
@@ -66,18 +95,8 @@ def lesion_balanced_ce(logits: torch.Tensor, labels: torch.Tensor, tumor_channel
         labels: class indices ``(B, 1, *spatial)``.
         tumor_channel: the tumor class.
     """
-    from scipy import ndimage
-
     tumor = (labels[:, 0] == tumor_channel).detach().cpu().numpy()
-    weights = np.zeros(tumor.shape, dtype=np.float32)
-    lesions = 0
-    for b in range(tumor.shape[0]):
-        components, count = ndimage.label(tumor[b], structure=np.ones((3,) * (tumor.ndim - 1), dtype=bool))
-        if count:
-            sizes = np.bincount(components.ravel()).astype(np.float32)
-            sizes[0] = np.inf  # background: weight 0
-            weights[b] = 1.0 / sizes[components]
-            lesions += count
+    weights, lesions = _per_component_weights(tumor)
     log_p = torch.log_softmax(logits.float(), dim=1)[:, tumor_channel]
     if lesions == 0:
         return log_p.sum() * 0.0
@@ -102,26 +121,12 @@ def false_lesion_ce(
         tumor_channel: the tumor class.
         threshold: tumor probability at which a voxel counts as called tumor.
     """
-    from scipy import ndimage
-
     log_p = torch.log_softmax(logits.float(), dim=1)
     others = [c for c in range(logits.shape[1]) if c != tumor_channel]
     log_not_tumor = torch.logsumexp(log_p[:, others], dim=1)
     called = (log_p[:, tumor_channel].detach().exp() >= threshold).cpu().numpy()
     tumor = (labels[:, 0] == tumor_channel).detach().cpu().numpy()
-    weights = np.zeros(called.shape, dtype=np.float32)
-    false = 0
-    for b in range(called.shape[0]):
-        components, count = ndimage.label(called[b], structure=np.ones((3,) * (called.ndim - 1), dtype=bool))
-        if not count:
-            continue
-        sizes = np.bincount(components.ravel(), minlength=count + 1).astype(np.float32)
-        is_false = np.ones(count + 1, dtype=bool)
-        is_false[0] = False
-        is_false[np.unique(components[tumor[b]])] = False
-        sizes[~is_false] = np.inf  # background and components touching a true lesion: weight 0
-        weights[b] = 1.0 / sizes[components]
-        false += int(is_false.sum())
+    weights, false = _per_component_weights(called, skip=tumor)
     if false == 0:
         return log_not_tumor.sum() * 0.0
     return -(torch.from_numpy(weights).to(log_p.device) * log_not_tumor).sum() / false
