@@ -51,3 +51,19 @@ def test_review_counts_missed_lesions_in_candidates_per_setting() -> None:
     table = review_table([out], settings)
     assert "| off | – | 0.333 (1/3; 95 % CI" in table
     assert "| 0.1 | – | 1.000 (3/3; 95 % CI" in table and "| 2/2 | 1/1 | 0/0 | 0/0 | 4.0 | 1 |" in table
+
+
+def test_review_adds_the_fine_pass_components_after_the_faint_regions() -> None:
+    truth, bands, lesions, floor, q, liver = _case()
+    q_fine = np.zeros_like(q)
+    q_fine[truth == 4] = 0.8  # lesion 4 (q 0.15 on the first pass) is found by the fine pass
+    q_fine[truth == 1] = 0.9  # the accepted lesion again: not a candidate
+    q_fine[7:9, 0:2, 0:2] = 0.95  # a false fine component (8 voxels), the highest mean
+    settings = [(0.0, None), (0.0, 1), (0.2, None)]
+    out = review_case(truth, bands, lesions, floor, q, liver, GEOMETRY, settings, 0.0, q_fine)
+    assert out[(0.0, None)]["caught"] == ["<10 mm", "10-20 mm"] and out[(0.0, None)]["candidates"] == 3
+    assert out[(0.0, None)]["false"] == 1
+    # A limit of one keeps the false component (mean 0.95) over lesion 4 (0.8).
+    assert out[(0.0, 1)]["caught"] == ["<10 mm"] and out[(0.0, 1)]["false"] == 1
+    # With faint regions at 0.2 first: lesion 3 and the faint false region, then the two fine components.
+    assert out[(0.2, None)]["caught"] == ["<10 mm", "<10 mm", "10-20 mm"] and out[(0.2, None)]["false"] == 2

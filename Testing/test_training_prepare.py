@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SmoothSegNetLib.inference.pipeline import _tumor_box
+from SmoothSegNetLib.inference.pipeline import tumor_box
 from SmoothSegNetLib.inference.postprocess import liver_context
 from SmoothSegNetLib.models import demo_card_template
 from SmoothSegNetLib.models.card import card_from_dict
@@ -35,7 +35,7 @@ def test_unmasked_voxels_are_the_grown_reference_liver(dilation: float) -> None:
     )
     case = prepare_case(ct, labels, card, "c", portal_vein_as_liver=False, mask_dilation_mm=dilation)
     liver = (labels == 1) | (labels == 2)
-    box = _tumor_box(liver, ct.geometry, card)
+    box = tumor_box(liver, ct.geometry, card)
     context = liver_context(liver[box], (2.0, 2.0, 2.0), dilation)
     expected = np.transpose(context, (2, 1, 0))  # [k, j, i] -> network layout [i, j, k]
     assert case.image.shape == expected.shape

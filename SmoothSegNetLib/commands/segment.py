@@ -74,6 +74,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(0..0.5, 0 = off; default: the tumor card's)",
     )
     parser.add_argument(
+        "--candidate-fine-spacing",
+        type=float,
+        metavar="MM",
+        help="also run the tumor network on an isotropic grid of MM millimetres (finer than the card's; small "
+        "lesions span more voxels there) and list what it finds beyond the lesions as candidates for review "
+        "(0.5..10, 0 = off; default: the tumor card's)",
+    )
+    parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
     parser.add_argument(
@@ -144,6 +152,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_confidence=args.min_lesion_confidence,
         min_lesion_hu=args.min_lesion_hu,
         candidate_probability=args.candidate_probability,
+        candidate_fine_spacing_mm=args.candidate_fine_spacing,
         refine=args.refine,
         refine_grid=args.refine_grid,
         probability_map=args.probability_map,

@@ -39,6 +39,7 @@ def review_case(
     geometry: Any,
     settings: Sequence[Setting],
     min_ml: float,
+    q_fine: np.ndarray | None = None,
 ) -> dict[Setting, dict[str, Any]]:
     """Per setting: ``missed`` and ``caught`` per band, ``candidates`` and ``false`` counts of one case.
 
@@ -52,8 +53,11 @@ def review_case(
         geometry: the grid.
         settings: ``(candidate_probability, candidate_limit)`` pairs (probability 0: floor candidates only).
         min_ml: the smallest faint region listed.
+        q_fine: the tumor probability of the fine pass (``None``: no fine pass); its components are added after
+            the faint regions, with the same limit, by the pipeline's
+            :func:`~SmoothSegNetLib.inference.thresholds.add_fine_pass`.
     """
-    from SmoothSegNetLib.inference.thresholds import add_low_probability
+    from SmoothSegNetLib.inference.thresholds import add_fine_pass, add_low_probability
 
     missed = [n for n in bands if not np.any(lesions[truth_ids == n])]
     out: dict[Setting, dict[str, Any]] = {}
@@ -61,6 +65,8 @@ def review_case(
         candidates = floor_candidates
         if probability > 0:
             candidates = add_low_probability(floor_candidates, q, liver, lesions, probability, geometry, min_ml, limit)
+        if q_fine is not None:
+            candidates = add_fine_pass(candidates, q, q_fine, liver, lesions, geometry, min_ml, limit)
         caught, listed, false = candidate_review(candidates.instances, truth_ids, missed)
         out[(probability, limit)] = {
             "missed": [bands[n] for n in missed],
@@ -71,22 +77,39 @@ def review_case(
     return out
 
 
-def collect(seed: int, tumor_model: str, threads: int | None, settings: Sequence[Setting]) -> dict[Setting, Any]:
-    """Segment one tuning phantom and review it under every setting."""
+def collect(
+    seed: int, tumor_model: str, threads: int | None, settings: Sequence[Setting], fine_spacing_mm: float = 0.0
+) -> dict[Setting, Any]:
+    """Segment one tuning phantom and review it under every setting (with the fine pass's components when
+    ``fine_spacing_mm`` > 0)."""
     from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid
-    from SmoothSegNetLib.inference import SegmentOptions, segment
-    from SmoothSegNetLib.inference.pipeline import LOW_PROBABILITY_MIN_ML
+    from SmoothSegNetLib.inference import SegmentOptions
+    from SmoothSegNetLib.inference.pipeline import LOW_PROBABILITY_MIN_ML, Segmenter, tumor_box
     from SmoothSegNetLib.phantom import make_phantom
     from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE
+    from SmoothSegNetLib.progress import no_progress
     from SmoothSegNetLib.report.recist import recist_axes
+    from SmoothSegNetLib.resample import crop_geometry
 
     size, spacing, oblique = evaluation_grid(seed)
     phantom = make_phantom(seed, size, spacing, oblique)
     options = SegmentOptions(
         tumor_model=tumor_model, device="cpu", threads=threads, probability_map=True, candidate_probability=0.0
     )
-    result = segment(phantom.ct, options)
+    segmenter = Segmenter(options)
+    result = segmenter(phantom.ct)
     geometry = phantom.ct.geometry
+    q_fine = None
+    if fine_spacing_mm > 0:
+        # On the tumor stage's box around the liver, as the pipeline runs it.
+        liver = result.labelmap > 0
+        assert segmenter.tumor_card is not None
+        box = tumor_box(liver, geometry, segmenter.tumor_card)
+        q_fine = np.zeros(liver.shape, np.float32)
+        crop = crop_geometry(geometry, box)
+        q_fine[box] = segmenter.fine_pass(
+            phantom.ct.array[box], liver[box], crop, fine_spacing_mm, no_progress, None, []
+        )
     truth_ids = np.where(phantom.tissues >= LESION_TISSUE_BASE, phantom.tissues - LESION_TISSUE_BASE + 1, 0)
     bands = {}
     for n in np.unique(truth_ids)[1:]:
@@ -96,7 +119,7 @@ def collect(seed: int, tumor_model: str, threads: int | None, settings: Sequence
     q = result.probability["tumor"].astype(np.float32)
     return review_case(
         truth_ids, bands, result.lesions, result.candidates, q, result.labelmap > 0, geometry, settings,
-        LOW_PROBABILITY_MIN_ML,
+        LOW_PROBABILITY_MIN_ML, q_fine,
     )  # fmt: skip
 
 
@@ -127,16 +150,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument("--probabilities", default="0,0.15,0.2,0.3", help="candidate probabilities (0: off)")
     parser.add_argument("--limits", default="1,2,3,5,0", help="candidate limits (0: no limit)")
+    parser.add_argument(
+        "--fine-spacing", type=float, default=0.0, help="also add the components of a fine pass at MM (0: none)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
     probabilities = [float(p) for p in args.probabilities.split(",")]
     limits = [int(n) or None for n in args.limits.split(",")]
     settings: list[Setting] = [(0.0, None)] if 0.0 in probabilities else []
+    if args.fine_spacing > 0 and 0.0 in probabilities:  # the fine pass alone, at each limit
+        settings += [(0.0, n) for n in limits if n is not None]
     settings += [(p, n) for p in probabilities if p > 0 for n in limits]
     cases = []
     for seed in range(int(first), int(end)):
-        cases.append(collect(seed, args.tumor_model, args.threads, settings))
+        cases.append(collect(seed, args.tumor_model, args.threads, settings, args.fine_spacing))
         log.info("phantom %d reviewed", seed)
     sys.stdout.write(review_table(cases, settings) + "\n")
     return 0

@@ -30,6 +30,10 @@ class SegmentOptions:
         min_lesion_ml: lesions smaller than this are dropped (``None`` = the tumor card's value).
         min_lesion_confidence: lesions whose mean tumor decision probability is below this are dropped (given
             back to the liver); ``None`` = the tumor card's value (0 = keep all).
+        candidate_probability: also list regions whose tumor probability reaches this but not 0.5 as review
+            candidates (``None`` = the card's; 0 = off).
+        candidate_fine_spacing_mm: also run the tumor network on an isotropic grid of this spacing (mm) and list
+            its components that touch no lesion as review candidates (``None`` = the card's; 0 = off).
         refine: morphological Chan–Vese refinement of tumors (``None`` = as the tumor card says).
         refine_grid: where Chan–Vese runs, ``isotropic`` or ``input`` (the paper's; depends on the slice
             thickness), see :class:`~SmoothSegNetLib.inference.refine.RefineGrid` (``None`` = the tumor card's).
@@ -50,6 +54,7 @@ class SegmentOptions:
     min_lesion_confidence: float | None = None
     min_lesion_hu: float | None = None
     candidate_probability: float | None = None
+    candidate_fine_spacing_mm: float | None = None
     refine: bool | None = None
     refine_grid: str | None = None
     probability_map: bool = False
@@ -73,6 +78,9 @@ class SegmentOptions:
         cand = self.candidate_probability
         if cand is not None and not (math.isfinite(cand) and 0 <= cand < 0.5):
             raise InputError(f"--candidate-probability must be a number in [0, 0.5) (0 = off), got {cand!r}")
+        fine = self.candidate_fine_spacing_mm
+        if fine is not None and not (math.isfinite(fine) and (fine == 0 or 0.5 <= fine <= 10)):
+            raise InputError(f"--candidate-fine-spacing must be 0 (off) or a spacing in [0.5, 10] mm, got {fine!r}")
         if self.refine_grid is not None and self.refine_grid not in ("isotropic", "input"):
             raise InputError(f"--refine-grid must be isotropic or input, got {self.refine_grid!r}")
         if self.threads is not None and self.threads < 1:

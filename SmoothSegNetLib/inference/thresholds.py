@@ -76,12 +76,77 @@ def add_low_probability(
     (all when ``None``). Every candidate is numbered again by decreasing volume; each one's confidence is its
     mean probability.
     """
+    return _add_regions(
+        candidates,
+        q_kji,
+        q_kji,
+        context_kji,
+        lesions_kji,
+        threshold,
+        geometry,
+        min_ml,
+        limit,
+        "peak",
+        DropReason.LOW_TUMOR_PROBABILITY,
+    )
+
+
+def add_fine_pass(
+    candidates: Candidates,
+    q_kji: np.ndarray,
+    q_fine_kji: np.ndarray,
+    context_kji: np.ndarray,
+    lesions_kji: np.ndarray,
+    geometry: Geometry,
+    min_ml: float = 0.0,
+    limit: int | None = None,
+) -> Candidates:
+    """The ``candidates`` plus the components that the tumor network's second pass on a finer grid calls tumor
+    (``q_fine >= 0.5``, mapped back to this grid) and that are neither a lesion nor a candidate already (reason
+    ``fine_pass``).
+
+    As :func:`add_low_probability`, with the fine pass's probability: a component inside ``context`` touching
+    no lesion, holding no voxel of an earlier candidate, of at least ``min_ml``; of those, the ``limit`` with the
+    highest mean fine-pass probability (all when ``None``), which is also each one's confidence (the earlier
+    candidates keep theirs, the mean of ``q``).
+    """
+    return _add_regions(
+        candidates,
+        q_kji,
+        q_fine_kji,
+        context_kji,
+        lesions_kji,
+        0.5,
+        geometry,
+        min_ml,
+        limit,
+        "mean",
+        DropReason.FINE_PASS,
+    )
+
+
+def _add_regions(
+    candidates: Candidates,
+    q_kji: np.ndarray,
+    q_new_kji: np.ndarray,
+    context_kji: np.ndarray,
+    lesions_kji: np.ndarray,
+    threshold: float,
+    geometry: Geometry,
+    min_ml: float,
+    limit: int | None,
+    rank_by: str,
+    reason: DropReason,
+) -> Candidates:
+    """Components of ``q_new >= threshold`` in ``context`` added as candidates of ``reason`` (see the callers);
+    ``rank_by`` (``peak`` or ``mean`` of ``q_new``) chooses the ``limit`` kept. Confidence: the mean of ``q_new``
+    in the new ones, of ``q`` in the earlier ones."""
     from SmoothSegNetLib.report import label_lesions
 
-    low = (np.asarray(q_kji) >= threshold) & np.asarray(context_kji, dtype=bool)
-    if not low.any():
+    found = (np.asarray(q_new_kji) >= threshold) & np.asarray(context_kji, dtype=bool)
+    if not found.any():
         return candidates
-    components = label_lesions(low, geometry)
+    components = label_lesions(found, geometry)
     count = int(components.max())
     index = np.arange(1, count + 1)
     taken = ndimage.binary_dilation(np.asarray(lesions_kji) > 0, structure=np.ones((3, 3, 3), dtype=bool))
@@ -90,8 +155,9 @@ def add_low_probability(
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:] * geometry.voxel_volume_mm3 / 1000.0
     new = index[~touches & (sizes >= min_ml)]
     if limit is not None and len(new) > limit:
-        peaks = np.atleast_1d(ndimage.maximum(np.asarray(q_kji), components, new))
-        new = np.sort(new[np.argsort(-peaks, kind="stable")[:limit]])
+        rank = ndimage.maximum if rank_by == "peak" else ndimage.mean
+        scores = np.atleast_1d(rank(np.asarray(q_new_kji), components, new))
+        new = np.sort(new[np.argsort(-scores, kind="stable")[:limit]])
     if not len(new):
         return candidates
     # One map of both kinds (earlier candidates keep their reasons), numbered again by decreasing volume.
@@ -101,9 +167,13 @@ def add_low_probability(
     lut[new] = np.arange(old_count + 1, old_count + 1 + len(new))
     combined = np.where(combined > 0, combined, lut[components])
     reasons = {int(n): r for n, r in candidates.reasons.items()}
-    reasons.update({old_count + 1 + m: DropReason.LOW_TUMOR_PROBABILITY.value for m in range(len(new))})
+    reasons.update({old_count + 1 + m: reason.value for m in range(len(new))})
     merged = candidate_map(combined, reasons)
-    return dataclasses.replace(merged, confidence=lesion_confidence(q_kji, merged.instances))
+    confidence = lesion_confidence(q_kji, merged.instances)
+    if q_new_kji is not q_kji:
+        fine = lesion_confidence(q_new_kji, merged.instances)
+        confidence = {n: fine[n] if merged.reasons[n] == reason.value else c for n, c in confidence.items()}
+    return dataclasses.replace(merged, confidence=confidence)
 
 
 def component_median_hu(hu_kji: np.ndarray | None, components: np.ndarray) -> dict[int, float]:

@@ -90,6 +90,7 @@ class PostSpec:
     min_lesion_confidence: float = 0.0
     min_lesion_hu: float | None = None
     candidate_probability: float | None = None
+    candidate_fine_spacing_mm: float | None = None
     candidate_limit: int | None = None
 
 
@@ -323,6 +324,9 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             min_lesion_hu=None if post.get("min_lesion_hu") is None else float(post["min_lesion_hu"]),
             candidate_probability=(
                 None if post.get("candidate_probability") is None else float(post["candidate_probability"])
+            ),
+            candidate_fine_spacing_mm=(
+                None if post.get("candidate_fine_spacing_mm") is None else float(post["candidate_fine_spacing_mm"])
             ),
             candidate_limit=None if post.get("candidate_limit") is None else int(post["candidate_limit"]),
         ),

@@ -40,6 +40,9 @@ class DropReason(str, enum.Enum):
     # Not a dropped component: a region where the tumor probability reaches the card's candidate_probability
     # but not the decision threshold 0.5 (the network saw something there, too faintly to call it tumor).
     LOW_TUMOR_PROBABILITY = "low_tumor_probability"
+    # Not a dropped component either: a component that the tumor network calls tumor when it runs a second time
+    # on a finer grid (candidate_fine_spacing_mm), where a small lesion spans more voxels.
+    FINE_PASS = "fine_pass"
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,13 @@ class LesionThresholds:
         candidate_probability: regions where the tumor probability reaches this (but never 0.5) and that touch no
             lesion are listed as candidates too; ``None`` when not applied.
         candidate_probability_source: :class:`ThresholdSource` value.
-        candidate_limit: at most this many such regions per case (those with the highest peak probability);
-            ``None``: all (or not applied).
+        candidate_fine_spacing_mm: the tumor network also runs on a grid of this isotropic spacing (mm); its
+            components that touch no lesion and no earlier candidate are listed as candidates too; ``None`` when
+            not applied.
+        candidate_fine_spacing_mm_source: :class:`ThresholdSource` value.
+        candidate_limit: at most this many regions of each added kind per case (faint regions: those with the
+            highest peak probability; fine-pass components: those with the highest mean probability); ``None``:
+            all (or not applied).
     """
 
     min_lesion_ml: float | None = None
@@ -69,6 +77,8 @@ class LesionThresholds:
     min_lesion_hu_source: str = ThresholdSource.NOT_APPLIED.value
     candidate_probability: float | None = None
     candidate_probability_source: str = ThresholdSource.NOT_APPLIED.value
+    candidate_fine_spacing_mm: float | None = None
+    candidate_fine_spacing_mm_source: str = ThresholdSource.NOT_APPLIED.value
     candidate_limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +87,7 @@ class LesionThresholds:
             "min_lesion_confidence_source",
             "min_lesion_hu_source",
             "candidate_probability_source",
+            "candidate_fine_spacing_mm_source",
         ):
             ThresholdSource(getattr(self, name))  # raises ValueError naming the bad value
 
@@ -87,12 +98,14 @@ class LesionThresholds:
             "min_lesion_confidence": self.min_lesion_confidence,
             "min_lesion_hu": self.min_lesion_hu,
             "candidate_probability": self.candidate_probability,
+            "candidate_fine_spacing_mm": self.candidate_fine_spacing_mm,
             "candidate_limit": self.candidate_limit,
             "source": {
                 "min_lesion_ml": self.min_lesion_ml_source,
                 "min_lesion_confidence": self.min_lesion_confidence_source,
                 "min_lesion_hu": self.min_lesion_hu_source,
                 "candidate_probability": self.candidate_probability_source,
+                "candidate_fine_spacing_mm": self.candidate_fine_spacing_mm_source,
             },
         }
 
@@ -199,6 +212,12 @@ def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds
                 None if block.get("candidate_probability") is None else float(block["candidate_probability"])
             ),
             candidate_probability_source=str(source.get("candidate_probability", ThresholdSource.NOT_APPLIED.value)),
+            candidate_fine_spacing_mm=(
+                None if block.get("candidate_fine_spacing_mm") is None else float(block["candidate_fine_spacing_mm"])
+            ),
+            candidate_fine_spacing_mm_source=str(
+                source.get("candidate_fine_spacing_mm", ThresholdSource.NOT_APPLIED.value)
+            ),
             candidate_limit=None if block.get("candidate_limit") is None else int(block["candidate_limit"]),
         )
     except (TypeError, ValueError):

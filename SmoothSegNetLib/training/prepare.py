@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from SmoothSegNetLib.inference.pipeline import _tumor_box as tumor_box
-from SmoothSegNetLib.inference.pipeline import tumor_stage_mask
+from SmoothSegNetLib.inference.pipeline import tumor_box, tumor_stage_mask
 from SmoothSegNetLib.inference.preprocess import (
     network_grid,
     resample_ct,
