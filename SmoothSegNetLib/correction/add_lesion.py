@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.search import Crop, component_near, find_lesion
+from SmoothSegNetLib.correction.search import Crop, component_near, find_lesion, network_component
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference.options import SegmentOptions
@@ -52,7 +52,8 @@ class AddedLesion:
         mask: bool ``[k, j, i]`` on ``box``: the lesion's voxels.
         method: ``network`` (at ``threshold``) or ``region_growing``.
         threshold: the decision probability threshold used (``None`` for region growing).
-        confidence: mean tumor decision probability of the network inside the lesion.
+        confidence: mean tumor decision probability of the network inside the lesion (of the fine window when it
+            found the lesion).
         contrast_hu: mean HU of the lesion minus the mean HU of the liver around it.
         point_lps_mm: the point clicked.
         timings_s: seconds per step.
@@ -67,6 +68,8 @@ class AddedLesion:
     contrast_hu: float
     point_lps_mm: tuple[float, float, float]
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: The isotropic spacing (mm) of the fine network window when it found the lesion (else ``None``).
+    fine_network_spacing_mm: float | None = None
 
     @property
     def voxel_count(self) -> int:
@@ -166,6 +169,20 @@ class PointSegmenter:
             self.card.input.hu_window,
         )
         timings["search_s"] = time.perf_counter() - t0 - timings["prepare_s"] - timings["network_s"]
+        fine_mm = self.settings.fine_network_spacing_mm or None
+        if found is None and fine_mm:
+            t1 = time.perf_counter()
+            fine_window, _ = self._window(geometry, point_lps_mm, fine_mm)
+            q = self._probability(ct.array[box], labelmap[box] > 0, crop, fine_window)
+            found = network_component(
+                Crop(ct.array[box], q, allowed, local, spacing_kji),
+                self.settings,
+                self.card.post.chan_vese_iterations,
+                self.card.input.hu_window,
+            )
+            timings["fine_network_s"] = time.perf_counter() - t1
+        else:
+            fine_mm = None
         if found is None:
             raise InputError(
                 f"nothing lesion-like was found at {_fmt(point_lps_mm)}: click inside the lesion, near its centre "
@@ -185,16 +202,23 @@ class PointSegmenter:
             contrast_hu=round(found.contrast_hu, 1),
             point_lps_mm=point_lps_mm,
             timings_s=timings,
+            fine_network_spacing_mm=fine_mm,
         )
 
     # -- steps ----------------------------------------------------------------------------------------
-    def _window(self, geometry: Geometry, point: tuple[float, float, float]) -> tuple[Geometry, Slices]:
-        """The network window (card spacing and orientation, ``roi`` voxels centred on the point) and the box of
-        input voxels it covers."""
+    def _window(
+        self, geometry: Geometry, point: tuple[float, float, float], spacing_mm: float | None = None
+    ) -> tuple[Geometry, Slices]:
+        """The network window (card spacing, or ``spacing_mm`` isotropic, and orientation; ``roi`` voxels
+        centred on the point) and the box of input voxels it covers."""
         card = self.card
         roi = card.inference.roi_size_ijk or (64, 64, 48)
         direction = orientation_direction(card.input.orientation)
-        spacing = card.input.spacing_mm or canonical_geometry(geometry, None, card.input.orientation).spacing_mm
+        spacing = (
+            (spacing_mm,) * 3
+            if spacing_mm
+            else card.input.spacing_mm or canonical_geometry(geometry, None, card.input.orientation).spacing_mm
+        )
         half = (np.asarray(roi, dtype=float) - 1.0) / 2.0 * np.asarray(spacing, dtype=float)
         origin = np.asarray(point, dtype=float) - direction @ half
         window = Geometry.create((roi[2], roi[1], roi[0]), spacing, origin, direction)

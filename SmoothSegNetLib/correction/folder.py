@@ -162,6 +162,7 @@ def _correction(added: AddedLesion) -> dict[str, Any]:
         "at_lps_mm": [round(float(v), 3) for v in added.point_lps_mm],
         "method": added.method,
         "threshold": added.threshold,
+        "network_spacing_mm": added.fine_network_spacing_mm,
         "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

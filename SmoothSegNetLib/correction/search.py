@@ -62,6 +62,14 @@ def find_lesion(
     return None
 
 
+def network_component(
+    crop: Crop, s: AddLesionSettings, chan_vese_iterations: int = 0, hu_window: tuple[float, float] = (-200, 250)
+) -> Found | None:
+    """The network's component at ``crop.voxel`` (the first of ``s.thresholds`` that gives one near the point,
+    closed, hole-filled, refined), or ``None``; growing is not tried."""
+    return _by_network(crop, s, chan_vese_iterations, hu_window)
+
+
 def _by_network(
     crop: Crop, s: AddLesionSettings, chan_vese_iterations: int, hu_window: tuple[float, float]
 ) -> Found | None:

@@ -52,6 +52,10 @@ class AddLesionSettings:
         star_cone_deg: a ray's stretch of the radial profile is fitted to the voxels within this angle of it.
         star_smooth_deg: each ray's stretch is the median of those of the rays within this angle of it.
         star_radius_range: the stretches tried: multiples of the shells' edge radius (low <= 1 <= high).
+        fine_network_spacing_mm: when neither growing nor the network window at the card's spacing finds a lesion,
+            run the network once more in a window of the card's ``roi_size_ijk`` at this isotropic spacing (mm),
+            centred on the point, and take its component there (0 = never). A small or faint lesion spans more
+            voxels on the finer grid.
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -79,6 +83,7 @@ class AddLesionSettings:
     star_cone_deg: float = 40.0
     star_smooth_deg: float = 30.0
     star_radius_range: tuple[float, float] = (0.7, 1.4)
+    fine_network_spacing_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
@@ -99,6 +104,7 @@ class AddLesionSettings:
             "min_radius_mm",
             "star_cone_deg",
             "star_smooth_deg",
+            "fine_network_spacing_mm",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):

@@ -65,15 +65,16 @@ def normal_point(  # type: ignore[no-untyped-def]
 
 
 def evaluate_seed(
-    seed: int, cache: Path, variants: dict[str, AddLesionSettings]
-) -> tuple[dict[str, list[Click]], dict[str, int]]:
-    """Clicks of one cached phantom for each settings variant; and, per variant, 1 if the normal click added."""
+    seed: int, cache: Path, variants: dict[str, AddLesionSettings], normals: int = 1
+) -> tuple[dict[str, list[Click]], dict[str, tuple[int, int]]]:
+    """Clicks of one cached phantom for each settings variant; and, per variant, how many of its ``normals``
+    normal-liver clicks added something, and how many were made."""
     from SmoothSegNetLib.correction.add_lesion import PointSegmenter
     from SmoothSegNetLib.phantom import make_phantom
 
     record = json.loads((cache / f"missed-{seed}.json").read_text(encoding="utf-8"))
     clicks: dict[str, list[Click]] = {name: [] for name in variants}
-    normal: dict[str, int] = {name: 0 for name in variants}
+    normal: dict[str, tuple[int, int]] = {}
     if not record["missed"]:
         return clicks, {}
     size, spacing, oblique = evaluation_grid(seed)
@@ -81,7 +82,8 @@ def evaluate_seed(
     stored = np.load(cache / f"seg-{seed}.npz")
     labelmap, lesions = stored["labelmap"], stored["lesions"]
     geometry = phantom.ct.geometry
-    normal_click = normal_point(phantom.labels, labelmap, geometry, seed)
+    normal_clicks = [normal_point(phantom.labels, labelmap, geometry, seed, draw) for draw in range(normals)]
+    normal_clicks = [p for p in normal_clicks if p is not None]
     for name, settings in variants.items():
         segmenter = PointSegmenter("smoothsegnet-demo-tumor", settings=settings, threads=1)
         for item in record["missed"]:
@@ -107,13 +109,16 @@ def evaluate_seed(
                     added.timings_s["total_s"],
                 )
             )
-        if normal_click is not None:
+        added_normal = 0
+        for draw, point in enumerate(normal_clicks):
             try:
-                segmenter(phantom.ct, labelmap, lesions, normal_click)  # type: ignore[arg-type]
-                normal[name] = 1
-                log.info("seed %d normal liver (%s): something was added", seed, name)
+                segmenter(phantom.ct, labelmap, lesions, point)  # type: ignore[arg-type]
+                added_normal += 1
+                log.info("seed %d normal liver %d (%s): something was added", seed, draw, name)
             except InputError:
-                normal[name] = 0
+                pass
+        if normal_clicks:
+            normal[name] = (added_normal, len(normal_clicks))
     return clicks, normal
 
 
@@ -154,6 +159,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no-growing": {"region_growing": False},
     "no-chan-vese": {"chan_vese_iterations": 0},
     "network-first": {"network_first": True},
+    "fine-network-1.0": {"fine_network_spacing_mm": 1.0},
+    "fine-network-1.4": {"fine_network_spacing_mm": 1.4},
+    "no-fine-network": {"fine_network_spacing_mm": 0.0},
 }
 
 
@@ -164,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default="bundled", help=f"comma-separated, of {sorted(VARIANTS)}")
     parser.add_argument("--json", type=Path, help="write every click here")
     parser.add_argument("--wait-s", type=float, default=0.0, help="wait this long for each seed's cache to appear")
+    parser.add_argument("--normals", type=int, default=1, help="normal-liver clicks per phantom (more: tuning only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     base = default_settings()
@@ -178,10 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (args.cache / f"missed-{seed}.json").is_file():
             log.warning("seed %d is not in the cache %s: run missed_lesions first", seed, args.cache)
             continue
-        clicks, normal = evaluate_seed(seed, args.cache, variants)
+        clicks, normal = evaluate_seed(seed, args.cache, variants, args.normals)
         for name in variants:
             old = rows[name]
-            rows[name] = (old[0] + clicks[name], old[1] + normal.get(name, 0), old[2] + (name in normal))
+            added, tried = normal.get(name, (0, 0))
+            rows[name] = (old[0] + clicks[name], old[1] + added, old[2] + tried)
     if args.json:
         data = {n: [c.__dict__ for c in r[0]] for n, r in rows.items()}
         args.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
