@@ -166,3 +166,18 @@ def test_cli_refuses_a_bad_fine_spacing_with_one_line_and_zero_turns_it_off(tmp_
     report = json.loads((tmp_path / "off" / "report.json").read_text())
     assert report["thresholds"]["candidate_fine_spacing_mm"] == 0.0
     assert report["thresholds"]["source"]["candidate_fine_spacing_mm"] == "cli" and report["candidates"] == []
+
+
+def test_the_fine_pass_reports_progress_as_the_tumor_stage_and_never_goes_back(tmp_path: Path) -> None:
+    from SmoothSegNetLib.progress import CASE_STAGES
+
+    seen: list[tuple[str, float]] = []
+    Segmenter(_options(tmp_path))(_ct(), lambda stage, fraction, message="": seen.append((stage, fraction)))
+    # Every stage is one the case progress bar knows (an unknown one would make the bar jump to its own 0..1).
+    assert {stage for stage, _ in seen} <= set(CASE_STAGES)
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # The tumor stage has 0.5..0.98 of the segmentation; its first pass (one whole-volume window here) ends a
+    # quarter of the way, at 0.62, and the fine pass takes the rest, to 0.98.
+    tumor = [f for s, f in seen if s == "tumor"]
+    assert tumor == pytest.approx([0.5 + 0.48 * 0.25, 0.98])

@@ -311,7 +311,7 @@ class Segmenter:
             card,
             progress,
             cancel,
-            "tumor (fine pass)",
+            "tumor",
             warnings,
             card.post.liver_from_tumor_stage,
         )
