@@ -169,8 +169,9 @@ class PointSegmenter:
             self.card.input.hu_window,
         )
         timings["search_s"] = time.perf_counter() - t0 - timings["prepare_s"] - timings["network_s"]
-        fine_mm = self.settings.fine_network_spacing_mm or None
-        if found is None and fine_mm:
+        fine_mm = None  # the spacing of the fine window, when it ran
+        if found is None and self.settings.fine_network_spacing_mm:
+            fine_mm = self.settings.fine_network_spacing_mm
             t1 = time.perf_counter()
             fine_window, _ = self._window(geometry, point_lps_mm, fine_mm)
             q = self._probability(ct.array[box], labelmap[box] > 0, crop, fine_window)
@@ -181,8 +182,6 @@ class PointSegmenter:
                 self.card.input.hu_window,
             )
             timings["fine_network_s"] = time.perf_counter() - t1
-        else:
-            fine_mm = None
         if found is None:
             raise InputError(
                 f"nothing lesion-like was found at {_fmt(point_lps_mm)}: click inside the lesion, near its centre "
