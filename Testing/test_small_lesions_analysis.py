@@ -110,3 +110,17 @@ def test_floors_applied_afterwards_move_recall_and_precision_as_counted_by_hand(
     assert "| <10 mm | 2 | 0 | 1 | 0 | 1 | 0 | 0 |" in table
     # With the 0.03 ml floor both lesions are missed; lesion 1 is still touched by a (dropped) candidate.
     assert candidate_catch(cases, (0.03, None)) == (1, 2) and candidate_catch(cases, NO_FLOOR) == (0, 1)
+
+
+def test_floors_off_switches_off_every_lesion_floor_the_pipeline_has() -> None:
+    """The analyses segment with every floor off: a floor added to the pipeline later must be added here too."""
+    import dataclasses
+
+    from SmoothSegNetLib.evaluation.small_lesions import FLOORS_OFF
+    from SmoothSegNetLib.inference import SegmentOptions
+
+    floors = {f.name for f in dataclasses.fields(SegmentOptions) if f.name.startswith("min_lesion")}
+    assert set(FLOORS_OFF) == floors
+    off = SegmentOptions(**FLOORS_OFF)
+    assert (off.min_lesion_ml, off.min_lesion_confidence, off.min_lesion_score) == (0.0, 0.0, 0.0)
+    assert off.min_lesion_hu == -1024.0

@@ -67,6 +67,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the tumor card's)",
     )
     parser.add_argument(
+        "--min-lesion-score",
+        type=float,
+        metavar="S",
+        help="list lesions that the tumor card's lesion classifier scores below S as candidates (0..1, 0 = keep "
+        "all; default: the tumor card's)",
+    )
+    parser.add_argument(
         "--candidate-probability",
         type=float,
         metavar="P",
@@ -151,6 +158,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_ml=args.min_lesion_ml,
         min_lesion_confidence=args.min_lesion_confidence,
         min_lesion_hu=args.min_lesion_hu,
+        min_lesion_score=args.min_lesion_score,
         candidate_probability=args.candidate_probability,
         candidate_fine_spacing_mm=args.candidate_fine_spacing,
         refine=args.refine,

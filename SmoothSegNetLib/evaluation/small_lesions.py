@@ -45,6 +45,14 @@ Floors = tuple[float, "float | None"]
 #: ``min_lesion_hu`` that keeps every component (no median is under the lowest CT value).
 NO_HU_FLOOR = -1024.0
 
+#: Segment options that switch every lesion floor off (the card's included).
+FLOORS_OFF: dict[str, Any] = {
+    "min_lesion_ml": 0.0,
+    "min_lesion_confidence": 0.0,
+    "min_lesion_hu": NO_HU_FLOOR,
+    "min_lesion_score": 0.0,
+}
+
 STAGES = ("outside liver", "low probability", "refinement", "volume floor", "confidence floor", "detected")
 
 
@@ -138,11 +146,10 @@ def _tissue_under(tissues: np.ndarray) -> str:
     return "lesion" if top >= LESION_TISSUE_BASE else T(top).name.lower()
 
 
-def collect(seed: int, cache: Path, threads: int | None, options: dict[str, Any]) -> dict[str, Any]:
-    """Segment one phantom (or read its cache) and analyse it."""
-    record = cache / f"stages-{seed}.json"
-    if record.is_file():
-        return dict(json.loads(record.read_text(encoding="utf-8")))
+def segment_without_floors(seed: int, threads: int | None, options: dict[str, Any]) -> tuple[Any, Any]:
+    """``(phantom, result)``: one phantom on its evaluation grid, segmented by the real pipeline with its probability
+    maps kept and every lesion floor off (the card's included: a confidence or score floor would hide the
+    components under it)."""
     from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid
     from SmoothSegNetLib.inference import SegmentOptions, segment
     from SmoothSegNetLib.phantom import make_phantom
@@ -150,23 +157,27 @@ def collect(seed: int, cache: Path, threads: int | None, options: dict[str, Any]
     size, spacing, oblique = evaluation_grid(seed)
     phantom = make_phantom(seed, size, spacing, oblique)
     result = segment(
-        phantom.ct,
-        # Every floor off (the card's included: its confidence floor would hide the components under it).
-        SegmentOptions(
-            device="cpu",
-            threads=threads,
-            probability_map=True,
-            min_lesion_ml=0.0,
-            min_lesion_confidence=0.0,
-            min_lesion_hu=NO_HU_FLOOR,
-            **options,
-        ),
+        phantom.ct, SegmentOptions(device="cpu", threads=threads, probability_map=True, **{**FLOORS_OFF, **options})
     )
-    data = {"seed": seed, "phase": str(phantom.info.get("phase")), **analyse_case(phantom, result)}
-    cache.mkdir(parents=True, exist_ok=True)
+    return phantom, result
+
+
+def write_record(record: Path, data: dict[str, Any]) -> None:
+    """Write one case's JSON record whole (a temporary name, then renamed)."""
+    record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
     tmp.replace(record)
+
+
+def collect(seed: int, cache: Path, threads: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Segment one phantom (or read its cache) and analyse it."""
+    record = cache / f"stages-{seed}.json"
+    if record.is_file():
+        return dict(json.loads(record.read_text(encoding="utf-8")))
+    phantom, result = segment_without_floors(seed, threads, options)
+    data = {"seed": seed, "phase": str(phantom.info.get("phase")), **analyse_case(phantom, result)}
+    write_record(record, data)
     return data
 
 

@@ -30,6 +30,8 @@ class SegmentOptions:
         min_lesion_ml: lesions smaller than this are dropped (``None`` = the tumor card's value).
         min_lesion_confidence: lesions whose mean tumor decision probability is below this are dropped (given
             back to the liver); ``None`` = the tumor card's value (0 = keep all).
+        min_lesion_score: lesions that the tumor card's lesion classifier scores below this are review candidates
+            (``None`` = the card's; 0 = keep all; needs a card with a classifier).
         candidate_probability: also list regions whose tumor probability reaches this but not 0.5 as review
             candidates (``None`` = the card's; 0 = off).
         candidate_fine_spacing_mm: also run the tumor network on an isotropic grid of this spacing (mm) and list
@@ -53,6 +55,7 @@ class SegmentOptions:
     min_lesion_ml: float | None = None
     min_lesion_confidence: float | None = None
     min_lesion_hu: float | None = None
+    min_lesion_score: float | None = None
     candidate_probability: float | None = None
     candidate_fine_spacing_mm: float | None = None
     refine: bool | None = None
@@ -75,6 +78,9 @@ class SegmentOptions:
         hu = self.min_lesion_hu
         if hu is not None and not (math.isfinite(hu) and -1024 <= hu <= 3071):
             raise InputError(f"--min-lesion-hu must be a number in [-1024, 3071] (HU), got {hu!r}")
+        score = self.min_lesion_score
+        if score is not None and not (math.isfinite(score) and 0 <= score < 1):
+            raise InputError(f"--min-lesion-score must be a number in [0, 1), got {score!r}")
         cand = self.candidate_probability
         if cand is not None and not (math.isfinite(cand) and 0 <= cand < 0.5):
             raise InputError(f"--candidate-probability must be a number in [0, 0.5) (0 = off), got {cand!r}")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError, ModelError
+from SmoothSegNetLib.inference.lesion_classifier import LogisticModel
 from SmoothSegNetLib.inference.options import SegmentationResult, SegmentOptions
 from SmoothSegNetLib.inference.postprocess import (
     bounding_box,
@@ -78,6 +79,7 @@ class Segmenter:
         if tumor_entry is not None:
             self.tumor_card, self.tumor_net, tumor_sha = self._load(tumor_entry)
             self.models.append(_model_info(self.tumor_card, tumor_sha))
+        self.lesion_classifier = None if self.tumor_card is None else _lesion_classifier(self.tumor_card)
         self.thresholds = LesionThresholds() if self.tumor_card is None else self._lesion_thresholds(self.tumor_card)
 
     def _entry(self, name: str, task: str) -> ModelEntry:
@@ -257,7 +259,11 @@ class Segmenter:
                 warnings.append(
                     "the tumor network found no liver in the liver stage's mask: the liver stage's mask is kept"
                 )
-        lesions, confidence, candidates = split_by_thresholds(tumor, q_crop, crop_geom, self.thresholds, ct_crop)
+        # The liver the lesion classifier measures against: the liver of the labelmap, tumor included.
+        organ_crop = (refined.mask > 0 if refined is not None else liver_crop) | tumor
+        lesions, confidence, candidates = split_by_thresholds(
+            tumor, q_crop, crop_geom, self.thresholds, ct_crop, self.lesion_classifier, organ_crop
+        )
         if low:
             candidates = add_low_probability(
                 candidates,
@@ -324,6 +330,12 @@ class Segmenter:
         min_ml, ml_source = _floor(self.options.min_lesion_ml, card.post.min_lesion_ml)
         min_conf, conf_source = _floor(self.options.min_lesion_confidence, card.post.min_lesion_confidence)
         min_hu, hu_source = _floor(self.options.min_lesion_hu, card.post.min_lesion_hu)
+        min_score, score_source = _floor(self.options.min_lesion_score, card.post.min_lesion_score)
+        if min_score and self.lesion_classifier is None:
+            raise InputError(
+                f"--min-lesion-score needs a tumor card with a lesion classifier; {card.id!r} has none "
+                "(postprocessing.lesion_classifier)"
+            )
         low, low_source = _floor(self.options.candidate_probability, card.post.candidate_probability)
         fine, fine_source = _floor(self.options.candidate_fine_spacing_mm, card.post.candidate_fine_spacing_mm)
         return LesionThresholds(
@@ -333,6 +345,8 @@ class Segmenter:
             min_lesion_confidence_source=conf_source,
             min_lesion_hu=min_hu,
             min_lesion_hu_source=hu_source,
+            min_lesion_score=min_score,
+            min_lesion_score_source=score_source,
             candidate_probability=low,
             candidate_probability_source=low_source,
             candidate_fine_spacing_mm=fine,
@@ -450,6 +464,20 @@ def _check_ct(ct: CTVolume) -> None:
         raise InputError(f"segment needs a CTVolume, got {type(ct).__name__}: read it with SmoothSegNetLib.io")
     if ct.array.ndim != 3 or not np.issubdtype(ct.array.dtype, np.number) or ct.array.dtype == np.bool_:
         raise InputError(f"the CT must be a 3D numeric array in HU, got dtype {ct.array.dtype} shape {ct.array.shape}")
+
+
+def _lesion_classifier(card: ModelCard) -> LogisticModel | None:
+    """The card's lesion classifier, or ``None``.
+
+    Raises:
+        ModelError: the card's classifier is not a valid model.
+    """
+    if card.post.lesion_classifier is None:
+        return None
+    try:
+        return LogisticModel.from_json(card.post.lesion_classifier)
+    except ValueError as exc:
+        raise ModelError(f"model {card.id!r}: postprocessing.lesion_classifier: {exc}") from exc
 
 
 def _model_info(card: ModelCard, sha256: str | None) -> dict[str, Any]:

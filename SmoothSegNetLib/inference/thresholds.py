@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
 
+from SmoothSegNetLib.inference.lesion_classifier import LogisticModel
+from SmoothSegNetLib.inference.lesion_features import component_features
 from SmoothSegNetLib.report.candidates import Candidates, DropReason, LesionThresholds, candidate_map
 from SmoothSegNetLib.volume import Geometry
 
@@ -19,10 +22,12 @@ def split_by_thresholds(
     geometry: Geometry,
     thresholds: LesionThresholds,
     hu_kji: np.ndarray | None = None,
+    classifier: LogisticModel | None = None,
+    liver_kji: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, float], Candidates]:
     """Lesions (components reaching every floor, numbered by decreasing volume), their confidences, and the
-    components under a floor as candidates (checked in the order volume, confidence, attenuation; the first
-    floor missed is the reason).
+    components under a floor as candidates (checked in the order volume, confidence, attenuation, classifier
+    score; the first floor missed is the reason).
 
     Args:
         tumor_kji: tumor mask on ``geometry``.
@@ -30,7 +35,9 @@ def split_by_thresholds(
         geometry: the grid (for voxel volumes).
         thresholds: the floors (``None`` values: not applied).
         hu_kji: the CT in HU on ``geometry`` (a component's attenuation is its median); needed when
-            ``thresholds.min_lesion_hu`` is set.
+            ``thresholds.min_lesion_hu`` or ``thresholds.min_lesion_score`` is set.
+        classifier: the lesion classifier; needed when ``thresholds.min_lesion_score`` is set.
+        liver_kji: the liver, tumor included, on ``geometry`` (the classifier's ring and depth); needed with it.
     """
     from SmoothSegNetLib.report import label_lesions
 
@@ -48,6 +55,11 @@ def split_by_thresholds(
             dropped[n] = DropReason.BELOW_MIN_LESION_CONFIDENCE.value
         elif thresholds.min_lesion_hu is not None and median_hu[n] < thresholds.min_lesion_hu:
             dropped[n] = DropReason.BELOW_MIN_LESION_HU.value
+    if thresholds.min_lesion_score:  # 0 keeps every lesion: nothing to score
+        scores = lesion_scores(components, q_kji, hu_kji, liver_kji, geometry, classifier, exclude=dropped)
+        for n, score in scores.items():
+            if score < thresholds.min_lesion_score:
+                dropped[n] = DropReason.BELOW_MIN_LESION_SCORE.value
     candidates = candidate_map(components, dropped)
     candidates = dataclasses.replace(candidates, confidence=lesion_confidence(q_kji, candidates.instances))
     if not dropped:
@@ -174,6 +186,32 @@ def _add_regions(
         fine = lesion_confidence(q_new_kji, merged.instances)
         confidence = {n: fine[n] if merged.reasons[n] == reason.value else c for n, c in confidence.items()}
     return dataclasses.replace(merged, confidence=confidence)
+
+
+def lesion_scores(
+    components: np.ndarray,
+    q_kji: np.ndarray,
+    hu_kji: np.ndarray | None,
+    liver_kji: np.ndarray | None,
+    geometry: Geometry,
+    classifier: LogisticModel | None,
+    exclude: Mapping[int, str] | None = None,
+) -> dict[int, float]:
+    """Component id -> the lesion classifier's score (every component not in ``exclude`` and under the
+    classifier's ``max_ml``: larger ones are lesions whatever they look like).
+
+    Raises:
+        ValueError: no classifier, CT or liver was given (a programming error: the score floor needs them).
+    """
+    if classifier is None or hu_kji is None or liver_kji is None:
+        raise ValueError("min_lesion_score is set: split_by_thresholds needs the classifier, the CT and the liver")
+    count = int(components.max()) if components.size else 0
+    ids = [n for n in range(1, count + 1) if n not in (exclude or {})]
+    if classifier.max_ml is not None:
+        sizes = np.bincount(components.ravel(), minlength=count + 1) * geometry.voxel_volume_mm3 / 1000.0
+        ids = [n for n in ids if sizes[n] < classifier.max_ml]
+    features = component_features(components, q_kji, hu_kji, np.asarray(liver_kji, dtype=bool), geometry, ids)
+    return {n: classifier.score(f) for n, f in features.items()}
 
 
 def component_median_hu(hu_kji: np.ndarray | None, components: np.ndarray) -> dict[int, float]:

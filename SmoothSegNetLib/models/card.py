@@ -89,6 +89,10 @@ class PostSpec:
     liver_from_tumor_stage: bool = False
     min_lesion_confidence: float = 0.0
     min_lesion_hu: float | None = None
+    min_lesion_score: float | None = None
+    # The lesion classifier as the card states it (features, centre, scale, weights, intercept, fitted_on); the
+    # pipeline builds the model from it (SmoothSegNetLib.inference.lesion_classifier).
+    lesion_classifier: dict[str, Any] | None = field(default=None, hash=False)
     candidate_probability: float | None = None
     candidate_fine_spacing_mm: float | None = None
     candidate_limit: int | None = None
@@ -322,6 +326,8 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
             liver_from_tumor_stage=bool(post.get("liver_from_tumor_stage", False)),
             min_lesion_confidence=float(post.get("min_lesion_confidence", 0.0)),
             min_lesion_hu=None if post.get("min_lesion_hu") is None else float(post["min_lesion_hu"]),
+            min_lesion_score=None if post.get("min_lesion_score") is None else float(post["min_lesion_score"]),
+            lesion_classifier=None if post.get("lesion_classifier") is None else dict(post["lesion_classifier"]),
             candidate_probability=(
                 None if post.get("candidate_probability") is None else float(post["candidate_probability"])
             ),

@@ -37,6 +37,9 @@ class DropReason(str, enum.Enum):
     BELOW_MIN_LESION_ML = "below_min_lesion_ml"
     BELOW_MIN_LESION_CONFIDENCE = "below_min_lesion_confidence"
     BELOW_MIN_LESION_HU = "below_min_lesion_hu"
+    # The tumor card's lesion classifier (a logistic model over the component's probability, contrast and shape)
+    # scores it under min_lesion_score.
+    BELOW_MIN_LESION_SCORE = "below_min_lesion_score"
     # Not a dropped component: a region where the tumor probability reaches the card's candidate_probability
     # but not the decision threshold 0.5 (the network saw something there, too faintly to call it tumor).
     LOW_TUMOR_PROBABILITY = "low_tumor_probability"
@@ -57,6 +60,9 @@ class LesionThresholds:
         min_lesion_hu: minimum median CT value (HU) inside the component (water density and below is fluid: most
             likely a simple cyst); ``None`` when not applied.
         min_lesion_hu_source: :class:`ThresholdSource` value.
+        min_lesion_score: minimum score of the tumor card's lesion classifier (0..1, how likely the component is a
+            true lesion); ``None`` when not applied.
+        min_lesion_score_source: :class:`ThresholdSource` value.
         candidate_probability: regions where the tumor probability reaches this (but never 0.5) and that touch no
             lesion are listed as candidates too; ``None`` when not applied.
         candidate_probability_source: :class:`ThresholdSource` value.
@@ -75,6 +81,8 @@ class LesionThresholds:
     min_lesion_confidence_source: str = ThresholdSource.NOT_APPLIED.value
     min_lesion_hu: float | None = None
     min_lesion_hu_source: str = ThresholdSource.NOT_APPLIED.value
+    min_lesion_score: float | None = None
+    min_lesion_score_source: str = ThresholdSource.NOT_APPLIED.value
     candidate_probability: float | None = None
     candidate_probability_source: str = ThresholdSource.NOT_APPLIED.value
     candidate_fine_spacing_mm: float | None = None
@@ -86,6 +94,7 @@ class LesionThresholds:
             "min_lesion_ml_source",
             "min_lesion_confidence_source",
             "min_lesion_hu_source",
+            "min_lesion_score_source",
             "candidate_probability_source",
             "candidate_fine_spacing_mm_source",
         ):
@@ -97,6 +106,7 @@ class LesionThresholds:
             "min_lesion_ml": self.min_lesion_ml,
             "min_lesion_confidence": self.min_lesion_confidence,
             "min_lesion_hu": self.min_lesion_hu,
+            "min_lesion_score": self.min_lesion_score,
             "candidate_probability": self.candidate_probability,
             "candidate_fine_spacing_mm": self.candidate_fine_spacing_mm,
             "candidate_limit": self.candidate_limit,
@@ -104,6 +114,7 @@ class LesionThresholds:
                 "min_lesion_ml": self.min_lesion_ml_source,
                 "min_lesion_confidence": self.min_lesion_confidence_source,
                 "min_lesion_hu": self.min_lesion_hu_source,
+                "min_lesion_score": self.min_lesion_score_source,
                 "candidate_probability": self.candidate_probability_source,
                 "candidate_fine_spacing_mm": self.candidate_fine_spacing_mm_source,
             },
@@ -208,6 +219,8 @@ def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds
             min_lesion_confidence_source=str(source.get("min_lesion_confidence", ThresholdSource.NOT_APPLIED.value)),
             min_lesion_hu=None if block.get("min_lesion_hu") is None else float(block["min_lesion_hu"]),
             min_lesion_hu_source=str(source.get("min_lesion_hu", ThresholdSource.NOT_APPLIED.value)),
+            min_lesion_score=None if block.get("min_lesion_score") is None else float(block["min_lesion_score"]),
+            min_lesion_score_source=str(source.get("min_lesion_score", ThresholdSource.NOT_APPLIED.value)),
             candidate_probability=(
                 None if block.get("candidate_probability") is None else float(block["candidate_probability"])
             ),

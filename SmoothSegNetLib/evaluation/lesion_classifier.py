@@ -1,0 +1,164 @@
+"""Fit the lesion classifier and see what it does to recall, precision and the review list (tuning only).
+
+Reads the tumor components of :mod:`SmoothSegNetLib.evaluation.lesion_features` (found with every floor off, with
+their features and the true lesions they touch) and fits a logistic model (:func:`fit_logistic`): is a component
+a true lesion? To score each phantom with a model that never saw it, the tuning seeds are split in two halves
+and each half is scored by the model fitted on the other (two-fold cross-validation); ``--fit`` then fits the
+model on all the seeds, for the card.
+
+Rules compared, per RECIST band: the card's floors (>= 0.2 ml, mean probability >= 0.7), and the classifier's
+(components of at least ``--min-ml`` whose score reaches t). The review list: the components not accepted (the
+pipeline's floor candidates); of the true lesions no accepted component touches, how many one of them touches.
+
+Run: ``python -m SmoothSegNetLib.evaluation.lesion_classifier --seeds 2004:2064 --cache build/lesion-features``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, proportion_text
+from SmoothSegNetLib.inference.lesion_classifier import LogisticModel, fit_logistic
+from SmoothSegNetLib.inference.lesion_features import FEATURES
+
+Rule = Callable[[dict[str, Any]], bool]
+
+
+def load(cache: Path, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    return [json.loads((cache / f"features-{s}.json").read_text(encoding="utf-8")) for s in seeds]
+
+
+def scored(component: dict[str, Any], min_ml: float, max_ml: float) -> bool:
+    """Whether the classifier decides this component: at least the volume floor and under ``max_ml`` (larger
+    components are always lesions)."""
+    return bool(min_ml <= component["ml"] < max_ml)
+
+
+def fit_model(
+    cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, min_ml: float, max_ml: float
+) -> LogisticModel:
+    """The model fitted on the components of ``cases`` that it decides (:func:`scored`)."""
+    rows = [c for case in cases for c in case["components"] if scored(c, min_ml, max_ml)]
+    return fit_logistic(rows, [bool(c["lesions"]) for c in rows], features, l2, max_ml)
+
+
+def cross_scores(
+    cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, min_ml: float, max_ml: float
+) -> None:
+    """Give each component a ``score`` from the model fitted on the other half of the cases (in place; 1 for
+    those at or over ``max_ml``)."""
+    halves = (cases[: len(cases) // 2], cases[len(cases) // 2 :])
+    for part, other in ((halves[0], halves[1]), (halves[1], halves[0])):
+        model = fit_model(other, features, l2, min_ml, max_ml)
+        for case in part:
+            for c in case["components"]:
+                c["score"] = 1.0 if c["ml"] >= max_ml else model.score(c)
+
+
+def outcome(cases: Sequence[dict[str, Any]], accept: Rule, review_limit: int | None = None) -> dict[str, Any]:
+    """Recall per band, precision, and the review list's catch under an accept rule."""
+    hits: dict[str, list[int]] = {band: [0, 0] for band, _, _ in RECIST_BINS}
+    predicted = true_predicted = caught = missed_total = listed = 0
+    for case in cases:
+        accepted = [c for c in case["components"] if accept(c)]
+        found = {t for c in accepted for t in c["lesions"]}
+        predicted += len(accepted)
+        true_predicted += sum(bool(c["lesions"]) for c in accepted)
+        rest = sorted((c for c in case["components"] if not accept(c)), key=lambda c: -c.get("score", 0.0))
+        if review_limit is not None:
+            rest = rest[:review_limit]
+        listed += len(rest)
+        reviewed = {t for c in rest for t in c["lesions"]}
+        for lesion in case["lesions"]:
+            band = lesion["band"]
+            hits[band][1] += 1
+            if lesion["lesion"] in found:
+                hits[band][0] += 1
+            else:
+                missed_total += 1
+                caught += lesion["lesion"] in reviewed
+    return {
+        "recall": hits,
+        "predicted": predicted,
+        "precision": true_predicted / predicted if predicted else float("nan"),
+        "review": (caught, missed_total),
+        "listed_per_case": listed / max(len(cases), 1),
+    }
+
+
+def row(name: str, out: dict[str, Any]) -> str:
+    bands = " | ".join(f"{h}/{n}" for h, n in out["recall"].values())
+    caught, missed = out["review"]
+    return (
+        f"| {name} | {bands} | {out['predicted']} | {out['precision']:.2f} | "
+        f"{proportion_text(caught, missed)} | {out['listed_per_case']:.1f} |"
+    )
+
+
+def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve (the chance that a true component outscores a false one)."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    pos, neg = s[y], s[~y]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="2004:2064", help="half-open range A:B of tuning phantom seeds")
+    parser.add_argument("--cache", type=Path, default=Path("build/lesion-features"), help="feature cache")
+    parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty of the logistic fits")
+    parser.add_argument("--min-ml", type=float, default=0.2, help="smallest component accepted (the volume floor)")
+    parser.add_argument("--max-ml", type=float, default=10.0, help="components this large are always lesions")
+    parser.add_argument("--features", default=",".join(FEATURES), help="comma-separated feature names")
+    parser.add_argument("--fit", type=Path, default=None, help="write the model fitted on every seed here (JSON)")
+    args = parser.parse_args(argv)
+    first, _, end = args.seeds.partition(":")
+    cases = load(args.cache, range(int(first), int(end)))
+    features = [f for f in args.features.split(",") if f]
+    cross_scores(cases, features, args.l2, args.min_ml, args.max_ml)
+    comps = [c for case in cases for c in case["components"] if scored(c, args.min_ml, args.max_ml)]
+    truth = [bool(c["lesions"]) for c in comps]
+    by_score = auc([c["score"] for c in comps], truth)
+    by_mean = auc([c["q_mean"] for c in comps], truth)
+    sys.stdout.write(
+        f"{len(comps)} components of {args.min_ml:g}-{args.max_ml:g} ml, {sum(truth)} on a true lesion; "
+        f"AUC (two-fold): classifier {by_score:.3f}, mean probability {by_mean:.3f}\n"
+    )
+    bands = " | ".join(band for band, _, _ in RECIST_BINS)
+    sys.stdout.write(
+        f"\n| rule | {bands} | predicted | precision | review list catch | listed per case |\n"
+        + "|---" * (len(RECIST_BINS) + 5)
+        + "|\n"
+    )
+
+    def card(c: dict[str, Any]) -> bool:
+        return bool(c["ml"] >= 0.2 and c["q_mean"] >= 0.7)
+
+    sys.stdout.write(row("card floors (0.2 ml, 0.7)", outcome(cases, card)) + "\n")
+    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
+
+        def rule(c: dict[str, Any], t: float = t) -> bool:
+            return bool(c["ml"] >= args.min_ml and c["score"] >= t)
+
+        sys.stdout.write(row(f"{args.min_ml:g} ml, score >= {t:g}", outcome(cases, rule)) + "\n")
+    if args.fit is not None:
+        args.fit.write_text(
+            json.dumps(fit_model(cases, features, args.l2, args.min_ml, args.max_ml).to_json(), indent=2) + "\n",
+            "utf-8",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Components with their features and their truth, for fitting and checking the lesion classifier (tuning only).
+
+Each phantom is segmented by the real pipeline with every floor off and its probability kept. Each tumor component
+gets its features (:mod:`SmoothSegNetLib.inference.lesion_features`, computed as the pipeline computes them) and
+the true lesions it touches (the phantom's own ids). Each true lesion keeps its RECIST band. The phantoms are
+made on the held-out grid of their seed with twice the in-plane voxel size, as
+:mod:`SmoothSegNetLib.evaluation.small_lesions` does.
+
+Run: ``python -m SmoothSegNetLib.evaluation.lesion_features --seeds 2004:2064 --cache build/lesion-features``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def collect(seed: int, cache: Path, threads: int | None, tumor_model: str | None) -> dict[str, Any]:
+    """One phantom's components and lesions (read from ``cache`` when there)."""
+    record = cache / f"features-{seed}.json"
+    if record.is_file():
+        return dict(json.loads(record.read_text(encoding="utf-8")))
+    from SmoothSegNetLib.evaluation.lesions import recist_bin
+    from SmoothSegNetLib.evaluation.small_lesions import segment_without_floors, write_record
+    from SmoothSegNetLib.inference.lesion_features import component_features
+    from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE
+    from SmoothSegNetLib.report.recist import recist_axes
+
+    phantom, result = segment_without_floors(seed, threads, {"tumor_model": tumor_model} if tumor_model else {})
+    geometry = phantom.ct.geometry
+    assert result.probability is not None
+    q = result.probability["tumor"].astype(np.float32)
+    components = result.lesions.astype(np.int32)
+    truth = np.where(phantom.tissues >= LESION_TISSUE_BASE, phantom.tissues - LESION_TISSUE_BASE + 1, 0)
+    lesions = []
+    for n in np.unique(truth)[1:]:
+        axes = recist_axes(truth == n, geometry)
+        long_mm = 0.0 if axes is None else float(axes.long_axis_mm)
+        lesions.append({"lesion": int(n), "long_axis_mm": round(long_mm, 2), "band": recist_bin(long_mm)})
+    features = component_features(components, q, phantom.ct.array, result.labelmap > 0, geometry)
+    records = []
+    for n, f in features.items():
+        hit = np.unique(truth[components == n])
+        records.append(
+            {
+                "ml": round(float((components == n).sum()) * geometry.voxel_volume_mm3 / 1000.0, 4),
+                "lesions": [int(t) for t in hit if t],
+                **{k: round(v, 4) for k, v in f.items()},
+            }
+        )
+    data = {"seed": seed, "lesions": lesions, "components": records}
+    write_record(record, data)
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="2004:2064", help="half-open range A:B of (tuning) phantom seeds")
+    parser.add_argument("--cache", type=Path, default=Path("build/lesion-features"), help="cache folder")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the networks")
+    parser.add_argument("--tumor-model", default=None, help="tumor model card (default: the bundled one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    first, _, end = args.seeds.partition(":")
+    for seed in range(int(first), int(end)):
+        data = collect(seed, args.cache, args.threads, args.tumor_model)
+        log.info("phantom %d: %d component(s), %d lesion(s)", seed, len(data["components"]), len(data["lesions"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
