@@ -259,3 +259,21 @@ def test_cli_refuses_a_score_floor_the_card_cannot_apply_with_one_error_line(tmp
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], result.stderr
         assert not out.exists()
+
+
+def test_depth_is_the_distance_transform_of_the_liver_at_the_centre() -> None:
+    """The growing-box search gives exactly what a Euclidean distance transform of the whole liver gives, on an
+    irregular liver with anisotropic voxels (centres deep inside, near the edge and outside it)."""
+    from scipy import ndimage
+
+    from SmoothSegNetLib.inference.lesion_features import _depth
+
+    rng = np.random.default_rng(7)
+    liver = ndimage.gaussian_filter(rng.random((40, 90, 80)), 6) > 0.5
+    spacing_kji = np.array([3.0, 0.7, 0.9])
+    edt = ndimage.distance_transform_edt(liver, sampling=spacing_kji)
+    centres = [tuple(int(v) for v in rng.integers(0, (40, 90, 80))) for _ in range(200)]
+    for centre in centres:
+        assert _depth(liver, centre, spacing_kji) == pytest.approx(float(edt[centre]), abs=1e-9), centre
+    assert any(edt[c] > 8.0 for c in centres) and any(0 < edt[c] <= 8.0 for c in centres)
+    assert any(edt[c] == 0 for c in centres)

@@ -70,7 +70,6 @@ def component_features(
     if ids is None:
         ids = range(1, count + 1)
     spacing_kji = np.array(geometry.spacing_mm[::-1], dtype=float)
-    depth_map = ndimage.distance_transform_edt(liver, sampling=spacing_kji) if liver.any() else None
     pad = np.ceil(_RING_MM[1] / spacing_kji).astype(int) + 1
     boxes = ndimage.find_objects(components, max_label=count)
     rotation = geometry.direction_array * spacing_kji[::-1]  # ijk steps -> LPS mm
@@ -109,7 +108,7 @@ def component_features(
         qs = q[big][inside]
         centre = np.array([int(round(float(np.mean(a)))) for a in (ks, js, is_)])
         centre += [s.start for s in big]
-        depth = 0.0 if depth_map is None else float(depth_map[tuple(centre)])
+        depth = _depth(liver, tuple(int(c) for c in centre), spacing_kji)
         out[n] = {
             "log_ml": math.log10(max(inside.sum() * geometry.voxel_volume_mm3 / 1000.0, 1e-4)),
             "q_mean": float(qs.mean()),
@@ -127,6 +126,28 @@ def component_features(
             "continues": continues,
         }
     return out
+
+
+def _depth(liver: np.ndarray, centre: tuple[int, int, int], spacing_kji: np.ndarray) -> float:
+    """Distance (mm) from the voxel ``centre`` to the nearest voxel of the grid outside ``liver`` (0 outside it;
+    what a Euclidean distance transform of the liver gives there), searched in growing boxes around the centre:
+    a voxel outside a box of half-size r is farther than r, so the nearest one found within r is the nearest."""
+    if not liver[centre]:
+        return 0.0
+    radius_mm = 8.0
+    while True:
+        half = np.ceil(radius_mm / spacing_kji).astype(int)
+        box = tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(centre, half, liver.shape, strict=True))
+        outside = np.argwhere(~liver[box])
+        whole = all(b.start == 0 and b.stop == n for b, n in zip(box, liver.shape, strict=True))
+        if len(outside):
+            offset = (outside + [b.start for b in box] - np.array(centre)) * spacing_kji
+            nearest = float(np.sqrt((offset**2).sum(axis=1).min()))
+            if nearest <= radius_mm or whole:
+                return nearest
+        elif whole:  # the liver fills the grid: as deep as the grid allows
+            return radius_mm
+        radius_mm *= 2.0
 
 
 def _shape(points_mm: np.ndarray, rotation: np.ndarray, voxel_mm3: float) -> tuple[float, float, float]:
