@@ -106,9 +106,8 @@ def component_features(
         voxels = np.stack([is_, js, ks], axis=1).astype(float) @ rotation.T
         flat, thin, fill = _shape(voxels, rotation, geometry.voxel_volume_mm3)
         qs = q[big][inside]
-        centre = np.array([int(round(float(np.mean(a)))) for a in (ks, js, is_)])
-        centre += [s.start for s in big]
-        depth = _depth(liver, tuple(int(c) for c in centre), spacing_kji)
+        k, j, i = (int(round(float(np.mean(a)))) + s.start for a, s in zip((ks, js, is_), big, strict=True))
+        depth = _depth(liver, (k, j, i), spacing_kji)
         out[n] = {
             "log_ml": math.log10(max(inside.sum() * geometry.voxel_volume_mm3 / 1000.0, 1e-4)),
             "q_mean": float(qs.mean()),
