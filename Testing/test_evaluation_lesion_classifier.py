@@ -1,13 +1,18 @@
 """The lesion-classifier analysis (tuning only): recall per band, precision and the review list under an accept
-rule, the ROC area, and the two-fold scores, on hand-made component lists."""
+rule, the ROC area, and the two-fold scores, on hand-made component lists; the bundled classifier refitted from its
+committed components; a tuning phantom segmented again into those components."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT
 
-from SmoothSegNetLib.evaluation.lesion_classifier import auc, cross_scores, outcome
+from SmoothSegNetLib.evaluation.lesion_classifier import auc, cross_scores, main, outcome
+from SmoothSegNetLib.models import load_card
 
 
 def _comp(ml: float, q: float, lesions: list[int], score: float = 0.0) -> dict[str, Any]:
@@ -62,3 +67,82 @@ def test_two_fold_scores_come_from_the_other_half_and_big_components_score_one()
     assert cases[0]["components"][0]["score"] == pytest.approx(cases[2]["components"][0]["score"])
     # Fitted on thin (= q here): true ones have q 0.9 vs false 0.8 and 0.9: the true one scores above the 0.8 one.
     assert cases[0]["components"][0]["score"] > cases[0]["components"][1]["score"]
+
+
+COMPONENTS = REPO_ROOT / "Resources" / "Models" / "demo-tumor-classifier-components.json"
+BUNDLED_TUMOR = REPO_ROOT / "Resources" / "Models" / "smoothsegnet-demo-tumor.json"
+
+
+def _cache(folder: Path) -> Path:
+    """The committed components, one record per tuning phantom, as ``evaluation.lesion_features`` writes them."""
+    folder.mkdir()
+    for case in json.loads(COMPONENTS.read_text(encoding="utf-8"))["cases"]:
+        (folder / f"features-{case['seed']}.json").write_text(json.dumps(case), encoding="utf-8")
+    return folder
+
+
+def _card_without_classifier(path: Path) -> Path:
+    card = json.loads(BUNDLED_TUMOR.read_text(encoding="utf-8"))
+    post = card["postprocessing"]
+    del post["lesion_classifier"], post["min_lesion_score"]
+    post["min_lesion_confidence"] = 0.7  # what the training script's cards held before the classifier
+    path.write_text(json.dumps(card), encoding="utf-8")
+    return path
+
+
+def test_the_bundled_classifier_is_refitted_number_for_number_from_its_committed_components(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = _cache(tmp_path / "lf")
+    card = _card_without_classifier(tmp_path / "card.json")
+    assert main(["--seeds", "2004:2064", "--cache", str(cache), "--into-card", str(card)]) == 0
+    out = capsys.readouterr().out
+    # The tuning figures of docs/small-lesions.md section 7 (two-fold scores).
+    assert "67 components of 0.2-10 ml, 27 on a true lesion; AUC (two-fold): classifier 0.862" in out
+    assert "| 0.2 ml, score >= 0.3 | 0/9 | 8/29 | 37/40 | 23/23 | 81 | 0.84 |" in out
+    written = json.loads(card.read_text(encoding="utf-8"))
+    bundled = json.loads(BUNDLED_TUMOR.read_text(encoding="utf-8"))
+    assert written["postprocessing"] == bundled["postprocessing"]  # the confidence floor is gone, the score floor set
+    assert load_card(card).post.lesion_classifier is not None  # a valid card the pipeline reads
+
+
+def test_into_card_refuses_too_few_components_and_non_tumor_cards_and_leaves_the_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = _cache(tmp_path / "lf")
+    card = _card_without_classifier(tmp_path / "card.json")
+    before = card.read_bytes()
+    # Seeds 2004-2013: 16 components of 0.2-10 ml, fewer than 10 of them true.
+    assert main(["--seeds", "2004:2014", "--cache", str(cache), "--into-card", str(card)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "fewer than 10 of each kind" in err and err.count("\n") == 1
+    assert card.read_bytes() == before
+    liver = tmp_path / "liver.json"
+    liver.write_text((REPO_ROOT / "Resources" / "Models" / "smoothsegnet-demo-liver.json").read_text())
+    before = liver.read_bytes()
+    assert main(["--seeds", "2004:2064", "--cache", str(cache), "--into-card", str(liver)]) == 2
+    assert "is not a tumor card" in capsys.readouterr().err
+    assert liver.read_bytes() == before
+    # A seed range whose records are missing: one error line, nothing written.
+    assert main(["--seeds", "2004:2070", "--cache", str(cache), "--into-card", str(card)]) == 2
+    assert "cannot read the components" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_tuning_phantom_segmented_again_gives_its_committed_components(tmp_path: Path) -> None:
+    from SmoothSegNetLib.evaluation.lesion_features import collect
+
+    seed = 2011  # two components of 0.2-10 ml, both on true lesions
+    committed = next(c for c in json.loads(COMPONENTS.read_text())["cases"] if c["seed"] == seed)
+    data = collect(seed, tmp_path, threads=1, tumor_model=str(BUNDLED_TUMOR))
+    assert (tmp_path / f"features-{seed}.json").is_file()
+    assert data["lesions"] == committed["lesions"]
+    assert len(data["components"]) == len(committed["components"])
+    for got, want in zip(
+        sorted(data["components"], key=lambda c: c["ml"]), sorted(committed["components"], key=lambda c: c["ml"])
+    ):
+        assert got["lesions"] == want["lesions"]
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            if key != "lesions":  # OpenVINO's sums differ in the last digits between CPUs
+                assert got[key] == pytest.approx(value, rel=0.02, abs=0.01), key

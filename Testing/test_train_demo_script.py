@@ -1,8 +1,8 @@
 """``scripts/train_demo.sh`` end to end, on tiny versions of its eight configs: the three training phases of both
 stages and the tumor stage's small-lesion and wall-lesion fine-tunes, the bundled files, the cards' inference and
-post-processing settings and the held-out evaluation. The real configs take about four hours; here every phase runs
-a few iterations on two training phantoms. The bundled weights in ``Resources/Models`` are not touched (``MODELS``
-points elsewhere)."""
+post-processing settings, the lesion classifier and the held-out evaluation. The real configs take about four hours;
+here every phase runs a few iterations on two training phantoms. The bundled weights in ``Resources/Models`` are not
+touched (``MODELS`` points elsewhere)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from conftest import REPO_ROOT
 from SmoothSegNetLib.models import load_card, sha256_file
 
 SCRIPT = REPO_ROOT / "scripts" / "train_demo.sh"
+CLASSIFIER_COMPONENTS = REPO_ROOT / "Resources" / "Models" / "demo-tumor-classifier-components.json"
 #: config suffix -> (total iterations, patch size): each phase resumes the previous one.
 PHASES = {"": (2, [16, 16, 16]), "-resume": (4, [16, 16, 16]), "-finetune": (6, [24, 24, 16])}
 
@@ -43,6 +44,17 @@ def _tiny_configs(folder: Path) -> None:
             iterations=2, patch_size_ijk=[24, 24, 16], max_minutes=0, val_every=2, checkpoint_every=2, val_patches=1
         )
         (folder / f"{name}.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def _bundled_components(work: Path) -> None:
+    """Stand-in for the classifier's segmentation step: tiny networks find no true lesion component of 0.2-10 ml to
+    fit a classifier on, so the script's per-phantom cache is filled with the components the bundled weights found
+    on the tuning phantoms (the data the bundled classifier was fitted on). The script reads a record when it is
+    there; segmenting a phantom into that record is tested in test_evaluation_lesion_classifier.py."""
+    cache = work / "lesion-features"
+    cache.mkdir(parents=True)
+    for case in json.loads(CLASSIFIER_COMPONENTS.read_text(encoding="utf-8"))["cases"]:
+        (cache / f"features-{case['seed']}.json").write_text(json.dumps(case), encoding="utf-8")
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -88,6 +100,7 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
     configs.mkdir()
     models.mkdir()
     _tiny_configs(configs)
+    _bundled_components(work)
     bundled_before = _digest(REPO_ROOT / "Resources" / "Models")
     env = {
         **os.environ,
@@ -96,6 +109,7 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         "CONFIGS": str(configs),
         "MODELS": str(models),
         "SEEDS": "3000:3001",
+        "TUNING": "2004:2064",
         "JOBS": "1",
     }
     run = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=1200, check=False)
@@ -107,6 +121,7 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         "small-lesions",
         "wall-lesions",
     ]
+    assert any(line.startswith("classifier: tuning phantoms 2004:2064") for line in run.stdout.splitlines())
 
     assert _digest(REPO_ROOT / "Resources" / "Models") == bundled_before
     for stage in ("liver", "tumor"):
@@ -132,8 +147,14 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
         work / "tumor-wall-lesions" / "smoothsegnet-demo-tumor.safetensors"
     )
     tumor = json.loads((models / "smoothsegnet-demo-tumor.json").read_text())
+    # The lesion classifier replaces the confidence floor: fitted on the same components as the bundled card's, it is
+    # the bundled card's, number for number, with its score floor.
+    bundled = json.loads((REPO_ROOT / "Resources" / "Models" / "smoothsegnet-demo-tumor.json").read_text())
     assert tumor["postprocessing"]["min_lesion_ml"] == 0.2
-    assert tumor["postprocessing"]["min_lesion_confidence"] == 0.7
+    assert "min_lesion_confidence" not in tumor["postprocessing"]
+    assert tumor["postprocessing"]["min_lesion_score"] == 0.3
+    assert tumor["postprocessing"]["lesion_classifier"] == bundled["postprocessing"]["lesion_classifier"]
+    assert "wrote the lesion classifier and min_lesion_score 0.3" in (work / "classifier.log").read_text()
     # Both stages: sliding windows the size of the last phase's training patches (here the tiny config's), no
     # mirroring, not one pass over the whole box.
     for stage in ("liver", "tumor"):

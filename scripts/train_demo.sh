@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the two DEMO networks on synthetic phantoms (CPU), bundle them, and evaluate them on held-out phantoms.
 #
-#   bash scripts/train_demo.sh            # about 3 h 45 min on 2 CPU cores (training 60 + 37 + 25 + 40 + 45 min, data, evaluation)
+#   bash scripts/train_demo.sh            # about 4 h on 2 CPU cores (training 60 + 37 + 25 + 40 + 45 min, data, classifier, evaluation)
 #
 # Three phases, each running both stages in parallel, one CPU thread each, then two more for the tumor stage:
 #   1. Resources/Training/demo-{liver,tumor}.json: phantom seeds 1000-1059 for training, 2000-2003 for validation,
@@ -14,13 +14,16 @@
 #      40 min with lesion-balanced sampling (small lesions; docs/small-lesions.md);
 #   5. Resources/Training/demo-tumor-wall-lesions.json: those fine-tuned for 45 min more on liver masks grown by
 #      0-8 mm and phantoms with a lesion against the body-wall muscle (issue 12; docs/trustworthy-numbers-pipeline.md).
+# Then the tumor card's lesion classifier (docs/small-lesions.md section 7): the tuning phantoms 2004-2063 are
+# segmented with the new cards and every floor off (about 10 min), and a logistic model over each tumor component's
+# features, fitted on them, goes into the tumor card with its score floor 0.3 (instead of a confidence floor).
 # Their weights and filled cards are copied to Resources/Models/, the cards get the inference and post-processing
 # chosen on the tuning phantoms 2004-2063 (both stages in sliding windows the size of the last phase's training
-# patches, overlap 0.25, no test-time mirroring; tumor lesions >= 0.5 ml), and held-out phantoms
+# patches, overlap 0.25, no test-time mirroring; tumor lesions >= 0.2 ml), and held-out phantoms
 # 3000-3039 are segmented by the real pipeline and scored, writing Resources/Models/demo-evaluation.md and .csv.
 #
 # Environment: PYTHON (default .venv/bin/python), WORK (default build/demo-train), SEEDS (default 3000:3040),
-# JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the eight demo-*.json configs, default
+# TUNING (the classifier's phantoms, default 2004:2064), JOBS (parallel evaluation processes, default 2), CONFIGS (folder of the eight demo-*.json configs, default
 # Resources/Training), MODELS (where the weights, cards and evaluation go, default Resources/Models). The last two
 # let Testing/test_train_demo_script.py run this very script on tiny configs without touching the bundled weights.
 set -euo pipefail
@@ -28,6 +31,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${WORK:-build/demo-train}
 SEEDS=${SEEDS:-3000:3040}
+TUNING=${TUNING:-2004:2064}
 JOBS=${JOBS:-2}
 CONFIGS=${CONFIGS:-Resources/Training}
 MODELS=${MODELS:-Resources/Models}
@@ -86,8 +90,8 @@ done
 # Chosen on the tuning phantoms 2004-2063 (never the held-out ones; see the README demo-weights section): both
 # stages in sliding windows of the last phase's patch size, overlap 0.25 (the networks' instance normalisation then
 # sees the statistics of a training patch, not of a whole box: whole-box passes missed large lesions and cost liver
-# Dice), no test-time mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.2 ml with a mean
-# tumor probability >= 0.7 (chosen on tuning phantoms 2004-2033 for the phase-4 weights: docs/small-lesions.md).
+# Dice), no test-time mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.2 ml (chosen on
+# tuning phantoms 2004-2033 for the phase-4 weights: docs/small-lesions.md); the lesion classifier is added below.
 for stage in liver tumor; do
     "$PYTHON" - "$MODELS/smoothsegnet-demo-$stage.json" "$CONFIGS/demo-$stage-finetune.json" <<'PY'
 import json
@@ -98,7 +102,7 @@ card = json.load(open(path, encoding="utf-8"))
 card["inference"].update(mode="sliding", roi_size_ijk=config["patch_size_ijk"], overlap=0.25)
 card["inference"].pop("mirror_axes", None)
 if card["task"] == "tumor":
-    card.setdefault("postprocessing", {}).update(min_lesion_ml=0.2, min_lesion_confidence=0.7)
+    card.setdefault("postprocessing", {}).update(min_lesion_ml=0.2)
 write_card_file(path, card)
 PY
 done
@@ -107,6 +111,18 @@ for stage in liver tumor; do
     "$PYTHON" -m SmoothSegNetLib models export "$MODELS/smoothsegnet-demo-$stage.json"
 done
 echo "bundled $MODELS/smoothsegnet-demo-{liver,tumor}.{json,safetensors,onnx}"
+
+# The lesion classifier of the tumor card, fitted on the components these weights find on the tuning phantoms (every
+# floor off; one record per phantom in $WORK/lesion-features, which is read instead when it is already there).
+echo "classifier: tuning phantoms $TUNING segmented with every floor off; log in $WORK/classifier.log"
+if ! "$PYTHON" -m SmoothSegNetLib.evaluation.lesion_features --seeds "$TUNING" --jobs "$JOBS" --threads 1 \
+    --cache "$WORK/lesion-features" --liver-model "$MODELS/smoothsegnet-demo-liver.json" \
+    --tumor-model "$MODELS/smoothsegnet-demo-tumor.json" >"$WORK/classifier.log" 2>&1; then
+    echo "error: segmenting the tuning phantoms failed (see $WORK/classifier.log)" >&2
+    exit 1
+fi
+"$PYTHON" -m SmoothSegNetLib.evaluation.lesion_classifier --seeds "$TUNING" --cache "$WORK/lesion-features" \
+    --into-card "$MODELS/smoothsegnet-demo-tumor.json" >>"$WORK/classifier.log"
 
 "$PYTHON" -m SmoothSegNetLib.evaluation.phantoms --seeds "$SEEDS" --jobs "$JOBS" --threads 1 \
     --liver-model "$MODELS/smoothsegnet-demo-liver.json" \

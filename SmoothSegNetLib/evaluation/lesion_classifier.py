@@ -10,6 +10,10 @@ Rules compared, per RECIST band: the card's floors (>= 0.2 ml, mean probability 
 (components of at least ``--min-ml`` whose score reaches t). The review list: the components not accepted (the
 pipeline's floor candidates); of the true lesions no accepted component touches, how many one of them touches.
 
+The defaults (features, L2, the size range, the score floor) are the bundled demo card's choices (docs/small-lesions.md
+section 7). ``--into-card CARD`` puts the model fitted on every seed and the score floor into a tumor card (replacing
+its confidence floor), as ``scripts/train_demo.sh`` does for the weights it trains.
+
 Run: ``python -m SmoothSegNetLib.evaluation.lesion_classifier --seeds 2004:2064 --cache build/lesion-features``.
 """
 
@@ -24,11 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from SmoothSegNetLib.errors import SmoothSegNetError
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, proportion_text
 from SmoothSegNetLib.inference.lesion_classifier import LogisticModel, fit_logistic
 from SmoothSegNetLib.inference.lesion_features import FEATURES
 
 Rule = Callable[[dict[str, Any]], bool]
+
+#: The bundled demo card's choices (docs/small-lesions.md section 7): the features that do not depend on the voxel
+#: size, the L2 penalty, the size range it decides and the score floor.
+CHOSEN_FEATURES = tuple(f for f in FEATURES if f not in ("noise", "cnr", "spread"))
+CHOSEN_L2 = 20.0
+CHOSEN_MAX_ML = 10.0
+CHOSEN_MIN_SCORE = 0.3
 
 
 def load(cache: Path, seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -113,19 +125,54 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float(greater / (len(pos) * len(neg)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="2004:2064", help="half-open range A:B of tuning phantom seeds")
-    parser.add_argument("--cache", type=Path, default=Path("build/lesion-features"), help="feature cache")
-    parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty of the logistic fits")
-    parser.add_argument("--min-ml", type=float, default=0.2, help="smallest component accepted (the volume floor)")
-    parser.add_argument("--max-ml", type=float, default=10.0, help="components this large are always lesions")
-    parser.add_argument("--features", default=",".join(FEATURES), help="comma-separated feature names")
-    parser.add_argument("--fit", type=Path, default=None, help="write the model fitted on every seed here (JSON)")
-    args = parser.parse_args(argv)
-    first, _, end = args.seeds.partition(":")
-    cases = load(args.cache, range(int(first), int(end)))
-    features = [f for f in args.features.split(",") if f]
+def into_card(
+    path: Path,
+    cases: Sequence[dict[str, Any]],
+    features: Sequence[str],
+    l2: float,
+    min_ml: float,
+    max_ml: float,
+    min_score: float,
+    seeds: str,
+    min_per_class: int,
+) -> LogisticModel:
+    """Fit the model on every case and write it, with the score floor ``min_score``, into the tumor card at
+    ``path`` (validated, written whole; the confidence floor it replaces is removed).
+
+    Raises:
+        ValueError: the card is not a tumor card, or fewer than ``min_per_class`` true or false components.
+    """
+    from SmoothSegNetLib.models.card import write_card_file
+
+    card = json.loads(path.read_text(encoding="utf-8"))
+    if card.get("task") != "tumor":
+        raise ValueError(f"{path} is not a tumor card (task {card.get('task')!r})")
+    rows = [c for case in cases for c in case["components"] if scored(c, min_ml, max_ml)]
+    true = sum(bool(c["lesions"]) for c in rows)
+    if min(true, len(rows) - true) < min_per_class:
+        raise ValueError(
+            f"{len(rows)} components of {min_ml:g}-{max_ml:g} ml on seeds {seeds}, {true} on a true lesion: fewer "
+            f"than {min_per_class} of each kind to fit a lesion classifier on"
+        )
+    model = fit_model(cases, features, l2, min_ml, max_ml)
+    first, _, end = seeds.partition(":")
+    post = card.setdefault("postprocessing", {})
+    post.pop("min_lesion_confidence", None)
+    post["min_lesion_score"] = min_score
+    post["lesion_classifier"] = {
+        **model.to_json(),
+        "fitted_on": (
+            f"tuning phantoms {first}-{int(end) - 1}: the {len(rows)} tumor components of {min_ml:g}-{max_ml:g} ml "
+            f"found with every floor off ({true} on a true lesion); L2 {l2:g}; threshold {min_score:g} chosen by "
+            "two-fold cross-validation on the same seeds (SmoothSegNetLib.evaluation.lesion_classifier)"
+        ),
+    }
+    write_card_file(path, card)
+    return model
+
+
+def analyse(cases: Sequence[dict[str, Any]], features: Sequence[str], args: argparse.Namespace) -> None:
+    """Print the ROC areas and the table of rules, from two-fold scores (see the module docstring)."""
     cross_scores(cases, features, args.l2, args.min_ml, args.max_ml)
     comps = [c for case in cases for c in case["components"] if scored(c, args.min_ml, args.max_ml)]
     truth = [bool(c["lesions"]) for c in comps]
@@ -152,10 +199,61 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bool(c["ml"] >= args.min_ml and c["score"] >= t)
 
         sys.stdout.write(row(f"{args.min_ml:g} ml, score >= {t:g}", outcome(cases, rule)) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="2004:2064", help="half-open range A:B of tuning phantom seeds")
+    parser.add_argument("--cache", type=Path, default=Path("build/lesion-features"), help="feature cache")
+    parser.add_argument("--l2", type=float, default=CHOSEN_L2, help="L2 penalty of the logistic fits")
+    parser.add_argument("--min-ml", type=float, default=0.2, help="smallest component accepted (the volume floor)")
+    parser.add_argument("--max-ml", type=float, default=CHOSEN_MAX_ML, help="components this large are always lesions")
+    parser.add_argument(
+        "--features", default=",".join(CHOSEN_FEATURES), help=f"comma-separated feature names, of {','.join(FEATURES)}"
+    )
+    parser.add_argument("--fit", type=Path, default=None, help="write the model fitted on every seed here (JSON)")
+    parser.add_argument(
+        "--into-card", type=Path, default=None, help="put the model fitted on every seed into this tumor card"
+    )
+    parser.add_argument("--min-score", type=float, default=CHOSEN_MIN_SCORE, help="the card's score floor")
+    parser.add_argument(
+        "--min-per-class", type=int, default=10, help="fewest true and false components to fit a card's model on"
+    )
+    args = parser.parse_args(argv)
+    first, _, end = args.seeds.partition(":")
+    try:
+        cases = load(args.cache, range(int(first), int(end)))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"error: cannot read the components of seeds {args.seeds} from {args.cache}: {exc}\n")
+        return 2
+    features = [f for f in args.features.split(",") if f]
+    try:
+        analyse(cases, features, args)
+    except ValueError as exc:  # a half of the seeds holds only true or only false components
+        sys.stdout.write(f"no two-fold scores: {exc}\n")
     if args.fit is not None:
         args.fit.write_text(
             json.dumps(fit_model(cases, features, args.l2, args.min_ml, args.max_ml).to_json(), indent=2) + "\n",
             "utf-8",
+        )
+    if args.into_card is not None:
+        try:
+            into_card(
+                args.into_card,
+                cases,
+                features,
+                args.l2,
+                args.min_ml,
+                args.max_ml,
+                args.min_score,
+                args.seeds,
+                args.min_per_class,
+            )
+        except (OSError, ValueError, SmoothSegNetError) as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        sys.stdout.write(
+            f"\nwrote the lesion classifier and min_lesion_score {args.min_score:g} into {args.into_card}\n"
         )
     return 0
 

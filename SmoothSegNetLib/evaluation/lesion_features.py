@@ -6,7 +6,9 @@ the true lesions it touches (the phantom's own ids). Each true lesion keeps its 
 made on the held-out grid of their seed with twice the in-plane voxel size, as
 :mod:`SmoothSegNetLib.evaluation.small_lesions` does.
 
-Run: ``python -m SmoothSegNetLib.evaluation.lesion_features --seeds 2004:2064 --cache build/lesion-features``.
+Run: ``python -m SmoothSegNetLib.evaluation.lesion_features --seeds 2004:2064 --cache build/lesion-features``
+(``--jobs 2`` segments two phantoms at a time; ``--liver-model`` and ``--tumor-model`` name cards other than the
+bundled ones, as ``scripts/train_demo.sh`` does for the weights it has just trained).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def collect(seed: int, cache: Path, threads: int | None, tumor_model: str | None) -> dict[str, Any]:
+def collect(
+    seed: int, cache: Path, threads: int | None, tumor_model: str | None, liver_model: str | None = None
+) -> dict[str, Any]:
     """One phantom's components and lesions (read from ``cache`` when there)."""
     record = cache / f"features-{seed}.json"
     if record.is_file():
@@ -35,7 +39,8 @@ def collect(seed: int, cache: Path, threads: int | None, tumor_model: str | None
     from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE
     from SmoothSegNetLib.report.recist import recist_axes
 
-    phantom, result = segment_without_floors(seed, threads, {"tumor_model": tumor_model} if tumor_model else {})
+    models = {"tumor_model": tumor_model, "liver_model": liver_model}
+    phantom, result = segment_without_floors(seed, threads, {k: v for k, v in models.items() if v})
     geometry = phantom.ct.geometry
     assert result.probability is not None
     q = result.probability["tumor"].astype(np.float32)
@@ -68,12 +73,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("build/lesion-features"), help="cache folder")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the networks")
     parser.add_argument("--tumor-model", default=None, help="tumor model card (default: the bundled one)")
+    parser.add_argument("--liver-model", default=None, help="liver model card (default: the bundled one)")
+    parser.add_argument("--jobs", type=int, default=1, help="phantoms segmented in parallel processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
-    for seed in range(int(first), int(end)):
-        data = collect(seed, args.cache, args.threads, args.tumor_model)
-        log.info("phantom %d: %d component(s), %d lesion(s)", seed, len(data["components"]), len(data["lesions"]))
+    seeds = range(int(first), int(end))
+    work = (args.cache, args.threads, args.tumor_model, args.liver_model)
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            cases = list(pool.map(collect, seeds, *([w] * len(seeds) for w in work)))
+    else:
+        cases = [collect(seed, *work) for seed in seeds]
+    for data in cases:
+        log.info(
+            "phantom %d: %d component(s), %d lesion(s)", data["seed"], len(data["components"]), len(data["lesions"])
+        )
     return 0
 
 
