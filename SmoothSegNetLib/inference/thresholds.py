@@ -43,20 +43,22 @@ def split_by_thresholds(
 
     components = label_lesions(tumor_kji, geometry)
     confidence = lesion_confidence(q_kji, components)
-    sizes = np.bincount(components.ravel(), minlength=len(confidence) + 1)
+    volumes_ml = np.bincount(components.ravel(), minlength=len(confidence) + 1) * geometry.voxel_volume_mm3 / 1000.0
     min_ml = thresholds.min_lesion_ml or 0.0
     min_conf = thresholds.min_lesion_confidence or 0.0
     median_hu = {} if thresholds.min_lesion_hu is None else component_median_hu(hu_kji, components)
     dropped: dict[int, str] = {}
     for n, conf in confidence.items():
-        if sizes[n] * geometry.voxel_volume_mm3 / 1000.0 < min_ml:
+        if volumes_ml[n] < min_ml:
             dropped[n] = DropReason.BELOW_MIN_LESION_ML.value
         elif conf < min_conf:
             dropped[n] = DropReason.BELOW_MIN_LESION_CONFIDENCE.value
         elif thresholds.min_lesion_hu is not None and median_hu[n] < thresholds.min_lesion_hu:
             dropped[n] = DropReason.BELOW_MIN_LESION_HU.value
     if thresholds.min_lesion_score:  # 0 keeps every lesion: nothing to score
-        scores = lesion_scores(components, q_kji, hu_kji, liver_kji, geometry, classifier, exclude=dropped)
+        scores = lesion_scores(
+            components, q_kji, hu_kji, liver_kji, geometry, classifier, exclude=dropped, volumes_ml=volumes_ml
+        )
         for n, score in scores.items():
             if score < thresholds.min_lesion_score:
                 dropped[n] = DropReason.BELOW_MIN_LESION_SCORE.value
@@ -196,9 +198,11 @@ def lesion_scores(
     geometry: Geometry,
     classifier: LogisticModel | None,
     exclude: Mapping[int, str] | None = None,
+    volumes_ml: np.ndarray | None = None,
 ) -> dict[int, float]:
     """Component id -> the lesion classifier's score (every component not in ``exclude`` and under the
-    classifier's ``max_ml``: larger ones are lesions whatever they look like).
+    classifier's ``max_ml``: larger ones are lesions whatever they look like). ``volumes_ml[n]``: component
+    ``n``'s volume, when the caller has counted it already.
 
     Raises:
         ValueError: no classifier, CT or liver was given (a programming error: the score floor needs them).
@@ -208,8 +212,9 @@ def lesion_scores(
     count = int(components.max()) if components.size else 0
     ids = [n for n in range(1, count + 1) if n not in (exclude or {})]
     if classifier.max_ml is not None:
-        sizes = np.bincount(components.ravel(), minlength=count + 1) * geometry.voxel_volume_mm3 / 1000.0
-        ids = [n for n in ids if sizes[n] < classifier.max_ml]
+        if volumes_ml is None:
+            volumes_ml = np.bincount(components.ravel(), minlength=count + 1) * geometry.voxel_volume_mm3 / 1000.0
+        ids = [n for n in ids if volumes_ml[n] < classifier.max_ml]
     features = component_features(components, q_kji, hu_kji, np.asarray(liver_kji, dtype=bool), geometry, ids)
     return {n: classifier.score(f) for n, f in features.items()}
 
