@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,14 @@ def collect(
         long_mm = 0.0 if axes is None else float(axes.long_axis_mm)
         lesions.append({"lesion": int(n), "long_axis_mm": round(long_mm, 2), "band": recist_bin(long_mm)})
     features = component_features(components, q, phantom.ct.array, result.labelmap > 0, geometry)
+    boxes = ndimage.find_objects(components)
     records = []
     for n, f in features.items():
-        hit = np.unique(truth[components == n])
+        inside = components[boxes[n - 1]] == n  # the component's own box, not the whole grid per component
+        hit = np.unique(truth[boxes[n - 1]][inside])
         records.append(
             {
-                "ml": round(float((components == n).sum()) * geometry.voxel_volume_mm3 / 1000.0, 4),
+                "ml": round(float(inside.sum()) * geometry.voxel_volume_mm3 / 1000.0, 4),
                 "lesions": [int(t) for t in hit if t],
                 **{k: round(v, 4) for k, v in f.items()},
             }
