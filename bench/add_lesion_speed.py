@@ -12,7 +12,6 @@ centre is timed ``--repeat`` times (steps: window and crop, network window, sear
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,6 +22,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import _phantom_bench
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,13 +31,8 @@ sys.path.insert(0, str(REPO / "Testing"))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="512,512,300", help="grid size i,j,k")
-    parser.add_argument("--spacing", default="0.75,0.75,1.0", help="voxel size mm")
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--lesion", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = _phantom_bench.parser(__doc__.splitlines()[0])
+    parser.add_argument("--lesion", type=int, default=1, help="the phantom's lesion taken out of its labels")
     parser.add_argument("--cli", action="store_true", help="also time the whole command line")
     parser.add_argument(
         "--settings", default="{}", help="JSON overrides of the add-lesion settings, e.g. '{\"star_directions\": 60}'"
@@ -48,12 +43,9 @@ def main() -> int:
 
     from SmoothSegNetLib.correction.add_lesion import PointSegmenter
     from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
-    from SmoothSegNetLib.phantom import make_phantom
 
-    size = tuple(int(v) for v in args.size.split(","))
-    spacing = tuple(float(v) for v in args.spacing.split(","))
     t0 = time.perf_counter()
-    phantom = make_phantom(args.seed, size, spacing)
+    phantom = _phantom_bench.phantom(args)
     made = time.perf_counter() - t0
     labels, lesions, truth, centre = missed_case(phantom, args.lesion)
     t0 = time.perf_counter()

@@ -13,33 +13,25 @@ candidates each setting lists.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
+
+import _phantom_bench
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="512,512,300", help="grid size i,j,k")
-    parser.add_argument("--spacing", default="0.75,0.75,1.0", help="voxel size mm")
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = _phantom_bench.parser(__doc__.splitlines()[0])
     parser.add_argument("--spacings", default="0,1.4,1.0", help="fine-pass spacings in mm (0: off)")
     args = parser.parse_args()
 
     from SmoothSegNetLib.inference import SegmentOptions
     from SmoothSegNetLib.inference.pipeline import Segmenter
-    from SmoothSegNetLib.phantom import make_phantom
 
-    size = tuple(int(v) for v in args.size.split(","))
-    spacing = tuple(float(v) for v in args.spacing.split(","))
-    phantom = make_phantom(args.seed, size, spacing)
+    phantom = _phantom_bench.phantom(args)
     fine = [float(v) for v in args.spacings.split(",")]
     segmenters = {
         s: Segmenter(SegmentOptions(device="cpu", threads=args.threads, candidate_fine_spacing_mm=s)) for s in fine
@@ -51,9 +43,7 @@ def main() -> int:
             result = segmenter(phantom.ct)
             times[s].append(dict(result.timings_s))
             listed[s] = 0 if result.candidates is None else result.candidates.count
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"phantom seed {args.seed}, {size[0]}x{size[1]}x{size[2]} voxels of {spacing} mm, threads {args.threads}, "
-          f"median of {args.repeat}, load average {load:.1f}")  # fmt: skip
+    print(_phantom_bench.heading(args, f"median of {args.repeat}"))
     print("| fine pass | liver stage s | tumor stage s | total s | tumor stage / without | candidates |")
     print("|---|---|---|---|---|---|")
     base = statistics.median(t["tumor_s"] for t in times[fine[0]]) if fine[0] == 0 else None
