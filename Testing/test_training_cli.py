@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from SmoothSegNetLib.models import load_card, sha256_file
 from Testing._training_helpers import write_tiny_config
 from Testing.conftest import run_cli
@@ -116,6 +118,36 @@ def test_init_from_starts_from_the_verified_weights_of_a_card(tmp_path: Path) ->
     assert moved < 1e-6 < 0.01 < apart
     record = load_card(tuned / "tiny-tumor.json").training["initialised_from"]
     assert record["card"] == "tiny-tumor" and record["weights_sha256"] == sha256_file(first / "tiny-tumor.safetensors")
+
+
+def test_a_resumed_fine_tune_continues_its_checkpoint_and_still_records_its_starting_weights(tmp_path: Path) -> None:
+    import dataclasses
+
+    from safetensors.numpy import load_file
+
+    from SmoothSegNetLib.errors import Cancelled
+    from SmoothSegNetLib.training.config import load_config
+    from SmoothSegNetLib.training.run import run_training
+
+    config = write_tiny_config(tmp_path, "tumor", loss={"smoothing": "none"})
+    first = tmp_path / "first"
+    assert run_cli("train", "--config", str(config), "-o", str(first), "--progress", "none").returncode == 0
+    tune = write_tiny_config(tmp_path, "tumor", loss={"smoothing": "none"}, iterations=4, val_every=2, seed=7)
+    tune_config = dataclasses.replace(load_config(tune), init_from=str(first / "tiny-tumor.json"))
+    straight = run_training(tune_config, tmp_path / "straight")
+
+    def cancel_after_the_first_checkpoint() -> bool:  # as Ctrl-C or the end of a session would
+        return (tmp_path / "resumed" / "checkpoint.pt").exists()
+
+    with pytest.raises(Cancelled):
+        run_training(tune_config, tmp_path / "resumed", cancel=cancel_after_the_first_checkpoint)
+    resumed = run_training(tune_config, tmp_path / "resumed", resume=True)
+    # The same weights as the fine-tune run straight through: the resumed run continued its checkpoint (iteration
+    # 2), it did not start again from the card's weights.
+    a, b = load_file(str(straight.weights_path)), load_file(str(resumed.weights_path))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    record = load_card(resumed.card_path).training["initialised_from"]
+    assert record["weights_sha256"] == sha256_file(first / "tiny-tumor.safetensors")
 
 
 def test_init_from_refuses_tampered_weights_another_stage_and_another_network(tmp_path: Path) -> None:

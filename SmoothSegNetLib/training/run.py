@@ -178,7 +178,8 @@ def run_training(
 ) -> TrainResult:
     """Build the data of ``config`` and train its stage into ``outdir`` (see :func:`train_stage`)."""
     template = card_template_for(config)
-    initial = None if resume or not config.init_from else initial_weights(config, template)
+    # A resumed fine-tune continues from its checkpoint, but its card still says which weights it started from.
+    initial = initial_weights(config, template) if config.init_from else None
     train, val, record = build_cases(config, copy.deepcopy(template), sub_progress(progress, 0.0, 0.1), cancel)
     log.info("%d training and %d validation cases", len(train), len(val))
     if initial is not None:
@@ -191,7 +192,7 @@ def run_training(
         card_template=template,
         training_record=record,
         resume=resume,
-        initial_state=None if initial is None else initial[0],
+        initial_state=None if resume or initial is None else initial[0],
         device=device,
         progress=sub_progress(progress, 0.1, 1.0),
         cancel=cancel,
