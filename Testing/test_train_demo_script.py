@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,34 +95,117 @@ def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:
     assert "init_from" not in wall  # the script passes --init-from (phase 4's weights)
 
 
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "WORK": str(tmp_path / "work"),
+        "CONFIGS": str(tmp_path / "configs"),
+        "MODELS": str(tmp_path / "models"),
+        "SEEDS": "3000:3001",
+        "TUNING": "2004:2064",
+        "JOBS": "1",
+    }
+
+
+def _script(env: dict[str, str], *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+def test_bad_arguments_and_a_resume_with_nothing_to_resume_are_refused(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    for args, fragment in (
+        (["--stop-after", "lunch"], "--stop-after needs one of the steps train, resume, finetune"),
+        (["--stop-after"], "--stop-after needs one of the steps"),
+        (["--fast"], "unknown argument '--fast'"),
+        (["--resume"], "holds no training run to continue; start without --resume"),
+    ):
+        run = _script(env, *args, timeout=60)
+        assert run.returncode == 2 and run.stderr.startswith("error: ") and fragment in run.stderr, run.stderr
+        assert run.stderr.count("\n") == 1 and not (tmp_path / "work").exists()
+    assert _script(env, "--help", timeout=60).stdout.startswith("usage: bash scripts/train_demo.sh")
+
+
+def _processes_naming(folder: Path) -> list[str]:
+    """Command lines of the running processes that name ``folder`` (read from /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if str(folder) in text:
+            found.append(text)
+    return found
+
+
+def _labels(stdout: str) -> list[str]:
+    return [line.split(":")[0] for line in stdout.splitlines()]
+
+
 @pytest.mark.slow
-def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path: Path) -> None:
+def test_train_demo_script_runs_all_steps_across_interruptions_and_bundles_evaluated_cards(tmp_path: Path) -> None:
+    """Stopped after the second phase, killed during the third, resumed twice: every step runs once, in order."""
     configs, models, work = tmp_path / "configs", tmp_path / "models", tmp_path / "work"
     configs.mkdir()
     models.mkdir()
     _tiny_configs(configs)
     _bundled_components(work)
     bundled_before = _digest(REPO_ROOT / "Resources" / "Models")
-    env = {
-        **os.environ,
-        "PYTHON": sys.executable,
-        "WORK": str(work),
-        "CONFIGS": str(configs),
-        "MODELS": str(models),
-        "SEEDS": "3000:3001",
-        "TUNING": "2004:2064",
-        "JOBS": "1",
-    }
-    run = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=1200, check=False)
+    env = _env(tmp_path)
+
+    first = _script(env, "--stop-after", "resume")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert _labels(first.stdout) == ["train", "resume", "stopped after resume; go on with"]
+    assert (
+        first.stdout.splitlines()[0]
+        == f"train: liver tumor stage(s) in parallel; logs in {work}/{{liver,tumor}}.train.log"
+    )
+    assert sorted(p.name for p in (work / "done").iterdir()) == [
+        "liver.resume",
+        "liver.train",
+        "tumor.resume",
+        "tumor.train",
+    ]
+    assert not any(models.iterdir())  # nothing bundled yet
+    # Started again without --resume: refused, nothing touched.
+    again = _script(env, timeout=60)
+    assert again.returncode == 2 and "continue it with --resume" in again.stderr
+
+    # Killed (SIGTERM) as the third phase starts: the training processes are stopped too, and nothing is marked done.
+    killed = subprocess.Popen(
+        ["bash", str(SCRIPT), "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert killed.stdout is not None
+    seen = [killed.stdout.readline() for _ in range(3)]
+    assert [line.split(":")[0] for line in seen] == ["train", "resume", "finetune"], seen
+    killed.send_signal(signal.SIGTERM)
+    _out, err = killed.communicate(timeout=120)
+    assert killed.returncode == 130 and "interrupted: the training processes end at their last checkpoint" in err
+    assert not (work / "done" / "liver.finetune").exists() and not (work / "done" / "tumor.finetune").exists()
+    assert not _processes_naming(work), "training processes outlived the script"
+
+    second = _script(env, "--resume", "--stop-after", "small-lesions")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.splitlines()[:2] == ["train: done before; skipped", "resume: done before; skipped"]
+    assert _labels(second.stdout)[2:] == ["finetune", "small-lesions", "stopped after small-lesions; go on with"]
+
+    run = _script(env, "--resume")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert [line.split(":")[0] for line in run.stdout.splitlines()[:5]] == [
+    assert _labels(run.stdout)[:-1] == [
         "train",
         "resume",
         "finetune",
         "small-lesions",
         "wall-lesions",
+        "bundle",
+        "classifier",
+        "evaluate",
     ]
-    assert any(line.startswith("classifier: tuning phantoms 2004:2064") for line in run.stdout.splitlines())
+    assert run.stdout.splitlines()[-1] == f"wrote {models}/demo-evaluation.md and demo-evaluation.csv"
+    assert all(line.endswith("done before; skipped") for line in run.stdout.splitlines()[:4])
 
     assert _digest(REPO_ROOT / "Resources" / "Models") == bundled_before
     for stage in ("liver", "tumor"):
@@ -164,8 +248,8 @@ def test_train_demo_script_runs_all_phases_and_bundles_evaluated_cards(tmp_path:
     assert "| 3000 |" in (models / "demo-evaluation.md").read_text()
     assert (models / "demo-evaluation.csv").read_text().count("\n") == 2  # header and one phantom
 
-    # A second run into the same work folder is refused before anything is trained or bundled.
+    # Resumed once more: nothing left to do, nothing touched.
     before = _digest(models)
-    again = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert again.returncode == 2 and "already holds a training run" in again.stderr
+    done = _script(env, "--resume", timeout=120)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "evaluate: done before; nothing left to do"
     assert _digest(models) == before
