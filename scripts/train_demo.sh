@@ -108,6 +108,18 @@ interrupted() {
 }
 trap interrupted INT TERM
 
+# in_background LOG CMD...: run CMD (its output appended to LOG) so that Ctrl-C or SIGTERM reaches it; its status.
+in_background() {
+    local log=$1
+    shift
+    "$@" >>"$log" 2>&1 &
+    CHILDREN=($!)
+    local status=0
+    wait "${CHILDREN[0]}" || status=$?
+    CHILDREN=()
+    return "$status"
+}
+
 # phase LABEL CONFIG_SUFFIX ARGS...: both stages in parallel with $CONFIGS/demo-STAGE{CONFIG_SUFFIX}.json (a stage
 # that finished LABEL before is skipped; phase 1 interrupted goes on from its checkpoint).
 phase() {
@@ -166,14 +178,11 @@ tumor_finetune() {
         args+=(--resume)
     fi
     echo "$label: tumor stage fine-tuned with demo-tumor-$label.json; log in $WORK/tumor.$label.log"
-    "$PYTHON" -m SmoothSegNetLib -v train --config "$CONFIGS/demo-tumor-$label.json" -o "$WORK/tumor-$label" \
-        --progress none "${args[@]}" >>"$WORK/tumor.$label.log" 2>&1 &
-    CHILDREN=($!)
-    if ! wait "${CHILDREN[0]}"; then
+    if ! in_background "$WORK/tumor.$label.log" "$PYTHON" -m SmoothSegNetLib -v train \
+        --config "$CONFIGS/demo-tumor-$label.json" -o "$WORK/tumor-$label" --progress none "${args[@]}"; then
         echo "error: training ($label) failed (see $WORK/tumor.$label.log)" >&2
         exit 1
     fi
-    CHILDREN=()
     finished "tumor.$label"
 }
 
@@ -215,18 +224,6 @@ PY
     echo "bundle: $MODELS/smoothsegnet-demo-{liver,tumor}.{json,safetensors,onnx}"
 fi
 stop_if bundle
-
-# in_background LOG CMD...: run CMD (its output appended to LOG) so that Ctrl-C or SIGTERM reaches it; its status.
-in_background() {
-    local log=$1
-    shift
-    "$@" >>"$log" 2>&1 &
-    CHILDREN=($!)
-    local status=0
-    wait "${CHILDREN[0]}" || status=$?
-    CHILDREN=()
-    return "$status"
-}
 
 # classifier: the tumor card's lesion classifier, fitted on the components the new weights find on the tuning
 # phantoms with every floor off (one record per phantom in $WORK/lesion-features: an interrupted step goes on from
