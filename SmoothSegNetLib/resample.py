@@ -16,13 +16,16 @@ Exactness. When the destination grid is a signed permutation of the source grid 
 reorientation, a crop, a paste back, or a canonical grid at the same spacing of an axis-aligned input),
 :func:`resample` copies voxels with numpy indexing: no interpolation, values bit-identical. Otherwise it uses
 SimpleITK's ``ResampleImageFilter`` with an identity transform, i.e. every destination voxel takes the source
-value at the same LPS point.
+value at the same LPS point. Where SimpleITK cannot be imported (a training machine that carries only
+PyTorch, NumPy and SciPy), nearest and linear resampling fall back to :func:`_resample_scipy`, which follows
+ITK's rules (see there) and gives the same voxels: ``SMOOTHSEGNET_RESAMPLER=scipy`` forces it.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+import os
 from typing import Any
 
 import numpy as np
@@ -267,6 +270,83 @@ def _resample_sitk(array: np.ndarray, src: Geometry, dst: Geometry, method: Inte
     return result
 
 
+#: Destination voxels resampled per block by the SciPy path (bounds its index arrays to about 100 MB).
+_SCIPY_BLOCK_VOXELS = 2_000_000
+#: The environment variable that forces the SciPy path (``scipy``) even where SimpleITK is installed.
+RESAMPLER_ENV = "SMOOTHSEGNET_RESAMPLER"
+
+
+def _use_scipy(method: Interpolation) -> bool:
+    """Whether :func:`resample` takes the SciPy path: forced by the environment, or SimpleITK is missing."""
+    forced = os.environ.get(RESAMPLER_ENV, "").strip().lower()
+    if forced not in ("", "scipy", "simpleitk"):
+        raise ValueError(f"{RESAMPLER_ENV} must be 'scipy' or 'simpleitk' (or unset), got {forced!r}")
+    if forced == "scipy":
+        scipy_path = True
+    elif forced == "simpleitk":
+        scipy_path = False
+    else:
+        try:
+            import SimpleITK  # noqa: F401
+        except ImportError:
+            scipy_path = True
+        else:
+            scipy_path = False
+    if scipy_path and method is Interpolation.BSPLINE:
+        raise RuntimeError(
+            "bspline resampling needs SimpleITK (pip install SimpleITK); nearest and linear work without it"
+        )
+    return scipy_path
+
+
+def _resample_scipy(array: np.ndarray, src: Geometry, dst: Geometry, method: Interpolation, default: Any) -> np.ndarray:
+    """Nearest or linear resampling with NumPy and SciPy, by ITK's rules, for machines without SimpleITK.
+
+    The rules of ``itk::ResampleImageFilter`` with an identity transform: a destination voxel whose continuous
+    source index lies in ``[-0.5, n - 0.5)`` on every axis takes a value, the others ``default``; nearest rounds
+    half-way indices up (``floor(x + 0.5)``); linear interpolates between the two neighbouring voxel centres and,
+    in the outer half voxel, takes the edge voxel's value. The index of each destination voxel is computed in
+    float64 from the two grids' matrices, one block of destination slices at a time.
+    """
+    from scipy import ndimage
+
+    integer = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+    smooth = method is not Interpolation.NEAREST
+    work = array.astype(np.float32) if (integer and smooth) or array.dtype == np.bool_ else array
+    to_src = np.linalg.inv(src.ijk_to_lps()) @ dst.ijk_to_lps()
+    linear, offset = to_src[:3, :3], to_src[:3, 3]
+    size = np.asarray(src.size_ijk)
+    nk, nj, ni = dst.shape_kji
+    out = np.empty(dst.shape_kji, dtype=work.dtype)
+    fill = np.asarray(default).astype(work.dtype)
+    plane = np.stack(np.meshgrid(np.arange(nj, dtype=float), np.arange(ni, dtype=float), indexing="ij"), -1)
+    step = max(1, _SCIPY_BLOCK_VOXELS // max(1, nj * ni))
+    for k0 in range(0, nk, step):
+        ks = np.arange(k0, min(nk, k0 + step), dtype=float)
+        # destination (i, j, k) of each voxel of the block, [k, j, i, 3] -> continuous source (i, j, k)
+        ijk = np.empty((ks.size, nj, ni, 3))
+        ijk[..., 0] = plane[None, :, :, 1]
+        ijk[..., 1] = plane[None, :, :, 0]
+        ijk[..., 2] = ks[:, None, None]
+        index = ijk @ linear.T + offset
+        inside = np.all((index >= -0.5) & (index < size - 0.5), axis=-1)
+        values = np.full(inside.shape, fill, dtype=work.dtype)
+        chosen = index[inside]
+        if method is Interpolation.NEAREST:
+            nearest = np.clip(np.floor(chosen + 0.5).astype(np.intp), 0, size - 1)
+            values[inside] = work[nearest[:, 2], nearest[:, 1], nearest[:, 0]]
+        else:
+            coords = chosen[:, ::-1].T  # (k, j, i) rows for the [k, j, i] array
+            values[inside] = ndimage.map_coordinates(work, coords, order=1, mode="nearest", prefilter=False)
+        out[k0 : k0 + ks.size] = values
+    if array.dtype == np.bool_:
+        return np.asarray(out >= 0.5)
+    if work.dtype != array.dtype:
+        info = np.iinfo(array.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(array.dtype)
+    return out
+
+
 def resample(
     array_kji: np.ndarray,
     src: Geometry,
@@ -302,6 +382,7 @@ def resample(
     mapping = _exact_mapping(src, dst)
     if mapping is not None:
         return _resample_exact(array, src, dst, mapping, default_value)
+    backend = _resample_scipy if _use_scipy(method) else _resample_sitk
     if array.ndim == 4:
-        return np.stack([_resample_sitk(channel, src, dst, method, default_value) for channel in array])
-    return _resample_sitk(array, src, dst, method, default_value)
+        return np.stack([backend(channel, src, dst, method, default_value) for channel in array])
+    return backend(array, src, dst, method, default_value)
