@@ -18,13 +18,14 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _seconds(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+def _seconds(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeat):
         start = time.perf_counter()
