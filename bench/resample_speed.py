@@ -15,6 +15,7 @@ so only on label edges that cross such a plane). The labels are two nested balls
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -71,8 +72,8 @@ def main() -> int:
             for data, array, method in (("CT, linear", ct, "linear"), ("labels, nearest", labels, "nearest")):
                 how = r.Interpolation(method)
                 job = (array, src, dst, how, 0)
-                itk_s, itk = _seconds(lambda job=job: r._resample_sitk(*job), args.repeat)
-                ours_s, ours = _seconds(lambda job=job: r._resample_scipy(*job), args.repeat)
+                itk_s, itk = _seconds(functools.partial(r._resample_sitk, *job), args.repeat)
+                ours_s, ours = _seconds(functools.partial(r._resample_scipy, *job), args.repeat)
                 a, b = np.asarray(itk, dtype=float), np.asarray(ours, dtype=float)
                 differ = int(np.count_nonzero(np.abs(a - b) > 1e-3))
                 print(
