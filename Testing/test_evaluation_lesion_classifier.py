@@ -128,6 +128,35 @@ def test_into_card_refuses_too_few_components_and_non_tumor_cards_and_leaves_the
     assert "cannot read the components" in capsys.readouterr().err
 
 
+def test_fit_and_into_card_write_one_model_and_a_failure_writes_neither(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = _cache(tmp_path / "lf")
+    card = _card_without_classifier(tmp_path / "card.json")
+    model = tmp_path / "model.json"
+    assert main(["--seeds", "2004:2064", "--cache", str(cache), "--into-card", str(card), "--fit", str(model)]) == 0
+    fitted = json.loads(model.read_text(encoding="utf-8"))
+    in_card = json.loads(card.read_text(encoding="utf-8"))["postprocessing"]["lesion_classifier"]
+    assert fitted == {k: v for k, v in in_card.items() if k != "fitted_on"}
+    bundled = json.loads(BUNDLED_TUMOR.read_text(encoding="utf-8"))["postprocessing"]["lesion_classifier"]
+    assert fitted["weights"] == bundled["weights"] and fitted["intercept"] == bundled["intercept"]
+    # The card refused (too few components): no model file either, and the card unchanged.
+    capsys.readouterr()
+    card = _card_without_classifier(tmp_path / "card2.json")
+    before = card.read_bytes()
+    model2 = tmp_path / "model2.json"
+    assert main(["--seeds", "2004:2014", "--cache", str(cache), "--into-card", str(card), "--fit", str(model2)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not model2.exists() and card.read_bytes() == before
+    # A model path that cannot be written: one error line, no partial file beside it.
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    assert main(["--seeds", "2004:2064", "--cache", str(cache), "--fit", str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write the model to") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 @pytest.mark.slow
 def test_a_tuning_phantom_segmented_again_gives_its_committed_components(tmp_path: Path) -> None:
     from SmoothSegNetLib.evaluation.lesion_features import collect

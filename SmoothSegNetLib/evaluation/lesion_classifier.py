@@ -32,6 +32,7 @@ from SmoothSegNetLib.errors import SmoothSegNetError
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, proportion_text
 from SmoothSegNetLib.inference.lesion_classifier import LogisticModel, fit_logistic
 from SmoothSegNetLib.inference.lesion_features import FEATURES
+from SmoothSegNetLib.outputs import atomic_path
 
 Rule = Callable[[dict[str, Any]], bool]
 
@@ -231,14 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         analyse(cases, features, args)
     except ValueError as exc:  # a half of the seeds holds only true or only false components
         sys.stdout.write(f"no two-fold scores: {exc}\n")
-    if args.fit is not None:
-        args.fit.write_text(
-            json.dumps(fit_model(cases, features, args.l2, args.min_ml, args.max_ml).to_json(), indent=2) + "\n",
-            "utf-8",
-        )
+    model = None
     if args.into_card is not None:
         try:
-            into_card(
+            model = into_card(
                 args.into_card,
                 cases,
                 features,
@@ -255,6 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(
             f"\nwrote the lesion classifier and min_lesion_score {args.min_score:g} into {args.into_card}\n"
         )
+    if args.fit is not None:
+        if model is None:
+            model = fit_model(cases, features, args.l2, args.min_ml, args.max_ml)
+        try:
+            with atomic_path(args.fit) as tmp:
+                tmp.write_text(json.dumps(model.to_json(), indent=2) + "\n", "utf-8")
+        except OSError as exc:
+            sys.stderr.write(f"error: cannot write the model to {args.fit}: {exc}\n")
+            return 2
     return 0
 
 
