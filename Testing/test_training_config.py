@@ -83,6 +83,8 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         ({"stage": "tumor", "select_weights": "first"}, "field select_weights must be best or last, got 'first'"),
         ({"stage": "tumor", "augment": {"flip_axes": [3]}}, "field augment.flip_axes must list network axes"),
         ({"stage": "tumor", "learning_rate": "fast"}, "field learning_rate must be a number"),
+        ({"stage": "tumor", "channels_last": "yes"}, "field channels_last must be true or false, got 'yes'"),
+        ({"stage": "tumor", "amp": 1}, "field amp must be true or false, got 1"),
         ({"schema": "other/1", "stage": "tumor"}, "field schema must be 'smoothsegnet.train_config/1'"),
         (
             {"stage": "tumor", "data": {"liver_mask_dilation_mm": [5, 2]}},

@@ -89,6 +89,35 @@ def test_resume_after_cancel_gives_the_same_weights_as_an_uninterrupted_run(tmp_
         assert [int(r["iteration"]) for r in csv.DictReader(handle)] == [4, 8]
 
 
+def test_channels_last_is_the_same_arithmetic_in_another_layout(tmp_path: Path) -> None:
+    from SmoothSegNetLib.training import distributed
+    from SmoothSegNetLib.training.trainer import _Session
+
+    torch.set_num_threads(1)
+    losses, layouts = {}, {}
+    for channels_last in (False, True):
+        config = dataclasses.replace(_config(), channels_last=channels_last)  # type: ignore[type-var]
+        session = _Session(
+            config,  # type: ignore[arg-type]
+            tiny_card_template("tumor"),
+            tmp_path,
+            torch.device("cpu"),
+            distributed.DistInfo(),
+        )
+        conv = next(p for p in session.network.parameters() if p.dim() == 5 and p.shape[1] > 1)
+        layouts[channels_last] = conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+        losses[channels_last] = [session.step(TRAIN, 2e-3) for _ in range(2)]
+    assert layouts == {False: False, True: True}
+    # The same weights and patches: the first loss agrees to float32 rounding, and so (barely moved) the second.
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=1e-6)
+    assert losses[True][1] == pytest.approx(losses[False][1], rel=1e-3)
+    # A run in channels-last writes plain weights that an ordinary network loads.
+    result = _train(tmp_path / "run", config=_config(iterations=2, val_every=2))
+    card = load_card(result.card_path)  # type: ignore[attr-defined]
+    assert json.loads(result.card_path.read_text())["training"]["config"]["channels_last"] is True  # type: ignore[attr-defined]
+    load_weights(build_network(card), card)
+
+
 def test_early_stopping_when_validation_does_not_improve(tmp_path: Path) -> None:
     # A learning rate of 1e-8 cannot change the arg-max: the second validation is no better.
     config = _config(iterations=100, val_every=2, patience=1, learning_rate=1e-8)

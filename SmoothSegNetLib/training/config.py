@@ -141,6 +141,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     seed: int = 0
     amp: bool = True
+    channels_last: bool = True
     num_threads: int = 0
     tensorboard: bool = False
     card_id: str | None = None
@@ -294,6 +295,9 @@ def check_config(config: TrainConfig, source: str) -> None:
     _check_number(source, "learning_rate", config.learning_rate, 1e-8, 1.0)
     _check_number(source, "weight_decay", config.weight_decay, 0.0, 1.0)
     _check_number(source, "max_minutes", config.max_minutes, 0.0, 1e6)
+    for name in ("amp", "channels_last", "tensorboard"):
+        if not isinstance(getattr(config, name), bool):
+            raise _fail(source, name, "must be true or false", getattr(config, name))
     if isinstance(config.num_threads, bool) or not isinstance(config.num_threads, int) or config.num_threads < 0:
         raise _fail(source, "num_threads", "must be an integer >= 0 (0 = torch's default)", config.num_threads)
 

@@ -135,7 +135,10 @@ class _Session:
         self.config, self.outdir, self.device, self.info = config, outdir, device, info
         self.target_class = 1 if config.stage == "liver" else 2
         torch.manual_seed(config.seed)
-        self.network = build_network(card_from_dict(card_template, source="card template")).to(device)
+        # channels_last_3d: the same arithmetic, about 1.3x faster per step on this CPU (bench/train_step_speed.py).
+        self.memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+        network = build_network(card_from_dict(card_template, source="card template")).to(device)
+        self.network = network.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's stubs lack it
         self.model: torch.nn.Module = self.network
         if info.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -218,7 +221,7 @@ class _Session:
                 config.foreground_patch_fraction,
                 config.augment,
             )
-        x = torch.from_numpy(images).to(self.device)
+        x = torch.from_numpy(images).to(self.device).contiguous(memory_format=self.memory_format)
         y = torch.from_numpy(labels).to(self.device)
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
             logits = forward_logits(self.model, x).float()
