@@ -18,7 +18,9 @@ reorientation, a crop, a paste back, or a canonical grid at the same spacing of 
 SimpleITK's ``ResampleImageFilter`` with an identity transform, i.e. every destination voxel takes the source
 value at the same LPS point. Where SimpleITK cannot be imported (a training machine that carries only
 PyTorch, NumPy and SciPy), nearest and linear resampling fall back to :func:`_resample_scipy`, which follows
-ITK's rules (see there) and gives the same voxels: ``SMOOTHSEGNET_RESAMPLER=scipy`` forces it.
+ITK's rules (see there) and gives the same voxels, except that a destination centre lying exactly half-way
+between two source centres may take the other one under nearest (both are nearest; ITK's floating-point steps land
+on either side). ``SMOOTHSEGNET_RESAMPLER=scipy`` forces it; bspline needs SimpleITK.
 """
 
 from __future__ import annotations
