@@ -1,6 +1,6 @@
 """Checks every CT reader applies, with messages that say what is wrong and what to do.
 
-The rules (documented in the README, section *input*):
+The rules (documented in docs/ct-input.md):
 
 - a path must exist, be readable, and be a regular file for a volume file (not a device, FIFO or socket) or
   a folder for a DICOM series;

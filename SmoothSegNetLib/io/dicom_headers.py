@@ -1,6 +1,6 @@
 """Checking the headers of one CT series and working out its stack (no pixel data is read here).
 
-Rules (README, section *input*):
+Rules (docs/ct-input.md):
 
 - every file of the series must say Modality CT, hold grey values (MONOCHROME1/2: PALETTE COLOR is refused,
   with or without its table) and have its own SOPInstanceUID (:func:`check_files`);

@@ -1,7 +1,7 @@
 """Assembling a CT volume from one DICOM series: pixels, rescale, padding, geometry, DICOM source.
 
 The folder is scanned and every header rule is checked first (:mod:`SmoothSegNetLib.io.dicom_headers`);
-pixel data is decoded only then. Rules (README, section *input*):
+pixel data is decoded only then. Rules (docs/ct-input.md):
 
 - compressed transfer syntaxes are decoded by pydicom's plugins (RLE natively, JPEG/JPEG-LS/JPEG 2000
   through pylibjpeg); RescaleSlope/Intercept are applied per slice;
