@@ -61,10 +61,7 @@ def write_snapshot(run: str | Path, like: str | Path, outdir: str | Path) -> Pat
         SnapshotError: no run there, or its weights do not fit ``like``'s network.
         ModelError: ``like`` is not a valid card.
     """
-    from SmoothSegNetLib.models import build_network, card_from_dict, load_weights, sha256_file
-    from SmoothSegNetLib.models.card import write_card_file
-    from SmoothSegNetLib.outputs import atomic_path
-    from SmoothSegNetLib.training.trainer import BEST_NAME
+    from SmoothSegNetLib.models import card_from_dict
 
     run, outdir = Path(run), Path(outdir)
     state = _run_state(run)
@@ -76,7 +73,23 @@ def write_snapshot(run: str | Path, like: str | Path, outdir: str | Path) -> Pat
     card_from_dict(card, source=str(like_path))  # a valid card before anything is written
     name = f"{card['id']}-snapshot-{state['best_iteration']}"
     weights = outdir / f"{name}.safetensors"
-    outdir.mkdir(parents=True, exist_ok=True)
+    created = not outdir.exists()
+    try:
+        return _write(run, like_path, card, state, name, weights)
+    except BaseException:
+        if created and outdir.is_dir() and not any(outdir.iterdir()):
+            outdir.rmdir()  # a failed snapshot leaves no empty folder behind
+        raise
+
+
+def _write(run: Path, like_path: Path, card: dict[str, Any], state: dict[str, Any], name: str, weights: Path) -> Path:
+    """The copy of the best weights and the card (see :func:`write_snapshot`), each written whole."""
+    from SmoothSegNetLib.models import build_network, card_from_dict, load_weights, sha256_file
+    from SmoothSegNetLib.models.card import write_card_file
+    from SmoothSegNetLib.outputs import atomic_path
+    from SmoothSegNetLib.training.trainer import BEST_NAME
+
+    outdir = weights.parent
     with atomic_path(weights) as tmp:
         shutil.copyfile(run / BEST_NAME, tmp)
         snapshot = copy.deepcopy(card)
