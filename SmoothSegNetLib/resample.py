@@ -242,16 +242,31 @@ def _resample_exact(
     return out
 
 
+def _working_array(array: np.ndarray, method: Interpolation) -> np.ndarray:
+    """The array a backend resamples: masks, and integer data interpolated smoothly, in float32 (so that they
+    are rounded back rather than truncated, as ITK would); anything else as it is."""
+    integer = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+    smooth = method is not Interpolation.NEAREST
+    return array.astype(np.float32) if (integer and smooth) or array.dtype == np.bool_ else array
+
+
+def _in_input_dtype(result: np.ndarray, array: np.ndarray) -> np.ndarray:
+    """A backend's result back in ``array``'s dtype: masks at 0.5, integers rounded and clipped to the type."""
+    if array.dtype == np.bool_:
+        return np.asarray(result >= 0.5)
+    if np.issubdtype(array.dtype, np.integer) and result.dtype != array.dtype:
+        info = np.iinfo(array.dtype)
+        return np.clip(np.rint(result), info.min, info.max).astype(array.dtype)
+    return result
+
+
 _SITK_INTERPOLATORS = {Interpolation.NEAREST: "sitkNearestNeighbor", Interpolation.LINEAR: "sitkLinear"}
 
 
 def _resample_sitk(array: np.ndarray, src: Geometry, dst: Geometry, method: Interpolation, default: Any) -> np.ndarray:
     import SimpleITK as sitk
 
-    integer = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
-    smooth = method is not Interpolation.NEAREST
-    # Integer data interpolated smoothly is resampled in float and rounded (ITK would truncate).
-    work = array.astype(np.float32) if (integer and smooth) or array.dtype == np.bool_ else array
+    work = _working_array(array, method)
     image = sitk.GetImageFromArray(np.ascontiguousarray(work))
     src.apply_to(image)
     interpolator = getattr(sitk, _SITK_INTERPOLATORS.get(method, "sitkBSpline"))
@@ -263,13 +278,7 @@ def _resample_sitk(array: np.ndarray, src: Geometry, dst: Geometry, method: Inte
     resampler.SetTransform(sitk.Transform())
     resampler.SetInterpolator(interpolator)
     resampler.SetDefaultPixelValue(float(default))
-    result = sitk.GetArrayFromImage(resampler.Execute(image))
-    if array.dtype == np.bool_:
-        return np.asarray(result >= 0.5)
-    if work.dtype != array.dtype:
-        info = np.iinfo(array.dtype)
-        result = np.clip(np.rint(result), info.min, info.max).astype(array.dtype)
-    return result
+    return _in_input_dtype(sitk.GetArrayFromImage(resampler.Execute(image)), array)
 
 
 #: Destination voxels resampled per block by the SciPy path (bounds its index arrays to about 100 MB).
@@ -312,9 +321,7 @@ def _resample_scipy(array: np.ndarray, src: Geometry, dst: Geometry, method: Int
     """
     from scipy import ndimage
 
-    integer = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
-    smooth = method is not Interpolation.NEAREST
-    work = array.astype(np.float32) if (integer and smooth) or array.dtype == np.bool_ else array
+    work = _working_array(array, method)
     to_src = np.linalg.inv(src.ijk_to_lps()) @ dst.ijk_to_lps()
     linear, offset = to_src[:3, :3], to_src[:3, 3]
     size = np.asarray(src.size_ijk)
@@ -341,12 +348,7 @@ def _resample_scipy(array: np.ndarray, src: Geometry, dst: Geometry, method: Int
             coords = chosen[:, ::-1].T  # (k, j, i) rows for the [k, j, i] array
             values[inside] = ndimage.map_coordinates(work, coords, order=1, mode="nearest", prefilter=False)
         out[k0 : k0 + ks.size] = values
-    if array.dtype == np.bool_:
-        return np.asarray(out >= 0.5)
-    if work.dtype != array.dtype:
-        info = np.iinfo(array.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(array.dtype)
-    return out
+    return _in_input_dtype(out, array)
 
 
 def resample(
