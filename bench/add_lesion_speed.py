@@ -6,7 +6,8 @@ Run by hand (the machine may be shared: note the load when quoting figures)::
 
 A phantom is made on 512x512x300 voxels of 0.75 x 0.75 x 1.0 mm; its exact labels without lesion 1 stand for a
 segmentation that missed it. The tumor card is loaded once (as Slicer keeps it), then the click at the lesion's
-centre is timed ``--repeat`` times (steps: window and crop, network window, search). With ``--cli`` the whole
+centre is timed ``--repeat`` times (steps: window and crop, network window, search), and so is a click on normal
+liver, which every way of the search tries and refuses (growing, the rim fit, the network). With ``--cli`` the whole
 ``smoothsegnet add-lesion`` (read the folder and CT, click, re-measure, write every file) is timed once too.
 """
 
@@ -43,6 +44,8 @@ def main() -> int:
 
     from SmoothSegNetLib.correction.add_lesion import PointSegmenter
     from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
+    from SmoothSegNetLib.errors import InputError
+    from SmoothSegNetLib.evaluation.add_lesion_eval import normal_point
 
     t0 = time.perf_counter()
     phantom = _phantom_bench.phantom(args)
@@ -60,6 +63,14 @@ def main() -> int:
         # CPU seconds of this process (all its threads): what the click costs on an idle machine's cores,
         # whatever else the (shared) machine runs meanwhile.
         runs.append({**added.timings_s, "cpu_s": time.process_time() - cpu0})
+    normal = normal_point(phantom.labels, labels, phantom.ct.geometry, seed=0)
+    refused = []
+    for _ in range(args.repeat if normal is not None else 0):
+        t0 = time.perf_counter()
+        try:
+            segmenter(phantom.ct, labels, lesions, tuple(normal))  # type: ignore[arg-type]
+        except InputError:
+            refused.append(time.perf_counter() - t0)
     rows = [("phantom made (not part of a click)", made), ("tumor card + weights loaded (once)", load)]
     for key, label in (
         ("prepare_s", "window and crop"),
@@ -70,6 +81,8 @@ def main() -> int:
     ):
         if all(key in r for r in runs):
             rows.append((f"{label} (median of {args.repeat})", statistics.median(r[key] for r in runs)))
+    if refused:
+        rows.append((f"refused click on normal liver, total (median of {len(refused)})", statistics.median(refused)))
     if args.cli:
         with tempfile.TemporaryDirectory() as tmp:
             out = write_case_folder(Path(tmp), phantom, labels, lesions)

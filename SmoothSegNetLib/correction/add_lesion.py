@@ -50,7 +50,7 @@ class AddedLesion:
         lesion_id: the id it gets (one more than the largest existing lesion id).
         box: ``[k, j, i]`` slices of the input grid holding ``mask``.
         mask: bool ``[k, j, i]`` on ``box``: the lesion's voxels.
-        method: ``network`` (at ``threshold``) or ``region_growing``.
+        method: ``network`` (at ``threshold``), ``region_growing`` or ``rim_fit``.
         threshold: the decision probability threshold used (``None`` for region growing).
         confidence: mean tumor decision probability of the network inside the lesion (of the fine window when it
             found the lesion).

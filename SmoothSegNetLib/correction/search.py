@@ -2,7 +2,10 @@
 
 Two ways, in the order the settings give (``network_first``): the tumor network's component at the point
 (thresholded probability, closed, hole-filled), and growing from the point by contrast
-(:func:`SmoothSegNetLib.correction.grow.region_grow`). A grown region must look like a lesion: big enough,
+(:func:`SmoothSegNetLib.correction.grow.region_grow`); when growing finds nothing and ``rim_fit`` is set, a
+rim-enhancing lesion fitted around the point (:mod:`SmoothSegNetLib.correction.rim_fit`) is tried next, before
+the network's component when growing comes first (on synthetic rims whose core reads as liver, the network's
+component at the point scored Dice 0.16–0.75, the fit 0.87–1.0). A grown region must look like a lesion: big enough,
 closed (it did not leak to the edge of its window), and standing out from the liver ring around it by
 ``min_contrast_hu`` and by ``min_contrast_z`` times the ring's noise. Arrays are ``[k, j, i]``.
 """
@@ -15,19 +18,20 @@ import numpy as np
 from scipy import ndimage
 
 from SmoothSegNetLib.correction.grow import region_grow
+from SmoothSegNetLib.correction.rim_fit import rim_lesion
 from SmoothSegNetLib.correction.settings import AddLesionSettings
 from SmoothSegNetLib.inference.postprocess import chan_vese_refine
 from SmoothSegNetLib.inference.preprocess import window_hu
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 _BALL6 = ndimage.generate_binary_structure(3, 1)
-NETWORK, REGION_GROWING = "network", "region_growing"
+NETWORK, REGION_GROWING, RIM_FIT = "network", "region_growing", "rim_fit"
 
 
 @dataclass(frozen=True)
 class Found:
-    """A lesion found on the crop: its mask, how (``network`` at ``threshold``, or ``region_growing``), and its
-    mean HU minus the mean HU of the liver ring around it."""
+    """A lesion found on the crop: its mask, how (``network`` at ``threshold``, ``region_growing`` or
+    ``rim_fit``), and its mean HU minus the mean HU of the liver ring around it."""
 
     mask: np.ndarray
     method: str
@@ -54,7 +58,9 @@ def find_lesion(
     crop: Crop, settings: AddLesionSettings, chan_vese_iterations: int = 0, hu_window: tuple[float, float] = (-200, 250)
 ) -> Found | None:
     """The lesion at ``crop.voxel`` (see the module docstring), or ``None`` if nothing lesion-like is there."""
-    ways = (_by_network, _by_growing) if settings.network_first else (_by_growing, _by_network)
+    ways = (
+        (_by_network, _by_growing, _by_rim_fit) if settings.network_first else (_by_growing, _by_rim_fit, _by_network)
+    )
     for way in ways:
         found = way(crop, settings, chan_vese_iterations, hu_window)
         if found is not None:
@@ -98,6 +104,19 @@ def _by_growing(
         return None
     # The contrast test was made on the profile (region_grow); this figure is only reported.
     return Found(mask, REGION_GROWING, None, contrast_hu(crop.hu, mask, crop.allowed, crop.spacing_kji))
+
+
+def _by_rim_fit(
+    crop: Crop, s: AddLesionSettings, _chan_vese_iterations: int, _hu_window: tuple[float, float]
+) -> Found | None:
+    if not s.rim_fit:
+        return None
+    mask = rim_lesion(
+        crop.hu, crop.allowed, crop.voxel, crop.spacing_kji, s.rim_fit_min_z, s.rim_fit_min_cover, s.min_radius_mm
+    )
+    if mask is None or np.count_nonzero(mask) * crop.voxel_ml < s.min_volume_ml:
+        return None
+    return Found(mask, RIM_FIT, None, contrast_hu(crop.hu, mask, crop.allowed, crop.spacing_kji))
 
 
 def _refine(

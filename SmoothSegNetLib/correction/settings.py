@@ -56,6 +56,11 @@ class AddLesionSettings:
             run the network once more in a window of the card's ``roi_size_ijk`` at this isotropic spacing (mm),
             centred on the point, and take its component there (0 = never). A small or faint lesion spans more
             voxels on the finer grid.
+        rim_fit: when growing finds nothing, fit a rim-enhancing lesion centred on the point
+            (:mod:`SmoothSegNetLib.correction.rim_fit`; before the network's component unless ``network_first``):
+            for a lesion whose centre has the liver's value.
+        rim_fit_min_z: the fitted rim's amplitude must be at least this many standard errors.
+        rim_fit_min_cover: the fitted rim must stand out in at least this share (0–1) of the 14 direction sectors.
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -84,6 +89,9 @@ class AddLesionSettings:
     star_smooth_deg: float = 30.0
     star_radius_range: tuple[float, float] = (0.7, 1.4)
     fine_network_spacing_mm: float = 0.0
+    rim_fit: bool = False
+    rim_fit_min_z: float = 8.0
+    rim_fit_min_cover: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
@@ -105,10 +113,18 @@ class AddLesionSettings:
             "star_cone_deg",
             "star_smooth_deg",
             "fine_network_spacing_mm",
+            "rim_fit_min_z",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InputError(f"add-lesion setting {name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.rim_fit_min_cover, int | float) and 0 <= self.rim_fit_min_cover <= 1):
+            raise InputError(
+                f"add-lesion setting rim_fit_min_cover must be a number in [0, 1], got {self.rim_fit_min_cover!r}"
+            )
+        for flag in ("rim_fit", "region_growing", "network_first", "skip_edge"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InputError(f"add-lesion setting {flag} must be true or false, got {getattr(self, flag)!r}")
         if not (isinstance(self.rounds, int) and self.rounds >= 0):
             raise InputError(f"add-lesion setting rounds must be an integer >= 0, got {self.rounds!r}")
         if not (isinstance(self.rim_step_mm, int | float) and self.rim_step_mm > 0):
