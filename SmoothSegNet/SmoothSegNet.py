@@ -193,6 +193,8 @@ class SmoothSegNetWidget(
         self._downloadQueue: list[str] = []
         self._live: LiveReport | None = None
         self._axesWatchers: list[Any] = []
+        self._adder: Any = None  # "Add lesion at point" (add_at_point.PointAdder), made on the first click
+        self._addPoint: tuple[Any, int] | None = None  # its markups point list and observer tag
         self.followupPanel: FollowupPanel | None = None  # "Compare with prior study" (followup_panel.py)
 
     # -- setup -----------------------------------------------------------------------------------
@@ -218,6 +220,7 @@ class SmoothSegNetWidget(
         self.ui.lesionTableWidget.connect("itemSelectionChanged()", self.onLesionSelected)
         self.ui.showRecistButton.connect("clicked(bool)", self.onShowRecistButton)
         self.ui.deleteLesionButton.connect("clicked(bool)", self.onDeleteLesionButton)
+        self.ui.addLesionButton.connect("clicked(bool)", self.onAddLesionButton)
         self.ui.acceptCandidateButton.connect("clicked(bool)", lambda *a: self._reviewCandidate(accept=True))
         self.ui.rejectCandidateButton.connect("clicked(bool)", lambda *a: self._reviewCandidate(accept=False))
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateView)
@@ -235,6 +238,7 @@ class SmoothSegNetWidget(
     def cleanup(self) -> None:
         self.removeObservers()
         self._watchEdits(None)
+        self._stopAddAtPoint()
         if self.logic is not None and self.logic.isRunning:
             self.logic.cancel()
 
@@ -311,7 +315,8 @@ class SmoothSegNetWidget(
             else "Available when the CT was loaded from DICOM (DICOM module) and a result exists"
         )
         self.ui.sendToPacsButton.enabled = fromDicom and bool(self.ui.pacsHostLineEdit.text)
-        for name in ("showRecistButton", "deleteLesionButton", "acceptCandidateButton", "rejectCandidateButton"):
+        for name in ("showRecistButton", "deleteLesionButton", "addLesionButton", "acceptCandidateButton",
+                     "rejectCandidateButton"):  # fmt: skip
             getattr(self.ui, name).enabled = hasResult
         if self.followupPanel is not None:
             self.followupPanel.updateView()

@@ -298,7 +298,14 @@ class Dialogs:
         monkeypatch.setattr(util, "tryWithErrorDisplay", try_with_error_display, raising=False)
         monkeypatch.setattr(util, "WaitCursor", contextlib.nullcontext, raising=False)
         monkeypatch.setattr(util, "setSliceViewerLayers", lambda **kwargs: None, raising=False)
-        markups = types.SimpleNamespace(JumpSlicesToLocation=lambda *args: self.jumps.append(args))
+        # Markups place mode is GUI interaction (the next click in a view adds a point): the stand-in records the
+        # list made active and the calls; tests add the point to that list as the click would.
+        self.place_mode: list[Any] = []
+        markups = types.SimpleNamespace(
+            JumpSlicesToLocation=lambda *args: self.jumps.append(args),
+            SetActiveList=lambda node: self.place_mode.append(("active", node)),
+            StartPlaceMode=lambda persistent: self.place_mode.append(("place", persistent)),
+        )
         monkeypatch.setattr(
             slicer,
             "modules",

@@ -108,7 +108,46 @@ class _Pending:
     started: float
 
 
-class LiveReport:
+class PolledJob:
+    """A job run in a worker thread whose result the GUI thread applies: while it runs, a single-shot poll timer
+    looks every ``LIVE_POLL_MS`` whether it is done (MRML is only touched on the GUI thread). Subclasses set
+    ``_pending`` (anything with a ``future``), call ``_startPolling`` and apply the result in ``_finish``."""
+
+    def __init__(self, timerFactory: TimerFactory | None) -> None:
+        self._pending: Any = None
+        self._pollTimer: SingleShotTimer = (timerFactory or qtSingleShotTimer)(LIVE_POLL_MS, self._onPollTimer)
+
+    def _startPolling(self) -> None:
+        if not self._poll():
+            self._pollTimer.start()
+
+    def _onPollTimer(self) -> None:
+        self._startPolling()
+
+    def _poll(self) -> bool:
+        """Apply the worker's result if it is ready (GUI thread). False while it is still running."""
+        pending = self._pending
+        if pending is None:
+            return True
+        if not pending.future.done():
+            return False
+        self._pending = None
+        self._finish(pending)
+        return True
+
+    def _finish(self, pending: Any) -> None:
+        raise NotImplementedError
+
+    def _waitPending(self, timeoutS: float | None) -> None:
+        """Wait for the job in the worker and apply its result now (scripts, tests)."""
+        pending = self._pending
+        if pending is not None:
+            concurrent.futures.wait([pending.future], timeout=timeoutS)
+            if self._poll():
+                self._pollTimer.stop()
+
+
+class LiveReport(PolledJob):
     """Keeps the lesion table of ``segmentationNode`` measured while it is edited.
 
     When the debounce runs out, the segments are read on the GUI thread (MRML is not thread-safe; the fast bridge
@@ -151,12 +190,10 @@ class LiveReport:
         self.lastError: BaseException | None = None
         self._updating = False
         self._ct: Any = None
-        factory = timerFactory or qtSingleShotTimer
-        self._timer = factory(delayMs, self.update)
-        self._pollTimer = factory(LIVE_POLL_MS, self._onPollTimer)
+        self._timer = (timerFactory or qtSingleShotTimer)(delayMs, self.update)
+        super().__init__(timerFactory)
         self._executor = executor
         self._ownExecutor = executor is None
-        self._pending: _Pending | None = None
         self._observations: list[tuple[Any, int]] = []
 
     def start(self) -> None:
@@ -229,32 +266,20 @@ class LiveReport:
         self.timings = LiveTimings(read_s=time.perf_counter() - started)
         future = self._executor.submit(_measure, ct, result, previous, manual)
         self._pending = _Pending(self.editCount, arrays, future, started)
-        if not self._poll():
-            self._pollTimer.start()
+        self._startPolling()
 
-    def _onPollTimer(self) -> None:
-        if not self._poll():
-            self._pollTimer.start()
-
-    def _poll(self) -> bool:
-        """Apply the worker's result if it is ready (GUI thread). False while it is still measuring."""
-        pending = self._pending
-        if pending is None:
-            return True
-        if not pending.future.done():
-            return False
-        self._pending = None
+    def _finish(self, pending: _Pending) -> None:
+        """The worker has measured (GUI thread): show it, unless the segments were edited since."""
         if pending.edit != self.editCount:  # edited since the snapshot: these numbers are of old segments
             self.discardedCount += 1
-            return True
+            return
         try:
             report, self.timings.measure_s = pending.future.result()
         except Exception as exc:  # the panel keeps its last table; Slicer's log has the reason
             self.lastError = exc
             logging.error("SmoothSegNet: the live lesion table could not be measured", exc_info=exc)
-            return True
+            return
         self._apply(report, pending)
-        return True
 
     def _apply(self, report: dict[str, Any], pending: _Pending) -> None:
         applying = time.perf_counter()
@@ -273,11 +298,7 @@ class LiveReport:
 
     def wait(self, timeoutS: float | None = None) -> dict[str, Any] | None:
         """Wait for the measurement in the worker and apply it now (scripts, tests); returns the shown report."""
-        pending = self._pending
-        if pending is not None:
-            concurrent.futures.wait([pending.future], timeout=timeoutS)
-            if self._poll():
-                self._pollTimer.stop()
+        self._waitPending(timeoutS)
         return self.report
 
 

@@ -1,11 +1,13 @@
-"""The panel's review section: the lesion table, its row actions (centre, RECIST lines, delete) and the candidates.
+"""The panel's review section: the lesion table, its row actions (centre, RECIST lines, delete), "Add lesion at point"
+and the candidates.
 
-``ReviewSectionMixin`` is mixed into ``SmoothSegNetWidget`` (SmoothSegNet.py): its slots keep the names the
-widget connects in ``setup``. It uses the widget's ``ui``, ``logic``, ``_parameterNode``, ``_report``,
-``_editedLesionIds`` and ``_axesWatchers``. The MRML work of the row actions is in ``corrections.py`` and
-``candidates.py``; this file only reads the selection and fills the tables. Qt and Slicer are imported inside the
-methods, as in the other modules of this package (they exist only in Slicer; the tests put stand-ins in their place
-per test). SmoothSegNet.py imports this file after the logic has put the engine (SmoothSegNetLib) on sys.path.
+``ReviewSectionMixin`` is mixed into ``SmoothSegNetWidget`` (SmoothSegNet.py): its slots keep the names the widget
+connects in ``setup``. It uses the widget's ``ui``, ``logic``, ``_parameterNode``, ``_report``,
+``_editedLesionIds``, ``_axesWatchers``, ``_live`` and ``_adder``. The MRML work of the row actions is in
+``corrections.py`` and ``candidates.py``, the click's search in ``add_at_point.py``; this file only reads the
+selection and fills the tables. Qt and Slicer are imported inside the methods, as in the other modules of this
+package (they exist only in Slicer; the tests put stand-ins in their place per test). SmoothSegNet.py imports this
+file after the logic has put the engine (SmoothSegNetLib) on sys.path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any
 
 from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
 from SmoothSegNetSlicerLib.logic import segmentIdOfLesion
+
+#: Name of the markups point list the "Add lesion at point" click is placed in (emptied after each click).
+ADD_POINT_NODE_NAME = "SmoothSegNet add-lesion point"
 
 #: The candidates table: (header, report.json candidates[] key).
 CANDIDATE_COLUMNS = [("ID", "id"), ("Volume (ml)", "volume_ml"), ("Long axis (mm)", "long_axis_mm"),
@@ -29,6 +34,9 @@ class ReviewSectionMixin:
     _report: dict[str, Any] | None
     _editedLesionIds: tuple[int, ...]
     _axesWatchers: list[Any]
+    _live: Any
+    _adder: Any
+    _addPoint: tuple[Any, int] | None
 
     def _setupLesionTable(self) -> None:
         import qt
@@ -136,6 +144,72 @@ class ReviewSectionMixin:
         with slicer.util.tryWithErrorDisplay("Deleting the lesion failed."):
             deleteLesion(self._parameterNode.outputSegmentation, self._parameterNode.inputVolume, lesionId)
             self.ui.statusLabel.text = f"Lesion {lesionId} deleted; its voxels are liver again"
+
+    def onAddLesionButton(self, *_args: Any) -> None:
+        """Place one point (markups place mode): the lesion under it is searched and added (``_onAddPointDefined``)."""
+        import slicer
+
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        if segmentation is None or self._parameterNode.inputVolume is None:
+            self.ui.statusLabel.text = "Segment the CT first (or choose its segmentation)"
+            return
+        node = self._addPointNode()
+        logic = slicer.modules.markups.logic()
+        logic.SetActiveList(node)
+        logic.StartPlaceMode(False)
+        self.ui.statusLabel.text = "Click inside the missed lesion in a slice view"
+
+    def _addPointNode(self) -> Any:
+        """The point list the click lands in, observed (made once per panel; it holds no point between clicks)."""
+        import slicer
+
+        if self._addPoint is not None and self._addPoint[0].GetScene() is not None:
+            return self._addPoint[0]
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", ADD_POINT_NODE_NAME)
+        node.SetHideFromEditors(True)
+        tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onAddPointDefined)
+        self._addPoint = (node, tag)
+        return node
+
+    def _onAddPointDefined(self, caller: Any, _event: Any = None) -> None:
+        """The point is placed: take it out of the list and search the lesion there, off the GUI thread."""
+        from SmoothSegNetSlicerLib.add_at_point import PointAdder, tumorSegmenterFactory
+
+        count = caller.GetNumberOfControlPoints()
+        if count == 0:
+            return
+        ras = [0.0, 0.0, 0.0]
+        caller.GetNthControlPointPositionWorld(count - 1, ras)
+        caller.RemoveAllControlPoints()
+        segmentation, volume = self._parameterNode.outputSegmentation, self._parameterNode.inputVolume
+        adder = self._adder
+        if adder is None or adder.segmentationNode is not segmentation or adder.inputVolume is not volume:
+            if adder is not None:
+                adder.stop()
+            adder = self._adder = PointAdder(
+                volume,
+                segmentation,
+                tumorSegmenterFactory(self.logic.storedReport(segmentation)),
+                self._onLesionAddedAtPoint,
+                editCount=lambda: self._live.editCount if self._live is not None else 0,
+            )
+        self.ui.statusLabel.text = "Searching the lesion at the point…"
+        adder.addAtRas(ras)
+
+    def _onLesionAddedAtPoint(self, segmentId: str | None, message: str) -> None:
+        self.ui.statusLabel.text = message
+
+    def _stopAddAtPoint(self) -> None:
+        """Drop the point list and a search still running (the segmentation or the panel goes)."""
+        if self._adder is not None:
+            self._adder.stop()
+            self._adder = None
+        if self._addPoint is not None:
+            node, tag = self._addPoint
+            node.RemoveObserver(tag)
+            if node.GetScene() is not None:
+                node.GetScene().RemoveNode(node)
+            self._addPoint = None
 
     def _reviewCandidate(self, accept: bool) -> None:
         import slicer

@@ -1,13 +1,13 @@
 """The panel's run section: segment (the main button, also Cancel), bring the result in, keep the table live.
 
-``RunSectionMixin`` is mixed into ``SmoothSegNetWidget`` (SmoothSegNet.py): its slots keep the names the
-widget connects in ``setup``. It runs the two jobs that make the lesion table, "Segment Liver & Tumors" and
-"Recompute report", under the widget's state machine, shows their result (``_showReport`` of the review
-section) and keeps the live table (:class:`SmoothSegNetSlicerLib.live.LiveReport`) on the output segmentation.
-It uses the widget's ``ui``, ``logic``, ``_state``, ``_parameterNode``, ``_live`` and ``_axesWatchers`` and its
+``RunSectionMixin`` is mixed into ``SmoothSegNetWidget`` (SmoothSegNet.py): its slots keep the names the widget
+connects in ``setup``. It runs the two jobs that make the lesion table, "Segment Liver & Tumors" and "Recompute
+report", under the widget's state machine, shows their result (``_showReport`` of the review section) and keeps the
+live table (:class:`SmoothSegNetSlicerLib.live.LiveReport`) on the output segmentation. It uses the widget's ``ui``,
+``logic``, ``_state``, ``_parameterNode``, ``_live``, ``_adder`` and ``_axesWatchers`` and its
 ``_ensureDependencies``, ``_updateView``, ``_showReport``, ``_finishJob`` and ``_fail``. Slicer is imported inside
-the methods, as in the other modules of this package. SmoothSegNet.py imports this file after the logic has put
-the engine (SmoothSegNetLib) on sys.path.
+the methods, as in the other modules of this package. SmoothSegNet.py imports this file after the logic has put the
+engine (SmoothSegNetLib) on sys.path.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class RunSectionMixin:
     _state: Any
     _parameterNode: Any
     _live: LiveReport | None
+    _adder: Any
     _axesWatchers: list[Any]
 
     def onApplyButton(self) -> None:
@@ -88,6 +89,9 @@ class RunSectionMixin:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        if self._adder is not None and self._adder.segmentationNode is not segmentation:
+            self._adder.stop()  # a search for the segmentation left behind is not applied
+            self._adder = None
         volume = self._parameterNode.inputVolume if self._parameterNode else None
         if segmentation is not None and volume is not None:
             self._live = LiveReport(self.logic, volume, segmentation, self._onLiveUpdated)
