@@ -31,6 +31,12 @@ arrays; ``apply``: table node and segment names), ``total`` = debounce out -> ta
 here; Slicer polls every 50 ms), ``max GUI stall`` = the longest a GUI thread polling every 5 ms waited beyond
 its sleep while the worker measured (the worker holds Python's GIL in its pure-Python parts).
 
+``--add-at-point`` times "Add lesion at point" (``SmoothSegNetSlicerLib.add_at_point.PointAdder`` with the
+engine's real PointSegmenter, bundled demo tumor card, one thread): the largest lesion is left out of the
+segmentation and clicked at its centre. ``GUI read`` = the segments read on the GUI thread before the search starts
+(the CT comes from the live table, read once), ``search`` = the worker's part, ``GUI apply`` = the new segment
+added on the GUI thread, ``total`` = click -> segment added (the card is loaded before the first click).
+
 The machine may be shared: compare the ratios, not the seconds, between runs.
 """
 
@@ -266,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--live-only", action="store_true", help="only the live table: GUI-thread time and latency, before and now"
     )
+    parser.add_argument("--add-at-point", action="store_true", help="only 'Add lesion at point': GUI thread and total")
     args = parser.parse_args(argv)
     columns, slice_counts = (256, (40, 120)) if args.quick else (512, (120, 400))
     slice_counts = tuple(args.slices or slice_counts)
     if args.live_only:
         return main_live(columns, slice_counts, args.lesions, args.repeats)
+    if args.add_at_point:
+        return main_add_at_point(columns, slice_counts, args.lesions, args.repeats)
     header = (
         f"{'size':>14} {'lesions':>7} {'CT write gz/raw':>16} {'import':>7} {'Slicer export':>13} "
         f"{'to labelmap':>11} {'ratio':>6} {'re-measure':>10} {'table':>6} {'export':>7} {'live':>5}"
@@ -310,6 +319,66 @@ def main_live(columns: int, slice_counts: tuple[int, ...], lesion_counts: list[i
             print(
                 f"{f'{columns}x{columns}x{slices}':>14} {count:>7} {before['total']:>19.2f} {after['gui']:>8.2f} "
                 f"{after['read']:>6.2f} {after['apply']:>6.2f} {after['total']:>6.2f} {after['stall']:>13.3f}",
+                flush=True,
+            )
+    return 0
+
+
+def _point_adder(volume: Any, node: Any, segmenter: Any, ct: CTVolume, done: list[Any]) -> Any:
+    """A PointAdder with the loaded segmenter, the CT already read, no timer (the bench polls) and ``done``
+    collecting its (segment id, message) calls."""
+    from SmoothSegNetSlicerLib.add_at_point import PointAdder
+
+    return PointAdder(volume, node, lambda: segmenter, lambda *a: done.append(a), ct=lambda: ct,
+                      timerFactory=lambda ms, f: _NoTimer())  # fmt: skip
+
+
+def main_add_at_point(columns: int, slice_counts: tuple[int, ...], lesion_counts: list[int], repeats: int) -> int:
+    """The ``--add-at-point`` table (best of ``repeats`` clicks, each on a freshly imported segmentation)."""
+    from SmoothSegNetSlicerLib.add_at_point import tumorSegmenterFactory
+
+    segmenter = tumorSegmenterFactory(None, threads=1)()  # loaded once, as the panel keeps it
+    header = f"{'size':>14} {'lesions':>7} {'GUI read':>8} {'search':>7} {'GUI apply':>9} {'total':>6} {'Dice':>6}"
+    print(header)
+    print("-" * len(header))
+    for slices in slice_counts:
+        for count in lesion_counts:
+            ct, labelmap, lesions = make_case(columns, slices, count, seed=slices + count)
+            missed = lesions == 1  # the largest: left out of the segmentation, then clicked
+            labelmap = np.where(missed, 1, labelmap).astype(np.uint8)
+            lesions = np.where(lesions > 1, lesions - 1, 0).astype(np.uint16)
+            centre_kji = np.argwhere(missed).mean(axis=0)
+            lps = ct.geometry.index_to_lps(centre_kji[::-1])
+            ras = (-float(lps[0]), -float(lps[1]), float(lps[2]))
+            best: dict[str, float] = {}
+            with tempfile.TemporaryDirectory(prefix="bench-add-") as folder:
+                path = segment_folder(ct, labelmap, lesions, Path(folder))
+                for _ in range(repeats):
+                    headless = mrml.create_headless_scene()
+                    volume = add_volume(headless.scene, ct)
+                    node = mrml.import_result(headless.scene, path, volume)
+                    done: list[Any] = []
+                    adder = _point_adder(volume, node, segmenter, ct, done)
+                    start = time.perf_counter()
+                    adder.addAtRas(ras)
+                    read = time.perf_counter() - start
+                    future = adder._pending.future
+                    future.result()
+                    searched = time.perf_counter()
+                    adder._poll()
+                    applied = time.perf_counter()
+                    adder.stop()
+                    if not done or done[-1][0] is None:
+                        raise RuntimeError(f"the click added nothing: {done}")
+                    added = mrml.labelmap_from_segmentation(node, volume).lesions == int(lesions.max()) + 1
+                    dice = 2.0 * np.count_nonzero(added & missed) / (np.count_nonzero(added) + np.count_nonzero(missed))
+                    times = {"read": read, "search": searched - start - read, "apply": applied - searched,
+                             "total": applied - start, "dice": dice}  # fmt: skip
+                    if not best or times["total"] < best["total"]:
+                        best = times
+            print(
+                f"{f'{columns}x{columns}x{slices}':>14} {count:>7} {best['read']:>8.2f} {best['search']:>7.2f} "
+                f"{best['apply']:>9.2f} {best['total']:>6.2f} {best['dice']:>6.3f}",
                 flush=True,
             )
     return 0

@@ -47,6 +47,8 @@ class PointAdder(PolledJob):
         onDone: called on the GUI thread with (segment id or None, message) when a click is done.
         editCount: the number of edits seen so far (the live table's ``editCount``); a result is dropped if it
             changed while the search ran.
+        ct: gives the CT as an engine volume (the live table's, read once while editing); default: read from
+            ``inputVolume`` at each click.
         timerFactory: makes the poll timer (default: ``qt.QTimer``).
         executor: runs the search (default: one worker thread, created on first use).
     """
@@ -58,6 +60,7 @@ class PointAdder(PolledJob):
         segmenterFactory: Callable[[], Any],
         onDone: DoneCallback,
         editCount: Callable[[], int] = lambda: 0,
+        ct: Callable[[], Any] | None = None,
         timerFactory: TimerFactory | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -65,6 +68,7 @@ class PointAdder(PolledJob):
         self.segmentationNode = segmentationNode
         self.onDone = onDone
         self.editCount = editCount
+        self._ct = ct
         self.lastSeconds: float | None = None
         self._segmenterFactory = segmenterFactory
         self._segmenter: Any = None
@@ -85,7 +89,7 @@ class PointAdder(PolledJob):
             return False
         started = time.perf_counter()
         arrays = mrml.labelmap_from_segmentation(self.segmentationNode, self.inputVolume)
-        ct = mrml.volume_from_node(self.inputVolume)
+        ct = self._ct() if self._ct is not None else mrml.volume_from_node(self.inputVolume)
         pointLps = (-float(pointRas[0]), -float(pointRas[1]), float(pointRas[2]))
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="SmoothSegNet-add")

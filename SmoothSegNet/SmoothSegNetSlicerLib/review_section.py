@@ -192,6 +192,7 @@ class ReviewSectionMixin:
                 tumorSegmenterFactory(self.logic.storedReport(segmentation)),
                 self._onLesionAddedAtPoint,
                 editCount=lambda: self._live.editCount if self._live is not None else 0,
+                ct=self._live.ct if self._live is not None else None,
             )
         self.ui.statusLabel.text = "Searching the lesion at the point…"
         adder.addAtRas(ras)
