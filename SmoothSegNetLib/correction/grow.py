@@ -107,7 +107,7 @@ def region_grow(
     shaped = _shape(smooth, inside, stats, local, spacing, distance, liver_hu, edges, s)
     if s.opening_mm > 0:
         shaped = ndimage.binary_opening(shaped, _ellipsoid(spacing, s.opening_mm))
-    region = _component_at(shaped, local, spacing, s.snap_mm)
+    region = component_near(shaped, inside, local, spacing, s.snap_mm)
     if region is None:
         return None
     region = _fill_slices(ndimage.binary_fill_holes(region)) & inside
@@ -286,19 +286,22 @@ def masked_smooth(hu: np.ndarray, inside: np.ndarray, spacing: np.ndarray, sigma
     return np.where(den > 1e-3, num / np.maximum(den, 1e-3), values).astype(np.float32)
 
 
-def _component_at(mask: np.ndarray, local: tuple[int, ...], spacing: np.ndarray, snap_mm: float) -> np.ndarray | None:
-    labels, count = ndimage.label(mask, structure=_CONNECTIVITY_26)
-    if count == 0:
+def component_near(
+    candidate: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray, snap_mm: float
+) -> np.ndarray | None:
+    """The 26-connected component of ``candidate & allowed`` holding ``voxel`` or, failing that, the one with
+    the voxel nearest to it within ``snap_mm``; ``None`` if there is none."""
+    mask = candidate & allowed
+    reach = np.ceil(snap_mm / spacing_kji).astype(int)
+    near = tuple(slice(max(0, v - r), v + r + 1) for v, r in zip(voxel, reach))
+    if not mask[near].any():
         return None
-    hit = int(labels[local])
+    labels, _count = ndimage.label(mask, structure=_CONNECTIVITY_26)
+    hit = int(labels[voxel])
     if hit == 0:
-        reach = np.ceil(snap_mm / spacing).astype(int)
-        near = tuple(slice(max(0, v - r), v + r + 1) for v, r in zip(local, reach))
         points = np.argwhere(labels[near] > 0)
-        if not len(points):
-            return None
-        offsets = points + np.array([b.start for b in near]) - np.asarray(local)
-        distance = np.sqrt(((offsets * spacing) ** 2).sum(axis=1))
+        offsets = points + np.array([s.start for s in near]) - np.asarray(voxel)
+        distance = np.sqrt(((offsets * spacing_kji) ** 2).sum(axis=1))
         best = int(np.argmin(distance))
         if distance[best] > snap_mm:
             return None

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import region_grow
+from SmoothSegNetLib.correction.grow import component_near, region_grow
 from SmoothSegNetLib.correction.rim_fit import rim_lesion
 from SmoothSegNetLib.correction.settings import AddLesionSettings
 from SmoothSegNetLib.inference.postprocess import chan_vese_refine
 from SmoothSegNetLib.inference.preprocess import window_hu
 
-_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 _BALL6 = ndimage.generate_binary_structure(3, 1)
 NETWORK, REGION_GROWING, RIM_FIT = "network", "region_growing", "rim_fit"
 
@@ -139,29 +138,6 @@ def _refine(
         if again is not None:
             mask = again
     return mask
-
-
-def component_near(
-    candidate: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray, snap_mm: float
-) -> np.ndarray | None:
-    """The 26-connected component of ``candidate & allowed`` holding ``voxel`` or, failing that, the one with
-    the voxel nearest to it within ``snap_mm``; ``None`` if there is none."""
-    mask = candidate & allowed
-    reach = np.ceil(snap_mm / spacing_kji).astype(int)
-    near = tuple(slice(max(0, v - r), v + r + 1) for v, r in zip(voxel, reach))
-    if not mask[near].any():
-        return None
-    labels, _count = ndimage.label(mask, structure=_CONNECTIVITY_26)
-    hit = int(labels[voxel])
-    if hit == 0:
-        points = np.argwhere(labels[near] > 0)
-        offsets = points + np.array([s.start for s in near]) - np.asarray(voxel)
-        distance = np.sqrt(((offsets * spacing_kji) ** 2).sum(axis=1))
-        best = int(np.argmin(distance))
-        if distance[best] > snap_mm:
-            return None
-        hit = int(labels[near][tuple(points[best])])
-    return np.asarray(labels == hit)
 
 
 def contrast_hu(hu: np.ndarray, mask: np.ndarray, allowed: np.ndarray, spacing_kji: np.ndarray) -> float:

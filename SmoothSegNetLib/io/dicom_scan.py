@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from SmoothSegNetLib import validation
 from SmoothSegNetLib.errors import DicomSeriesError, VolumeReadError
 from SmoothSegNetLib.io.dicom_frames import SliceHeader, is_enhanced
+from SmoothSegNetLib.io.file_headers import has_dicom_preamble
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _read_header(path: Path) -> tuple[Dataset | None, str]:
         with quiet_pydicom():
             ds = pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError as exc:
-        if not _has_dicom_preamble(path):
+        if not has_dicom_preamble(path):
             return None, "non_dicom"
         if path.stat().st_size <= _PREAMBLE_BYTES:
             return None, "preamble_only"
@@ -207,15 +208,6 @@ def ignored_warning(scan: FolderScan, uid: str, folder: Path) -> str:
     return (
         f"{total} entr{'ies' if total > 1 else 'y'} in {folder} ignored, not part of series {uid}: {', '.join(parts)}"
     )
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _series_info(uid: str, headers: list[SliceHeader]) -> SeriesInfo:

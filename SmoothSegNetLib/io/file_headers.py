@@ -238,6 +238,16 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
+def has_dicom_preamble(path: Path) -> bool:
+    """True if ``path`` holds the DICOM Part 10 marker ``DICM`` after its 128-byte preamble (False if unreadable)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def file_kind(path: Path) -> str | None:
     """``None`` for a regular file (or a folder), else what ``path`` is ("a character device", ...)."""
     mode = os.stat(path).st_mode

@@ -20,7 +20,7 @@ import numpy as np
 
 from SmoothSegNetLib import validation
 from SmoothSegNetLib.errors import VolumeReadError
-from SmoothSegNetLib.io.file_headers import check_file_header
+from SmoothSegNetLib.io.file_headers import check_file_header, has_dicom_preamble
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def format_of(path: Path) -> str:
     for ending, image_io in FILE_FORMATS.items():
         if name.endswith(ending):
             return image_io
-    if _looks_like_dicom(path):
+    if has_dicom_preamble(path):
         raise VolumeReadError(
             f"{path} is a single DICOM file: give the folder that holds the whole DICOM series instead"
         )
@@ -95,15 +95,6 @@ def format_of(path: Path) -> str:
         f"unknown volume format for {path} (ending {path.suffix or 'none'!r}): supported are "
         f"{', '.join(FILE_FORMATS)} files and DICOM series folders; convert it (e.g. with Slicer) first"
     )
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def read_volume_file(path: Path, *, max_voxels: int | None = None) -> CTVolume:
