@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from SmoothSegNetLib.errors import ModelError
-from SmoothSegNetLib.inference.engines import installed_engines
 from SmoothSegNetLib.models import Registry, build_network, load_card, load_model, sha256_file
+from SmoothSegNetLib.models.onnx_engines import installed_engines
 from SmoothSegNetLib.models.onnx_graph import (
     AGREEMENT_TOLERANCE,
     export_onnx,

@@ -11,11 +11,11 @@ import pytest
 
 from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference import SegmentOptions
-from SmoothSegNetLib.inference.engines import open_onnx
 from SmoothSegNetLib.inference.pipeline import Segmenter
 from SmoothSegNetLib.inference.runtime import resolve_runtime
 from SmoothSegNetLib.inference.window import RunSettings, predict_sliding, predict_whole
 from SmoothSegNetLib.models import load_card, load_model
+from SmoothSegNetLib.models.onnx_engines import open_onnx
 from SmoothSegNetLib.resources import RESOURCES_DIR
 from SmoothSegNetLib.slicer_support.process import SegmentRequest, segment_command
 from Testing._model_helpers import write_random_model

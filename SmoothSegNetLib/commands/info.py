@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def runtime_info(runtime: str = "auto", device: str = "auto") -> dict[str, Any]:
     """What ``segment --runtime RUNTIME --device DEVICE`` would run the networks with."""
-    from SmoothSegNetLib.inference.engines import PRECISION, engine_version, installed_engines
     from SmoothSegNetLib.inference.runtime import gpu_available, resolve_runtime
+    from SmoothSegNetLib.models.onnx_engines import PRECISION, engine_version, installed_engines
 
     choice = resolve_runtime(runtime, device)
     if choice.is_onnx:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from SmoothSegNetLib.errors import InputError, ModelError
-from SmoothSegNetLib.inference.engines import ONNX_ENGINES, PRECISION, engine_version, installed_engines, open_onnx
 from SmoothSegNetLib.inference.window import RunSettings, predict
+from SmoothSegNetLib.models.onnx_engines import ONNX_ENGINES, PRECISION, engine_version, installed_engines, open_onnx
 from SmoothSegNetLib.models.weights import verify_sha256
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback
 

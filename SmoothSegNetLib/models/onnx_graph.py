@@ -122,7 +122,7 @@ def torch_logits(network: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
 def graph_logits(path: Path, batch: np.ndarray, engine: str | None = None) -> np.ndarray:
     """The graph's logits for ``batch`` on ``engine`` (default: ONNX Runtime when installed, the reference
     implementation of ONNX, else the first installed engine)."""
-    from SmoothSegNetLib.inference.engines import installed_engines, open_onnx
+    from SmoothSegNetLib.models.onnx_engines import installed_engines, open_onnx
 
     engines = installed_engines()
     if not engines:
