@@ -73,3 +73,20 @@ def test_guimock_add_lesion_needs_a_result(panel: dict[str, Any]) -> None:
     widget.onAddLesionButton()
     assert widget.ui.statusLabel.text == "Segment the CT first (or choose its segmentation)"
     assert panel["dialogs"].place_mode == []
+
+
+def test_guimock_point_placed_after_the_segmentation_was_chosen_away(panel: dict[str, Any]) -> None:
+    """Place mode started, then the output segmentation deselected before the click: the click is dropped with a
+    message, no search starts, and the segments are unchanged."""
+    import vtk
+    from SmoothSegNetSlicerLib.review_section import ADD_POINT_NODE_NAME
+
+    widget, scene = panel["widget"], panel["scene"]
+    before = mrml.labelmap_from_segmentation(panel["node"], panel["volume"]).lesions.copy()
+    widget.ui.addLesionButton.emit("clicked(bool)", False)
+    points = scene.GetFirstNodeByName(ADD_POINT_NODE_NAME)
+    widget._parameterNode.outputSegmentation = None
+    points.AddControlPoint(vtk.vtkVector3d(*_ras(panel["geometry"], MISSED_KJI)))
+    assert widget.ui.statusLabel.text == "Segment the CT first (or choose its segmentation): nothing was added"
+    assert widget._adder is None and points.GetNumberOfControlPoints() == 0
+    assert (mrml.labelmap_from_segmentation(panel["node"], panel["volume"]).lesions == before).all()

@@ -181,7 +181,11 @@ class ReviewSectionMixin:
         ras = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPositionWorld(count - 1, ras)
         caller.RemoveAllControlPoints()
-        segmentation, volume = self._parameterNode.outputSegmentation, self._parameterNode.inputVolume
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        if segmentation is None or volume is None:  # chosen away while the point was being placed
+            self.ui.statusLabel.text = "Segment the CT first (or choose its segmentation): nothing was added"
+            return
         adder = self._adder
         if adder is None or adder.segmentationNode is not segmentation or adder.inputVolume is not volume:
             if adder is not None:
