@@ -7,17 +7,19 @@ rim-enhancing lesion fitted around the point (:mod:`SmoothSegNetLib.correction.r
 the network's component when growing comes first (on synthetic rims whose core reads as liver, the network's
 component at the point scored Dice 0.16–0.75, the fit 0.87–1.0). A grown region must look like a lesion: big enough,
 closed (it did not leak to the edge of its window), and standing out from the liver ring around it by
-``min_contrast_hu`` and by ``min_contrast_z`` times the ring's noise. Arrays are ``[k, j, i]``.
+``min_contrast_hu`` and by ``min_contrast_z`` times the ring's noise. With ``recentre`` a click off the lesion's
+centre is searched again from the centre it points to (:func:`find_lesion`). Arrays are ``[k, j, i]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
 from SmoothSegNetLib.correction.grow import component_near, region_grow
+from SmoothSegNetLib.correction.recentre import blob_centre, distance_mm, equivalent_radius_mm, mean_shift_centre
 from SmoothSegNetLib.correction.rim_fit import rim_lesion
 from SmoothSegNetLib.correction.settings import AddLesionSettings
 from SmoothSegNetLib.inference.postprocess import chan_vese_refine
@@ -52,11 +54,48 @@ class Crop:
     def voxel_ml(self) -> float:
         return float(np.prod(self.spacing_kji)) / 1000.0
 
+    def moved(self, voxel: tuple[int, ...]) -> Crop:
+        """The same crop, searched from ``voxel``."""
+        k, j, i = (int(v) for v in voxel)
+        return replace(self, voxel=(k, j, i))
+
 
 def find_lesion(
     crop: Crop, settings: AddLesionSettings, chan_vese_iterations: int = 0, hu_window: tuple[float, float] = (-200, 250)
 ) -> Found | None:
-    """The lesion at ``crop.voxel`` (see the module docstring), or ``None`` if nothing lesion-like is there."""
+    """The lesion at ``crop.voxel`` (see the module docstring), or ``None`` if nothing lesion-like is there.
+
+    With ``settings.recentre`` the click need not be the lesion's centre (:mod:`SmoothSegNetLib.correction.recentre`):
+    when nothing is found at it, the search runs again from the centre of the strongest blob that reaches it; then,
+    when something is found (not by the ring fit, which is centred by its fit), once more from the centre that the
+    lesion-like voxels around it imply (a mean shift), if that lies at least ``recentre_min_shift`` times the
+    lesion's radius away. A lesion found from another centre is kept only if it holds the voxel clicked."""
+    found = _search_at(crop, settings, chan_vese_iterations, hu_window)
+    if not settings.recentre:
+        return found
+    click = tuple(crop.voxel)
+    if found is None:
+        centre = blob_centre(crop.hu, crop.allowed, click, crop.spacing_kji)
+        if centre is not None and centre != click:
+            found = _holding(_search_at(crop.moved(centre), settings, chan_vese_iterations, hu_window), click)
+    if found is None or found.method == RIM_FIT:
+        return found
+    centre = mean_shift_centre(
+        crop.hu, crop.allowed, found.mask, found.contrast_hu, click, crop.spacing_kji, settings.smoothing_mm
+    )
+    radius = equivalent_radius_mm(found.mask, crop.spacing_kji)
+    if centre == click or not crop.allowed[centre]:
+        return found
+    if distance_mm(centre, click, crop.spacing_kji) < settings.recentre_min_shift * radius:
+        return found
+    again = _holding(_search_at(crop.moved(centre), settings, chan_vese_iterations, hu_window), click)
+    return again if again is not None else found
+
+
+def _search_at(
+    crop: Crop, settings: AddLesionSettings, chan_vese_iterations: int, hu_window: tuple[float, float]
+) -> Found | None:
+    """The ways in turn at ``crop.voxel`` (no re-centring)."""
     ways = (
         (_by_network, _by_growing, _by_rim_fit) if settings.network_first else (_by_growing, _by_rim_fit, _by_network)
     )
@@ -65,6 +104,11 @@ def find_lesion(
         if found is not None:
             return found
     return None
+
+
+def _holding(found: Found | None, voxel: tuple[int, ...]) -> Found | None:
+    """``found`` if its mask holds ``voxel`` (the one the user clicked), else ``None``."""
+    return found if found is not None and bool(found.mask[voxel]) else None
 
 
 def network_component(

@@ -61,6 +61,11 @@ class AddLesionSettings:
             for a lesion whose centre has the liver's value.
         rim_fit_min_z: the fitted rim's amplitude must be at least this many standard errors.
         rim_fit_min_cover: the fitted rim must stand out in at least this share (0–1) of the 14 direction sectors.
+        recentre: the click need not be the lesion's centre: search again from the centre of the nearest blob when
+            nothing is found at the click, and from the centre the lesion-like voxels imply when something is
+            (:mod:`SmoothSegNetLib.correction.recentre`); a lesion found so must hold the voxel clicked.
+        recentre_min_shift: the second search runs only if that centre lies at least this many times the found
+            lesion's radius from the click (a click near the centre keeps its own lesion).
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -92,6 +97,8 @@ class AddLesionSettings:
     rim_fit: bool = False
     rim_fit_min_z: float = 8.0
     rim_fit_min_cover: float = 0.5
+    recentre: bool = False
+    recentre_min_shift: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
@@ -114,6 +121,7 @@ class AddLesionSettings:
             "star_smooth_deg",
             "fine_network_spacing_mm",
             "rim_fit_min_z",
+            "recentre_min_shift",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -122,7 +130,7 @@ class AddLesionSettings:
             raise InputError(
                 f"add-lesion setting rim_fit_min_cover must be a number in [0, 1], got {self.rim_fit_min_cover!r}"
             )
-        for flag in ("rim_fit", "region_growing", "network_first", "skip_edge"):
+        for flag in ("rim_fit", "region_growing", "network_first", "skip_edge", "recentre"):
             if not isinstance(getattr(self, flag), bool):
                 raise InputError(f"add-lesion setting {flag} must be true or false, got {getattr(self, flag)!r}")
         if not (isinstance(self.rounds, int) and self.rounds >= 0):
