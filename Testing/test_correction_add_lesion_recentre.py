@@ -11,11 +11,17 @@ probability of zero (the network does not see these lesions); the whole click is
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
+import jsonschema
 import numpy as np
 import pytest
+from _add_lesion_helpers import load_report, write_case_folder
+from conftest import run_cli
 from test_correction_add_lesion_rim_fit import (
     CENTRE_KJI,
     LIVER_HU,
@@ -32,6 +38,7 @@ from SmoothSegNetLib.correction.search import Crop, Found, find_lesion
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.add_lesion_eval import dice
+from SmoothSegNetLib.report.inputs import read_labelmap
 from SmoothSegNetLib.volume import CTVolume, Geometry
 
 TRUTH = _distance_mm() <= 8.0
@@ -204,3 +211,33 @@ def test_a_large_lesion_is_followed_on_sampled_voxels(seed: int) -> None:
     found, centred = _search(hu, liver, ON, voxel), _search(hu, liver, ON, CENTRE_KJI)
     assert found is not None and centred is not None and np.array_equal(found.mask, centred.mask)
     assert dice(found.mask, big) >= 0.95
+
+
+def test_the_command_line_records_where_the_search_started(tmp_path: Path) -> None:
+    """``smoothsegnet add-lesion`` clicked 4 mm off the hypodense lesion's centre: the lesion is added, the line says
+    it was re-centred, and report.json's correction records the click and, in ``searched_from_lps_mm``, the centre
+    voxel the search started from (schema-valid); a second folder clicked at the centre records null there."""
+    hu, liver = _hypodense(1)
+    geometry = Geometry.create(SHAPE_KJI, tuple(SPACING_KJI[::-1]), (-48.0, -48.0, -60.0))
+    labels, lesions = liver.astype(np.uint8), np.zeros(SHAPE_KJI, np.uint16)
+    phantom = SimpleNamespace(ct=CTVolume(hu.astype(np.int16), geometry))
+    schema = json.loads(
+        (Path(__file__).resolve().parents[1] / "SmoothSegNetLib/schemas/report.schema.json").read_text()
+    )
+    centre_lps = geometry.index_to_lps(np.asarray(CENTRE_KJI, dtype=float)[::-1])
+    for name, voxel, recentred in (("off", (20, 60, 65), True), ("centre", CENTRE_KJI, False)):
+        out = write_case_folder(tmp_path / name, phantom, labels, lesions)  # type: ignore[arg-type]
+        point = geometry.index_to_lps(np.asarray(voxel, dtype=float)[::-1])
+        result = run_cli("add-lesion", str(out), "--at=" + ",".join(f"{v:.3f}" for v in point))
+        assert result.returncode == 0, result.stderr
+        assert ("re-centred" in result.stdout) == recentred
+        report = load_report(out)
+        jsonschema.validate(report, schema)
+        correction = report["corrections"][-1]
+        assert correction["at_lps_mm"] == pytest.approx(list(point), abs=1e-3)
+        if recentred:
+            assert correction["searched_from_lps_mm"] == pytest.approx(list(centre_lps), abs=1e-3)
+        else:
+            assert correction["searched_from_lps_mm"] is None
+        written, _geometry = read_labelmap(out / "lesions.nrrd", "lesions.nrrd")
+        assert dice(written == 1, TRUTH) >= 0.85

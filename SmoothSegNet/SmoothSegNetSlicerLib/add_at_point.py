@@ -129,7 +129,8 @@ class PointAdder(PolledJob):
         segmentId = addLesionSegment(self.segmentationNode, self.inputVolume, mask)
         self.onDone(
             segmentId,
-            f"Lesion added ({added.voxel_count} voxels, {added.method.replace('_', ' ')}, "
+            f"Lesion added ({added.voxel_count} voxels, {added.method.replace('_', ' ')}"
+            f"{', re-centred' if added.searched_from_lps_mm else ''}, "
             f"network confidence {added.confidence:.2f}) in {self.lastSeconds:.1f} s",
         )
 

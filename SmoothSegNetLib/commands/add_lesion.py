@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     entry = next(e for e in report["lesions"] if e["id"] == added.lesion_id)
     sys.stdout.write(
         f"added lesion {added.lesion_id} ({entry['volume_ml']:.2f} ml, long axis {entry['long_axis_mm']:.1f} mm, "
-        f"{added.method}) -> {report['tumor_burden']['count']} lesion(s) in {args.outdir}\n"
+        f"{added.method}{', re-centred' if added.searched_from_lps_mm else ''}) -> "
+        f"{report['tumor_burden']['count']} lesion(s) in {args.outdir}\n"
     )
     return 0

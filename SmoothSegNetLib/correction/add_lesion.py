@@ -70,6 +70,9 @@ class AddedLesion:
     timings_s: dict[str, float] = field(default_factory=dict)
     #: The isotropic spacing (mm) of the fine network window when it found the lesion (else ``None``).
     fine_network_spacing_mm: float | None = None
+    #: Where (LPS mm, a voxel centre) the search that found the lesion started when the click was re-centred
+    #: (settings ``recentre``), else ``None``.
+    searched_from_lps_mm: tuple[float, float, float] | None = None
 
     @property
     def voxel_count(self) -> int:
@@ -202,6 +205,7 @@ class PointSegmenter:
             point_lps_mm=point_lps_mm,
             timings_s=timings,
             fine_network_spacing_mm=fine_mm,
+            searched_from_lps_mm=_lps_of(geometry, box, found.searched_from),
         )
 
     # -- steps ----------------------------------------------------------------------------------------
@@ -261,6 +265,15 @@ def _point_voxel(point: tuple[float, float, float], geometry: Geometry) -> tuple
             f"{size}): give a point inside the CT, in LPS millimetres (Slicer shows RAS: negate its first two numbers)"
         )
     return (int(nearest[2]), int(nearest[1]), int(nearest[0]))
+
+
+def _lps_of(geometry: Geometry, box: Slices, voxel: tuple[int, int, int] | None) -> tuple[float, float, float] | None:
+    """The LPS position (mm) of a ``[k, j, i]`` voxel of the crop ``box``, or ``None``."""
+    if voxel is None:
+        return None
+    ijk = np.array([voxel[2] + box[2].start, voxel[1] + box[1].start, voxel[0] + box[0].start], dtype=float)
+    x, y, z = (round(float(v), 3) for v in geometry.index_to_lps(ijk))
+    return (x, y, z)
 
 
 def _allowed(labels: np.ndarray, lesions: np.ndarray) -> np.ndarray:

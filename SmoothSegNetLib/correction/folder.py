@@ -163,6 +163,7 @@ def _correction(added: AddedLesion) -> dict[str, Any]:
         "method": added.method,
         "threshold": added.threshold,
         "network_spacing_mm": added.fine_network_spacing_mm,
+        "searched_from_lps_mm": list(added.searched_from_lps_mm) if added.searched_from_lps_mm else None,
         "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

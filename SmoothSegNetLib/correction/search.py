@@ -32,12 +32,14 @@ NETWORK, REGION_GROWING, RIM_FIT = "network", "region_growing", "rim_fit"
 @dataclass(frozen=True)
 class Found:
     """A lesion found on the crop: its mask, how (``network`` at ``threshold``, ``region_growing`` or
-    ``rim_fit``), and its mean HU minus the mean HU of the liver ring around it."""
+    ``rim_fit``), its mean HU minus the mean HU of the liver ring around it, and the crop voxel the search that
+    found it started from when that was not the click (re-centring), else ``None``."""
 
     mask: np.ndarray
     method: str
     threshold: float | None
     contrast_hu: float
+    searched_from: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def find_lesion(
         centre = blob_centre(crop.hu, crop.allowed, click, crop.spacing_kji)
         if centre is not None and centre != click:
             found = _holding(_search_at(crop.moved(centre), settings, chan_vese_iterations, hu_window), click)
+            found = replace(found, searched_from=centre) if found is not None else None
     if found is None or found.method == RIM_FIT:
         return found
     centre = mean_shift_centre(
@@ -89,7 +92,7 @@ def find_lesion(
     if distance_mm(centre, click, crop.spacing_kji) < settings.recentre_min_shift * radius:
         return found
     again = _holding(_search_at(crop.moved(centre), settings, chan_vese_iterations, hu_window), click)
-    return again if again is not None else found
+    return replace(again, searched_from=centre) if again is not None else found
 
 
 def _search_at(
