@@ -33,7 +33,7 @@ from test_correction_add_lesion_rim_fit import (
 )
 
 from SmoothSegNetLib.correction.add_lesion import PointSegmenter
-from SmoothSegNetLib.correction.recentre import blob_centre, mean_shift_centre
+from SmoothSegNetLib.correction.recentre import blob_centre, equivalent_radius_mm, mean_shift_centre
 from SmoothSegNetLib.correction.search import Crop, Found, find_lesion
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError
@@ -101,7 +101,8 @@ def test_a_rim_lesion_grown_off_centre_is_fitted_from_the_mean_shift_centre(voxe
     hu, liver = _ct(_rim_lesion(), 1)
     grown = _search(hu, liver, OFF, voxel)
     assert grown is not None and grown.method == "region_growing" and dice(grown.mask, TRUTH) < 0.7
-    centre = mean_shift_centre(hu, liver, grown.mask, grown.contrast_hu, voxel, SPACING_KJI, ON.smoothing_mm)
+    radius = equivalent_radius_mm(grown.mask, SPACING_KJI)
+    centre = mean_shift_centre(hu, liver, radius, grown.contrast_hu, voxel, SPACING_KJI, ON.smoothing_mm)
     assert np.abs(np.subtract(centre, CENTRE_KJI)).max() <= 1
     found = _search(hu, liver, ON, voxel)
     assert found is not None and found.method == "rim_fit" and dice(found.mask, TRUTH) >= 0.95
@@ -207,7 +208,8 @@ def test_a_large_lesion_is_followed_on_sampled_voxels(seed: int) -> None:
     voxel = (20, 60, 72)
     grown = _search(hu, liver, OFF, voxel)
     assert grown is not None and dice(grown.mask, big) < 0.65
-    assert mean_shift_centre(hu, liver, grown.mask, grown.contrast_hu, voxel, SPACING_KJI, 1.5) == CENTRE_KJI
+    radius = equivalent_radius_mm(grown.mask, SPACING_KJI)
+    assert mean_shift_centre(hu, liver, radius, grown.contrast_hu, voxel, SPACING_KJI, 1.5) == CENTRE_KJI
     found, centred = _search(hu, liver, ON, voxel), _search(hu, liver, ON, CENTRE_KJI)
     assert found is not None and centred is not None and np.array_equal(found.mask, centred.mask)
     assert dice(found.mask, big) >= 0.95

@@ -48,6 +48,7 @@ def main() -> int:
     from _add_lesion_helpers import missed_case, write_case_folder
 
     from SmoothSegNetLib.correction.add_lesion import PointSegmenter
+    from SmoothSegNetLib.correction.recentre import equivalent_radius_mm
     from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
     from SmoothSegNetLib.errors import InputError
     from SmoothSegNetLib.evaluation.add_lesion_eval import normal_point
@@ -61,7 +62,7 @@ def main() -> int:
     if args.baseline is not None:
         columns["baseline"] = json.loads(args.baseline)
     normal = normal_point(phantom.labels, labels, phantom.ct.geometry, seed=0)
-    radius = (3.0 * float(truth.sum()) * float(np.prod(phantom.ct.geometry.spacing_mm)) / (4.0 * np.pi)) ** (1 / 3)
+    radius = equivalent_radius_mm(truth, np.asarray(phantom.ct.geometry.spacing_mm[::-1]))
     off_centre = (centre[0] + 0.5 * radius, centre[1], centre[2])
     table: dict[str, dict[str, float]] = {}
     results = {}

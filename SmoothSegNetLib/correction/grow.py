@@ -86,8 +86,7 @@ def region_grow(
     """
     s = settings
     spacing = np.asarray(spacing_kji, dtype=float)
-    half = np.ceil(s.max_diameter_mm / 2.0 / spacing).astype(int)
-    box = tuple(slice(max(0, v - r), min(n, v + r + 1)) for v, r, n in zip(voxel, half, hu.shape))
+    box = window_box(voxel, s.max_diameter_mm / 2.0, spacing, hu.shape)
     local = tuple(v - b.start for v, b in zip(voxel, box))
     inside = allowed[box]
     if not inside.any():
@@ -266,6 +265,12 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
     for k in np.flatnonzero(mask.any(axis=(1, 2))):
         out[k] = ndimage.binary_fill_holes(mask[k])
     return out
+
+
+def window_box(voxel: tuple[int, ...], half_mm: float, spacing: np.ndarray, shape: tuple[int, ...]) -> Slices:
+    """The slices of the voxels within ``half_mm`` of ``voxel`` along each axis (a box, cut at the array's edge)."""
+    half = np.ceil(half_mm / spacing).astype(int)
+    return tuple(slice(max(0, v - h), min(n, v + h + 1)) for v, h, n in zip(voxel, half, shape))
 
 
 def _distance2(centre: tuple[int, ...], shape: tuple[int, ...], spacing: np.ndarray) -> np.ndarray:

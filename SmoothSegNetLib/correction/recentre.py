@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import _MAD_SIGMA, masked_smooth
+from SmoothSegNetLib.correction.grow import _MAD_SIGMA, _distance2, masked_smooth, window_box
 
 #: Scales (Gaussian sigma, mm) of the blob detector: lesions of about 5-17 mm across.
 BLOB_SCALES_MM = (1.5, 2.5, 3.5, 5.0)
@@ -56,23 +56,13 @@ def distance_mm(a: tuple[int, ...], b: tuple[int, ...], spacing_kji: np.ndarray)
     return float(np.sqrt((((np.asarray(a) - np.asarray(b)) * spacing_kji) ** 2).sum()))
 
 
-def _box(voxel: tuple[int, ...], half_mm: float, spacing: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    half = np.ceil(half_mm / spacing).astype(int)
-    return tuple(slice(max(0, v - h), min(n, v + h + 1)) for v, h, n in zip(voxel, half, shape))
-
-
-def _distances(local: tuple[int, ...], shape: tuple[int, ...], spacing: np.ndarray) -> np.ndarray:
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return np.asarray(np.sqrt(sum((((g - c) * d) ** 2).astype(np.float64) for g, c, d in zip(grids, local, spacing))))
-
-
 def blob_centre(
     hu: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray
 ) -> tuple[int, int, int] | None:
     """The centre of the strongest blob (dark or bright) whose radius reaches ``voxel`` (see the module
     docstring), as an allowed voxel; ``None`` if the window holds no liver."""
     spacing = np.asarray(spacing_kji, dtype=float)
-    box = _box(voxel, BLOB_WINDOW_MM, spacing, hu.shape)
+    box = window_box(voxel, BLOB_WINDOW_MM, spacing, hu.shape)
     local = tuple(v - b.start for v, b in zip(voxel, box))
     inside = allowed[box]
     if not inside.any():
@@ -82,7 +72,7 @@ def blob_centre(
     spread = max(_MAD_SIGMA * float(np.median(np.abs(values[inside] - level))), 1.0)
     clipped = np.clip(values, level - CLIP_SPREADS * spread, level + CLIP_SPREADS * spread)
     filled = np.where(inside, clipped, level).astype(np.float32)
-    distance = _distances(local, filled.shape, spacing)
+    distance = np.sqrt(_distance2(local, filled.shape, spacing))
     best: tuple[float, tuple[int, ...]] | None = None
     for scale in BLOB_SCALES_MM:
         near = inside & (distance <= scale * np.sqrt(3.0))
@@ -103,17 +93,17 @@ def blob_centre(
 def mean_shift_centre(
     hu: np.ndarray,
     allowed: np.ndarray,
-    region: np.ndarray,
+    radius: float,
     contrast_hu: float,
     start: tuple[int, ...],
     spacing_kji: np.ndarray,
     smoothing_mm: float,
 ) -> tuple[int, int, int]:
-    """The centre the lesion-like voxels around ``region`` imply, starting from ``start`` (see the module
-    docstring); ``start`` itself when there is too little liver around to say."""
+    """The centre the lesion-like voxels around a region found at ``start`` imply (``radius``: the region's
+    :func:`equivalent_radius_mm`; ``contrast_hu``: its contrast to the liver; see the module docstring); ``start``
+    itself when there is too little liver around to say."""
     full_spacing = np.asarray(spacing_kji, dtype=float)
-    radius = equivalent_radius_mm(region, full_spacing)
-    box = _box(start, 2.0 * (radius + MEAN_SHIFT_RING_MM[1]), full_spacing, hu.shape)
+    box = window_box(start, 2.0 * (radius + MEAN_SHIFT_RING_MM[1]), full_spacing, hu.shape)
     # Large lesions are followed on every n-th voxel (about radius / MEAN_SHIFT_SAMPLES_PER_RADIUS mm apart):
     # the centroid of a 60 mm lesion needs no 0.75 mm voxels, and the window would hold millions.
     steps = np.maximum(1, (radius / MEAN_SHIFT_SAMPLES_PER_RADIUS / full_spacing).astype(int))

@@ -83,10 +83,10 @@ def find_lesion(
             found = replace(found, searched_from=centre) if found is not None else None
     if found is None or found.method == RIM_FIT:
         return found
-    centre = mean_shift_centre(
-        crop.hu, crop.allowed, found.mask, found.contrast_hu, click, crop.spacing_kji, settings.smoothing_mm
-    )
     radius = equivalent_radius_mm(found.mask, crop.spacing_kji)
+    centre = mean_shift_centre(
+        crop.hu, crop.allowed, radius, found.contrast_hu, click, crop.spacing_kji, settings.smoothing_mm
+    )
     if centre == click or not crop.allowed[centre]:
         return found
     if distance_mm(centre, click, crop.spacing_kji) < settings.recentre_min_shift * radius:
