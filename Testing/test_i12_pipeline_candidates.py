@@ -79,6 +79,7 @@ def test_segment_report_states_the_floors_and_lists_what_they_dropped(tmp_path: 
         "candidate_probability": None,
         "candidate_fine_spacing_mm": None,
         "candidate_limit": None,
+        "candidate_scan": None,
         "source": {
             "min_lesion_ml": "cli",
             "min_lesion_confidence": "card",
@@ -86,6 +87,7 @@ def test_segment_report_states_the_floors_and_lists_what_they_dropped(tmp_path: 
             "min_lesion_score": "not_applied",
             "candidate_probability": "not_applied",
             "candidate_fine_spacing_mm": "not_applied",
+            "candidate_scan": "not_applied",
         },
     }
     # Lesions: C (125 voxels) then A (108); the burden counts only them.
@@ -132,6 +134,7 @@ def test_floors_from_the_card_and_the_option_just_above_keeps_everything(tmp_pat
         "min_lesion_score": "not_applied",
         "candidate_probability": "not_applied",
         "candidate_fine_spacing_mm": "not_applied",
+        "candidate_scan": "not_applied",
     }
     assert sorted(int((result.lesions == n).sum()) for n in range(1, 4)) == [108, 125, 125]
     assert result.candidates is not None and list(result.candidates.reasons.values()) == ["below_min_lesion_ml"]
@@ -162,6 +165,7 @@ def test_report_command_lists_small_tumor_components_as_candidates(tmp_path: Pat
         "candidate_probability": None,
         "candidate_fine_spacing_mm": None,
         "candidate_limit": None,
+        "candidate_scan": None,
         "source": {
             "min_lesion_ml": "cli",
             "min_lesion_confidence": "not_applied",
@@ -169,6 +173,7 @@ def test_report_command_lists_small_tumor_components_as_candidates(tmp_path: Pat
             "min_lesion_score": "not_applied",
             "candidate_probability": "not_applied",
             "candidate_fine_spacing_mm": "not_applied",
+            "candidate_scan": "not_applied",
         },
     }
     assert [e["voxel_count"] for e in report["lesions"]] == [125, 125, 108]

@@ -89,6 +89,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(0.5..10, 0 = off; default: the tumor card's)",
     )
     parser.add_argument(
+        "--candidate-scan",
+        type=int,
+        metavar="N",
+        help="also scan the liver's CT for lesions the tumor network missed (blob detector and the add-lesion "
+        "search, scored by a model fitted on tuning phantoms) and list its N best findings as candidates for "
+        "review (0..20, 0 = off; default: the tumor card's)",
+    )
+    parser.add_argument(
         "--refine", action=argparse.BooleanOptionalAction, default=None, help="Chan-Vese tumor refinement"
     )
     parser.add_argument(
@@ -161,6 +169,7 @@ def options_from_args(args: argparse.Namespace, liver_model: str, tumor_model: s
         min_lesion_score=args.min_lesion_score,
         candidate_probability=args.candidate_probability,
         candidate_fine_spacing_mm=args.candidate_fine_spacing,
+        candidate_scan=args.candidate_scan,
         refine=args.refine,
         refine_grid=args.refine_grid,
         probability_map=args.probability_map,

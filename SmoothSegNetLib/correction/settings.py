@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -155,17 +156,22 @@ class AddLesionSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AddLesionSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"schema", "tuning"})
-        if unknown:
-            raise InputError(f"unknown add-lesion settings {unknown}: known are {sorted(known)}")
-        values = {k: v for k, v in data.items() if k in known}
-        if "thresholds" in values:
-            values["thresholds"] = tuple(float(t) for t in values["thresholds"])
-        for pair in ("ring_mm", "star_radius_range"):
-            if pair in values:
-                values[pair] = tuple(float(t) for t in values[pair])
+        values = settings_values(cls, data, "add-lesion", ("thresholds", "ring_mm", "star_radius_range"))
         return cls(**values)
+
+
+def settings_values(cls: type, data: Mapping[str, Any], what: str, tuples: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of the settings dataclass ``cls`` in ``data`` (its ``schema`` and ``tuning`` notes left out),
+    the ``tuples`` made tuples of floats; an unknown key is an InputError naming ``what``."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known - {"schema", "tuning"})
+    if unknown:
+        raise InputError(f"unknown {what} settings {unknown}: known are {sorted(known)}")
+    values = {k: v for k, v in data.items() if k in known}
+    for name in tuples:
+        if name in values:
+            values[name] = tuple(float(t) for t in values[name])
+    return values
 
 
 def default_settings() -> AddLesionSettings:

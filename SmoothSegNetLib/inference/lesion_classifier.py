@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,14 +29,17 @@ class LogisticModel:
     weights: tuple[float, ...]
     intercept: float
     max_ml: float | None = None
+    #: The feature names a model may use (the tumor card's classifier: :data:`FEATURES`; the liver scan of
+    #: :mod:`SmoothSegNetLib.correction.scan` adds its blob detector's).
+    vocabulary: tuple[str, ...] = field(default=FEATURES, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.features)
         if not n or any(len(v) != n for v in (self.centre, self.scale, self.weights)):
             raise ValueError("a lesion classifier needs the same number (>= 1) of features, centres, scales, weights")
-        unknown = sorted(set(self.features) - set(FEATURES))
+        unknown = sorted(set(self.features) - set(self.vocabulary))
         if unknown:
-            raise ValueError(f"unknown lesion classifier feature(s) {unknown}; known: {list(FEATURES)}")
+            raise ValueError(f"unknown lesion classifier feature(s) {unknown}; known: {list(self.vocabulary)}")
         values = (*self.centre, *self.scale, *self.weights, self.intercept)
         if not all(math.isfinite(v) for v in values) or any(s <= 0 for s in self.scale):
             raise ValueError("lesion classifier values must be finite and its scales > 0")
@@ -62,7 +65,7 @@ class LogisticModel:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LogisticModel:
+    def from_json(cls, data: Mapping[str, Any], vocabulary: Sequence[str] = FEATURES) -> LogisticModel:
         try:
             return cls(
                 features=tuple(str(f) for f in data["features"]),
@@ -71,6 +74,7 @@ class LogisticModel:
                 weights=tuple(float(v) for v in data["weights"]),
                 intercept=float(data["intercept"]),
                 max_ml=None if data.get("max_ml") is None else float(data["max_ml"]),
+                vocabulary=tuple(vocabulary),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"a lesion classifier needs features, centre, scale, weights, intercept: {exc}") from exc
@@ -82,6 +86,7 @@ def fit_logistic(
     features: Sequence[str],
     l2: float = 1.0,
     max_ml: float | None = None,
+    vocabulary: Sequence[str] = FEATURES,
 ) -> LogisticModel:
     """L2-regularised logistic regression (the intercept not penalised), by Newton's method, on standardised
     features.
@@ -115,4 +120,5 @@ def fit_logistic(
         weights=tuple(float(v) for v in w[1:]),
         intercept=float(w[0]),
         max_ml=max_ml,
+        vocabulary=tuple(vocabulary),
     )

@@ -36,6 +36,8 @@ class SegmentOptions:
             candidates (``None`` = the card's; 0 = off).
         candidate_fine_spacing_mm: also run the tumor network on an isotropic grid of this spacing (mm) and list
             its components that touch no lesion as review candidates (``None`` = the card's; 0 = off).
+        candidate_scan: also scan the liver's CT for lesions the network missed and list at most this many of its
+            findings per case as review candidates (``None`` = the card's; 0 = off).
         refine: morphological Chan–Vese refinement of tumors (``None`` = as the tumor card says).
         refine_grid: where Chan–Vese runs, ``isotropic`` or ``input`` (the paper's; depends on the slice
             thickness), see :class:`~SmoothSegNetLib.inference.refine.RefineGrid` (``None`` = the tumor card's).
@@ -58,6 +60,7 @@ class SegmentOptions:
     min_lesion_score: float | None = None
     candidate_probability: float | None = None
     candidate_fine_spacing_mm: float | None = None
+    candidate_scan: int | None = None
     refine: bool | None = None
     refine_grid: str | None = None
     probability_map: bool = False
@@ -87,6 +90,9 @@ class SegmentOptions:
         fine = self.candidate_fine_spacing_mm
         if fine is not None and not (math.isfinite(fine) and (fine == 0 or 0.5 <= fine <= 10)):
             raise InputError(f"--candidate-fine-spacing must be 0 (off) or a spacing in [0.5, 10] mm, got {fine!r}")
+        scan = self.candidate_scan
+        if scan is not None and not (isinstance(scan, int) and not isinstance(scan, bool) and 0 <= scan <= 20):
+            raise InputError(f"--candidate-scan must be a whole number of findings in [0, 20] (0 = off), got {scan!r}")
         if self.refine_grid is not None and self.refine_grid not in ("isotropic", "input"):
             raise InputError(f"--refine-grid must be isotropic or input, got {self.refine_grid!r}")
         if self.threads is not None and self.threads < 1:

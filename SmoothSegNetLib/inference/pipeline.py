@@ -33,7 +33,13 @@ from SmoothSegNetLib.inference.preprocess import (
 )
 from SmoothSegNetLib.inference.refine import refine_tumor
 from SmoothSegNetLib.inference.runtime import open_runtime
-from SmoothSegNetLib.inference.thresholds import add_fine_pass, add_low_probability, on_grid, split_by_thresholds
+from SmoothSegNetLib.inference.thresholds import (
+    add_fine_pass,
+    add_low_probability,
+    add_scan_findings,
+    on_grid,
+    split_by_thresholds,
+)
 from SmoothSegNetLib.models import ModelCard, ModelEntry, Registry
 from SmoothSegNetLib.progress import CancelCheck, ProgressCallback, check_cancel, no_progress, sub_progress
 from SmoothSegNetLib.report.candidates import Candidates, LesionThresholds, ThresholdSource
@@ -288,7 +294,36 @@ class Segmenter:
                 LOW_PROBABILITY_MIN_ML,
                 self.thresholds.candidate_limit,
             )
+        scan_limit = self.thresholds.candidate_scan or 0
+        if scan_limit:
+            check_cancel(cancel)
+            candidates = add_scan_findings(
+                candidates,
+                q_crop,
+                self.liver_scan(ct_crop, crop_geom, organ_crop, lesions, scan_limit),
+                context,
+                lesions,
+                crop_geom,
+                LOW_PROBABILITY_MIN_ML,
+                scan_limit,
+            )
         return _TumorStage(box, lesions, q_crop, confidence, refined, candidates)
+
+    @staticmethod
+    def liver_scan(
+        ct_crop: np.ndarray, crop_geom: Geometry, organ_crop: np.ndarray, lesions: np.ndarray, limit: int
+    ) -> np.ndarray:
+        """The scores of the liver scan's ``limit`` best findings on the crop (0 elsewhere): lesion-like regions of
+        the CT where the network found nothing (:mod:`SmoothSegNetLib.correction.scan`). The liver is the organ
+        without the lesions (the floors' candidates are liver here, and the scan may find them again; they are
+        listed once)."""
+        # Imported here: the scan uses the add-lesion search (SmoothSegNetLib.correction), which itself imports
+        # the inference helpers; at module level the two packages would import each other.
+        from SmoothSegNetLib.correction.scan import findings_score_map, scan_liver
+
+        labels = np.where(lesions > 0, 2, np.where(organ_crop, 1, 0)).astype(np.uint8)
+        findings = scan_liver(ct_crop, crop_geom, labels, lesions, limit)
+        return findings_score_map(findings, lesions.shape)
 
     def fine_pass(
         self,
@@ -338,6 +373,7 @@ class Segmenter:
             )
         low, low_source = _floor(self.options.candidate_probability, card.post.candidate_probability)
         fine, fine_source = _floor(self.options.candidate_fine_spacing_mm, card.post.candidate_fine_spacing_mm)
+        scan, scan_source = _floor(self.options.candidate_scan, card.post.candidate_scan)
         return LesionThresholds(
             min_lesion_ml=min_ml,
             min_lesion_ml_source=ml_source,
@@ -352,6 +388,8 @@ class Segmenter:
             candidate_fine_spacing_mm=fine,
             candidate_fine_spacing_mm_source=fine_source,
             candidate_limit=card.post.candidate_limit if low or fine else None,
+            candidate_scan=None if scan is None else int(scan),
+            candidate_scan_source=scan_source,
         )
 
     def _refine_iterations(self, card: ModelCard) -> int:

@@ -139,6 +139,42 @@ def add_fine_pass(
     )
 
 
+def add_scan_findings(
+    candidates: Candidates,
+    q_kji: np.ndarray,
+    score_kji: np.ndarray,
+    context_kji: np.ndarray,
+    lesions_kji: np.ndarray,
+    geometry: Geometry,
+    min_ml: float = 0.0,
+    limit: int | None = None,
+) -> Candidates:
+    """The ``candidates`` plus the liver scan's findings (:mod:`SmoothSegNetLib.correction.scan`), given as a map
+    that holds each finding's score on its voxels (> 0) and 0 elsewhere (reason ``ct_scan``).
+
+    As :func:`add_fine_pass`: a finding inside ``context`` touching no lesion, holding no voxel of an earlier
+    candidate, of at least ``min_ml``; of those, the ``limit`` with the highest score (all when ``None``), which is
+    also each one's confidence.
+    """
+    return _add_regions(
+        candidates,
+        q_kji,
+        score_kji,
+        context_kji,
+        lesions_kji,
+        SCAN_SCORE_FLOOR,
+        geometry,
+        min_ml,
+        limit,
+        "mean",
+        DropReason.CT_SCAN,
+    )
+
+
+#: A scan finding's voxels hold at least this (its score, or this when the score is 0).
+SCAN_SCORE_FLOOR = 1e-6
+
+
 def _add_regions(
     candidates: Candidates,
     q_kji: np.ndarray,

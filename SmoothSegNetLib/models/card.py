@@ -96,6 +96,8 @@ class PostSpec:
     candidate_probability: float | None = None
     candidate_fine_spacing_mm: float | None = None
     candidate_limit: int | None = None
+    # At most this many findings of the liver scan (SmoothSegNetLib.correction.scan) per case; 0 / None = off.
+    candidate_scan: int | None = None
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,7 @@ def card_from_dict(data: dict[str, Any], path: Path | None = None, source: str =
                 None if post.get("candidate_fine_spacing_mm") is None else float(post["candidate_fine_spacing_mm"])
             ),
             candidate_limit=None if post.get("candidate_limit") is None else int(post["candidate_limit"]),
+            candidate_scan=None if post.get("candidate_scan") is None else int(post["candidate_scan"]),
         ),
         weights=WeightsSpec(
             file=w["file"],

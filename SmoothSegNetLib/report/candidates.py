@@ -46,6 +46,10 @@ class DropReason(str, enum.Enum):
     # Not a dropped component either: a component that the tumor network calls tumor when it runs a second time
     # on a finer grid (candidate_fine_spacing_mm), where a small lesion spans more voxels.
     FINE_PASS = "fine_pass"
+    # Not from the tumor network at all: a lesion-like region that the liver scan (SmoothSegNetLib.correction.scan:
+    # blob seeds on the CT, grown by the add-lesion search, scored by a model fitted on tuning phantoms) found
+    # where the network saw nothing; its confidence is that score.
+    CT_SCAN = "ct_scan"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class LesionThresholds:
         candidate_limit: at most this many regions of each added kind per case (faint regions: those with the
             highest peak probability; fine-pass components: those with the highest mean probability); ``None``:
             all (or not applied).
+        candidate_scan: the liver scan lists at most this many of its findings (highest score first) as
+            candidates; ``None`` when not applied.
+        candidate_scan_source: :class:`ThresholdSource` value.
     """
 
     min_lesion_ml: float | None = None
@@ -88,6 +95,8 @@ class LesionThresholds:
     candidate_fine_spacing_mm: float | None = None
     candidate_fine_spacing_mm_source: str = ThresholdSource.NOT_APPLIED.value
     candidate_limit: int | None = None
+    candidate_scan: int | None = None
+    candidate_scan_source: str = ThresholdSource.NOT_APPLIED.value
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,6 +106,7 @@ class LesionThresholds:
             "min_lesion_score_source",
             "candidate_probability_source",
             "candidate_fine_spacing_mm_source",
+            "candidate_scan_source",
         ):
             ThresholdSource(getattr(self, name))  # raises ValueError naming the bad value
 
@@ -110,6 +120,7 @@ class LesionThresholds:
             "candidate_probability": self.candidate_probability,
             "candidate_fine_spacing_mm": self.candidate_fine_spacing_mm,
             "candidate_limit": self.candidate_limit,
+            "candidate_scan": self.candidate_scan,
             "source": {
                 "min_lesion_ml": self.min_lesion_ml_source,
                 "min_lesion_confidence": self.min_lesion_confidence_source,
@@ -117,6 +128,7 @@ class LesionThresholds:
                 "min_lesion_score": self.min_lesion_score_source,
                 "candidate_probability": self.candidate_probability_source,
                 "candidate_fine_spacing_mm": self.candidate_fine_spacing_mm_source,
+                "candidate_scan": self.candidate_scan_source,
             },
         }
 
@@ -232,6 +244,8 @@ def thresholds_from_report(report: Mapping[str, Any] | None) -> LesionThresholds
                 source.get("candidate_fine_spacing_mm", ThresholdSource.NOT_APPLIED.value)
             ),
             candidate_limit=None if block.get("candidate_limit") is None else int(block["candidate_limit"]),
+            candidate_scan=None if block.get("candidate_scan") is None else int(block["candidate_scan"]),
+            candidate_scan_source=str(source.get("candidate_scan", ThresholdSource.NOT_APPLIED.value)),
         )
     except (TypeError, ValueError):
         return None

@@ -1,0 +1,265 @@
+"""Evaluation of the liver scan (:mod:`SmoothSegNetLib.correction.scan`): how many missed lesions its findings
+touch, at how many false findings per case, and the fit of its score model.
+
+Reads the cache of :mod:`SmoothSegNetLib.evaluation.missed_lesions` (the pipeline's lesions on each phantom's
+evaluation grid), makes each phantom again, scans it with every finding kept (no model, no limit) and records,
+per finding, its features and the true lesions it touches (``scan-<seed>.json`` in ``--out``), and per true
+lesion its long axis and whether the pipeline found it. Then the score model is fitted on half of the seeds
+(by parity) and scored on the other half, both ways, so that every figure comes from a model that never saw
+that phantom: the missed lesions (no accepted voxel) that one of the case's ``limit`` best findings touches,
+per size band, and the findings per case on no lesion. ``--fit FILE`` writes the bundled settings with the
+model fitted on every seed given.
+
+Run: ``python -m SmoothSegNetLib.evaluation.scan_candidates --seeds 2004:2064 --cache build/add-lesion
+--out build/scan`` (tuning seeds only: the model and the limit are chosen on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid, true_lesion_mask
+
+log = logging.getLogger(__name__)
+
+#: The score model's features and regularisation (chosen on tuning seeds 2004-2063, two-fold).
+DEFAULT_FEATURES = (
+    "hu",
+    "ring_hu",
+    "contrast",
+    "abs_contrast",
+    "depth",
+    "continues",
+    "log_ml",
+    "log_strength",
+    "ratio_small",
+    "flat",
+    "thin",
+    "fill",
+)
+DEFAULT_L2 = 20.0
+BANDS = ((0.0, 10.0, "<10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, 50.0, "20-50 mm"), (50.0, 1e9, ">50 mm"))
+
+
+def band(long_axis_mm: float) -> str:
+    return next(name for low, high, name in BANDS if low <= long_axis_mm < high)
+
+
+def collect_seed(seed: int, cache: Path, out: Path, min_radius_mm: float | None = None) -> dict[str, Any] | None:
+    """Scan one cached phantom (or read its record); ``None`` when the cache skipped it."""
+    from SmoothSegNetLib.correction.scan import ScanSettings, default_scan_settings, scan_findings
+    from SmoothSegNetLib.correction.settings import default_settings
+    from SmoothSegNetLib.phantom import make_phantom
+    from SmoothSegNetLib.report.recist import recist_axes
+
+    path = out / f"scan-{seed}.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    record = json.loads((cache / f"missed-{seed}.json").read_text(encoding="utf-8"))
+    if record.get("skipped"):
+        return None
+    size, spacing, oblique = evaluation_grid(seed)
+    phantom = make_phantom(seed, size, spacing, oblique)
+    stored = np.load(cache / f"seg-{seed}.npz")
+    labelmap, lesions = stored["labelmap"], stored["lesions"]
+    geometry = phantom.ct.geometry
+    ids = np.zeros(labelmap.shape, np.int32)
+    truth = []
+    for lesion in range(1, len(phantom.lesions) + 1):
+        mask = true_lesion_mask(phantom.tissues, lesion)
+        if not mask.any():
+            continue
+        ids[mask] = lesion
+        axes = recist_axes(mask, geometry)
+        truth.append(
+            {
+                "id": lesion,
+                "long_axis_mm": round(float(axes.long_axis_mm) if axes else 0.0, 2),
+                "found": bool((labelmap[mask] == 2).any()),
+            }
+        )
+    settings: ScanSettings = replace(default_scan_settings(), model=None)
+    t0 = time.perf_counter()
+    search = default_settings()
+    if min_radius_mm is not None:
+        search = replace(search, min_radius_mm=min_radius_mm)
+    findings = scan_findings(phantom.ct.array, geometry, labelmap, lesions, settings, search)
+    seconds = time.perf_counter() - t0
+    rows = []
+    for rank, f in enumerate(findings):
+        hits = sorted({int(v) for v in np.unique(ids[f.box][f.mask]) if v > 0})
+        rows.append({"rank": rank, "hits": hits, "seed_kji": list(f.seed_kji), **f.features})
+    data = {"seed": seed, "truth": truth, "findings": rows, "seconds": round(seconds, 2)}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    log.info("seed %d: %d finding(s) in %.1f s", seed, len(rows), seconds)
+    return data
+
+
+def positive(case: dict[str, Any], finding: dict[str, Any]) -> bool:
+    """A finding that touches a lesion the pipeline missed."""
+    missed = {t["id"] for t in case["truth"] if not t["found"]}
+    return any(h in missed for h in finding["hits"])
+
+
+def cross_scores(cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float) -> list[list[float]]:
+    """Two-fold scores (by seed parity) of every finding of every case."""
+    from SmoothSegNetLib.correction.scan import SCAN_FEATURES
+    from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
+
+    scores = [[0.0] * len(c["findings"]) for c in cases]
+    for fold in (0, 1):
+        train = [(f, positive(c, f)) for c in cases if c["seed"] % 2 != fold for f in c["findings"]]
+        model = fit_logistic([f for f, _ in train], [y for _, y in train], features, l2, vocabulary=SCAN_FEATURES)
+        for n, c in enumerate(cases):
+            if c["seed"] % 2 == fold:
+                scores[n] = [model.score(f) for f in c["findings"]]
+    return scores
+
+
+def outcome(cases: Sequence[dict[str, Any]], scores: Sequence[Sequence[float]], limit: int) -> dict[str, Any]:
+    """Missed lesions touched by each case's ``limit`` best findings, by band; findings kept and on no lesion."""
+    caught: dict[str, int] = {}
+    missed: dict[str, int] = {}
+    kept = false = 0
+    for case, score in zip(cases, scores):
+        order = sorted(range(len(score)), key=lambda n: -score[n])[:limit]
+        hits = {h for n in order for h in case["findings"][n]["hits"]}
+        kept += len(order)
+        false += sum(1 for n in order if not case["findings"][n]["hits"])
+        for t in case["truth"]:
+            if t["found"]:
+                continue
+            name = band(t["long_axis_mm"])
+            missed[name] = missed.get(name, 0) + 1
+            caught[name] = caught.get(name, 0) + (t["id"] in hits)
+    return {"caught": caught, "missed": missed, "kept": kept, "false": false, "cases": len(cases)}
+
+
+def row(name: str, out: dict[str, Any]) -> str:
+    bands = " | ".join(f"{out['caught'].get(b, 0)}/{out['missed'].get(b, 0)}" for _, _, b in BANDS)
+    total, of = sum(out["caught"].values()), sum(out["missed"].values())
+    cases = max(out["cases"], 1)
+    return (
+        f"| {name} | {bands} | {total}/{of} ({total / max(of, 1):.2f}) | {out['kept'] / cases:.1f} "
+        f"| {out['false'] / cases:.1f} |"
+    )
+
+
+def table(
+    cases: Sequence[dict[str, Any]],
+    features: Sequence[str],
+    l2: float,
+    limits: Sequence[int],
+    model: Any = None,
+) -> str:
+    """The catch table; scores from two-fold fits, or from ``model`` (a fitted one: held-out seeds)."""
+    from SmoothSegNetLib.evaluation.lesion_classifier import auc
+
+    if model is not None:
+        scores = [[model.score(f) for f in c["findings"]] for c in cases]
+    else:
+        scores = cross_scores(cases, features, l2)
+    strength = [[f["log_strength"] for f in c["findings"]] for c in cases]
+    flat = [s for case in scores for s in case]
+    labels = [positive(c, f) for c in cases for f in c["findings"]]
+    head = [
+        f"{len(cases)} cases, {len(labels)} findings, {sum(labels)} on a missed lesion; "
+        f"{'ROC area' if model is not None else 'two-fold ROC area'} "
+        f"{auc(flat, labels):.3f} (seed strength alone {auc([s for c in strength for s in c], labels):.3f})",
+        "",
+        "| findings kept per case | <10 mm | 10-20 mm | 20-50 mm | >50 mm | missed lesions touched | kept per case "
+        "| on no lesion per case |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines = [row(f"{limit}, by score", outcome(cases, scores, limit)) for limit in limits]
+    lines += [row(f"{limit}, by seed strength", outcome(cases, strength, limit)) for limit in limits]
+    every = max(len(c["findings"]) for c in cases) if cases else 0
+    lines.append(row("all", outcome(cases, scores, every)))
+    return "\n".join(head + lines)
+
+
+def fit_file(cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, path: Path) -> None:
+    """Write the scan settings with the model fitted on every case."""
+    from SmoothSegNetLib.correction.scan import SCAN_FEATURES, ScanSettings
+    from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
+
+    rows = [f for c in cases for f in c["findings"]]
+    labels = [positive(c, f) for c in cases for f in c["findings"]]
+    model = fit_logistic(rows, labels, features, l2, vocabulary=SCAN_FEATURES)
+    data: dict[str, Any] = {"schema": "smoothsegnet.scan_settings/1"}
+    defaults = ScanSettings()
+    for name in ("grid_mm", "scales_mm", "clip_hu", "seeds", "separation_mm", "edge_mm", "clearance_mm", "window_mm"):
+        value = getattr(defaults, name)
+        data[name] = list(value) if isinstance(value, tuple) else value
+    data.update(min_score=0.0, model=model.to_json())
+    seeds = sorted(c["seed"] for c in cases)
+    data["tuning"] = (
+        f"Fitted on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases, {len(rows)} findings, "
+        f"{sum(labels)} on a lesion the pipeline missed) by SmoothSegNetLib.evaluation.scan_candidates --fit; "
+        f"features {list(features)}, L2 {l2:g}. See docs/small-lesions.md, section 9."
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    ScanSettings.from_dict(json.loads(tmp.read_text(encoding="utf-8")))  # the file must load
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="2004:2064", help="half-open range A:B of phantom seeds")
+    parser.add_argument("--cache", type=Path, default=Path("build/add-lesion"), help="the missed_lesions cache")
+    parser.add_argument("--out", type=Path, default=Path("build/scan"), help="where the scan records go")
+    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument("--limits", default="1,2,3,5", help="findings kept per case, comma-separated")
+    parser.add_argument("--min-radius", type=float, default=None, help="the search's min_radius_mm (tuning)")
+    parser.add_argument("--only", default=None, help="collect only seeds with seed %% N == R (N:R), no table")
+    parser.add_argument("--fit", type=Path, default=None, help="write the settings with the model fitted on all")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="score with the model of these settings (held-out seeds), no fit"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    first, _, end = args.seeds.partition(":")
+    seeds = range(int(first), int(end))
+    if args.only:
+        n, r = (int(v) for v in args.only.split(":"))
+        seeds = range(int(first), int(end))
+        for seed in (s for s in seeds if s % n == r):
+            if (args.cache / f"missed-{seed}.json").is_file():
+                collect_seed(seed, args.cache, args.out, args.min_radius)
+        return 0
+    cases = []
+    for seed in seeds:
+        if (args.cache / f"missed-{seed}.json").is_file():
+            case = collect_seed(seed, args.cache, args.out, args.min_radius)
+            if case is not None:
+                cases.append(case)
+    features = [f for f in args.features.split(",") if f]
+    model = None
+    if args.model:
+        from SmoothSegNetLib.correction.scan import ScanSettings
+
+        model = ScanSettings.from_dict(json.loads(args.model.read_text(encoding="utf-8"))).model
+    sys.stdout.write(table(cases, features, args.l2, [int(v) for v in args.limits.split(",")], model) + "\n")
+    if args.fit:
+        fit_file(cases, features, args.l2, args.fit)
+        sys.stdout.write(f"wrote {args.fit}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
