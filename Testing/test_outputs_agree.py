@@ -75,13 +75,20 @@ def test_report_csv_equals_report_json(case: dict[str, Any]) -> None:
     report = case["report"]
     with (case["out"] / "report.csv").open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == report["tumor_burden"]["count"] == len(report["lesions"])
-    for row, lesion in zip(rows, report["lesions"]):
+    lesion_rows = [r for r in rows if r["status"] == "lesion"]
+    candidate_rows = [r for r in rows if r["status"] == "candidate"]
+    assert len(lesion_rows) == report["tumor_burden"]["count"] == len(report["lesions"])
+    # The demo card lists the liver scan's three best findings (the sample's missed 15 mm lesion first by score).
+    assert len(candidate_rows) == len(report["candidates"]) >= 1 and len(rows) == len(lesion_rows) + len(candidate_rows)
+    pairs = [*zip(lesion_rows, report["lesions"]), *zip(candidate_rows, report["candidates"])]
+    for row, entry in pairs:
         for header, key in CSV_COLUMNS:
-            value = _get(lesion, key)
+            # A candidate has fewer fields (no short axis, no HU): an empty cell where it has none.
+            value = _get(entry, key) if entry in report["lesions"] or key.split(".")[0] in entry else None
             assert row[header] == ("" if value is None else str(value)), header
         for header, key in CASE_COLUMNS:
             assert float(row[header]) == _get(report, key), header
+        assert row["reason"] == entry.get("reason", "")
 
 
 def test_seg_voxels_give_the_reported_volumes(case: dict[str, Any]) -> None:
