@@ -1,0 +1,68 @@
+"""Cost of the liver scan (``candidate_scan``): the whole segmentation with the scan off and on.
+
+Run by hand (the machine may be shared: note the load when quoting figures)::
+
+    .venv/bin/python bench/scan_speed.py --threads 2 --limits 0,3
+
+One phantom (default 512x512x300 voxels of 0.75 x 0.75 x 1.0 mm) is segmented by the bundled cards, the
+networks loaded once per setting; each setting is run ``--repeat`` times in turn (interleaved, so that a change
+of load hits every setting alike). The table gives the median seconds of the liver stage, the tumor stage (with
+the scan), the whole run, the scan itself (timed alone on the same crop, the lesions of the run without it), the
+ratio of the whole run to the one without the scan, and the candidates each setting lists.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import _phantom_bench
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    parser = _phantom_bench.parser(__doc__.splitlines()[0])
+    parser.add_argument("--limits", default="0,3", help="scan limits (0: off)")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from SmoothSegNetLib.correction.scan import scan_liver
+    from SmoothSegNetLib.inference import SegmentOptions
+    from SmoothSegNetLib.inference.pipeline import Segmenter
+
+    phantom = _phantom_bench.phantom(args)
+    limits = [int(v) for v in args.limits.split(",")]
+    segmenters = {n: Segmenter(SegmentOptions(device="cpu", threads=args.threads, candidate_scan=n)) for n in limits}
+    times: dict[int, list[dict[str, float]]] = {n: [] for n in limits}
+    listed: dict[int, int] = {}
+    alone: list[float] = []
+    for _ in range(args.repeat):
+        for n, segmenter in segmenters.items():
+            result = segmenter(phantom.ct)
+            times[n].append(dict(result.timings_s))
+            listed[n] = 0 if result.candidates is None else result.candidates.count
+        t0 = time.perf_counter()
+        scan_liver(phantom.ct.array, phantom.ct.geometry, result.labelmap, result.lesions, max(limits))
+        alone.append(time.perf_counter() - t0)
+    print(_phantom_bench.heading(args, f"median of {args.repeat}"))
+    print("| scan (findings kept) | liver stage s | tumor stage s | total s | total / without | candidates |")
+    print("|---|---|---|---|---|---|")
+    base = statistics.median(t["total_s"] for t in times[limits[0]]) if limits[0] == 0 else None
+    for n in limits:
+        liver = statistics.median(t["liver_s"] for t in times[n])
+        tumor = statistics.median(t["tumor_s"] for t in times[n])
+        total = statistics.median(t["total_s"] for t in times[n])
+        ratio = f"{total / base:.2f}" if base else "–"
+        name = "off" if n == 0 else f"on ({n})"
+        print(f"| {name} | {liver:.2f} | {tumor:.2f} | {total:.2f} | {ratio} | {listed[n]} |")
+    print(f"\nthe scan alone (limit {max(limits)}, the whole image's grid): {float(np.median(alone)):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
