@@ -287,3 +287,21 @@ def test_the_evaluation_counts_missed_lesions_touched_by_the_best_findings() -> 
     assert (top2["kept"], top2["false"]) == (2, 1)
     every = outcome([case], [[0.9, 0.8, 0.7, 0.1]], 4)
     assert every["caught"] == {"<10 mm": 1, "10-20 mm": 1} and (every["kept"], every["false"]) == (4, 1)
+
+
+def test_growing_where_no_liver_lies_within_reach_finds_nothing_and_warns_nothing() -> None:
+    """A seed whose window holds liver only in its far corners (beyond the profile's reach): no liver value to
+    compare with. It was an all-NaN median (a RuntimeWarning, then a region made from NaN edges)."""
+    import warnings
+
+    from SmoothSegNetLib.correction.grow import region_grow
+    from SmoothSegNetLib.correction.settings import default_settings
+
+    spacing = np.array([1.0, 1.0, 1.0])
+    hu = np.random.default_rng(1).normal(100.0, 5.0, (81, 81, 81)).astype(np.float32)
+    allowed = np.zeros(hu.shape, bool)
+    allowed[:6, :6, :6] = True  # a corner block, 60+ mm from the centre: beyond the 40 mm reach
+    allowed[40, 40, 40] = True  # the seed alone (its in-plane edge, left out of the statistics)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert region_grow(hu, allowed, (40, 40, 40), spacing, default_settings()) is None

@@ -128,8 +128,8 @@ def _lesion_edges(
     seed = stats & (distance <= s.seed_radius_mm)
     lesion_hu = float(np.median(smooth[seed])) if seed.any() else float(smooth[distance == distance.min()][0])
     liver_hu = profile.median_between(s.max_diameter_mm / 4.0, s.max_diameter_mm / 2.0)
-    if abs(lesion_hu - liver_hu) < s.min_contrast_hu:
-        return None
+    if not np.isfinite(liver_hu) or abs(lesion_hu - liver_hu) < s.min_contrast_hu:
+        return None  # no liver to compare with, or no contrast to it
     edges = profile.edges(lesion_hu, liver_hu, s)
     rounds = max(s.rounds, 1 if edges.outer_mm + s.ring_mm[1] > s.max_diameter_mm / 4.0 else 0)
     for _round in range(rounds):
@@ -219,9 +219,13 @@ class Profile:
         return cls(radii, medians, step_mm)
 
     def median_between(self, lo_mm: float, hi_mm: float) -> float:
+        """The median of the shells' medians between ``lo_mm`` and ``hi_mm`` (of all shells when none there has
+        a value; NaN when no shell has one)."""
         chosen = self.medians[(self.radii_mm > lo_mm) & (self.radii_mm <= hi_mm)]
         chosen = chosen[np.isfinite(chosen)]
-        return float(np.median(chosen)) if len(chosen) else float(np.nanmedian(self.medians))
+        if not len(chosen):
+            chosen = self.medians[np.isfinite(self.medians)]
+        return float(np.median(chosen)) if len(chosen) else float("nan")
 
     def edges(self, lesion_hu: float, liver_hu: float, s: AddLesionSettings) -> Edges:
         """The core's edge: the first shell whose median is no longer on the lesion's side of the threshold; a rim:
