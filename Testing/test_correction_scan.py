@@ -305,3 +305,11 @@ def test_growing_where_no_liver_lies_within_reach_finds_nothing_and_warns_nothin
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert region_grow(hu, allowed, (40, 40, 40), spacing, default_settings()) is None
+
+
+def test_the_panel_has_words_for_every_candidate_reason() -> None:
+    from SmoothSegNetLib.report.candidates import DropReason
+    from SmoothSegNetLib.slicer_support.lesion_table import CANDIDATE_REASON_TEXT, candidate_reason_text
+
+    assert set(CANDIDATE_REASON_TEXT) == {r.value for r in DropReason}
+    assert candidate_reason_text("ct_scan").startswith("CT scan") and candidate_reason_text("new_code") == "new_code"

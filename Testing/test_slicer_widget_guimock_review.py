@@ -55,7 +55,8 @@ def test_guimock_candidates_accept_and_reject(reviewed: dict[str, Any]) -> None:
     assert ui.candidatesLabel.text == "Candidates to review: 2" and ui.acceptCandidateButton.enabled
     assert [candidates.cell(r, "ID") for r in range(2)] == ["1", "2"]
     assert candidates.cell(0, "Confidence") == "0.61" and candidates.cell(1, "Confidence") == "—"
-    assert candidates.cell(0, "Reason") == "below_min_lesion_confidence"
+    assert candidates.cell(0, "Reason") == "network confidence under the floor"
+    assert candidates.cell(1, "Reason") == "under the size floor"
     assert len(lesions.rows) == 2
     candidates.selected = [0]
     widget._reviewCandidate(accept=True)

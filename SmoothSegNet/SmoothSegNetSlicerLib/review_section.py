@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from SmoothSegNetLib.slicer_support.lesion_table import format_cell, lesion_table_columns
+from SmoothSegNetLib.slicer_support.lesion_table import candidate_reason_text, format_cell, lesion_table_columns
 from SmoothSegNetSlicerLib.logic import segmentIdOfLesion
 
 #: Name of the markups point list the "Add lesion at point" click is placed in (emptied after each click).
@@ -90,6 +90,8 @@ class ReviewSectionMixin:
             for index, (_title, key) in enumerate(CANDIDATE_COLUMNS):
                 value = candidate.get(key)
                 text = "—" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+                if key == "reason":
+                    text = candidate_reason_text(value)
                 table.setItem(row, index, qt.QTableWidgetItem(text))
         self.ui.candidatesLabel.text = f"Candidates to review: {len(rows) or 'none'}"
 

@@ -102,3 +102,21 @@ def format_cell(value: Any, column: LesionTableColumn) -> str:
             return "—"
         return f"{float(value):.2f}" if column.key == "confidence" else f"{float(value):.1f}"
     return str(value)
+
+
+#: What each candidate's reason (report.json ``candidates[].reason``) means, in the panel's words; report.json
+#: keeps the codes. One entry per :class:`SmoothSegNetLib.report.candidates.DropReason` (a test checks).
+CANDIDATE_REASON_TEXT = {
+    "below_min_lesion_ml": "under the size floor",
+    "below_min_lesion_confidence": "network confidence under the floor",
+    "below_min_lesion_hu": "fluid density (likely a cyst)",
+    "below_min_lesion_score": "lesion classifier score under the floor",
+    "low_tumor_probability": "faint tumor probability",
+    "fine_pass": "found by the fine pass",
+    "ct_scan": "CT scan: the network saw nothing (confidence = scan score)",
+}
+
+
+def candidate_reason_text(reason: Any) -> str:
+    """The panel's words for a candidate's reason (an unknown code as it is)."""
+    return CANDIDATE_REASON_TEXT.get(str(reason), str(reason))
