@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from SmoothSegNetLib.inference import SegmentOptions
 from SmoothSegNetLib.models import demo_card_template, save_weights, write_trained_card
 from SmoothSegNetLib.models.card import card_from_dict
 from SmoothSegNetLib.models.network import build_network
@@ -132,3 +133,14 @@ def write_channel_model(
     for key, value in (extra or {}).items():
         template[key] = {**template.get(key, {}), **value}
     return _save_model(folder, template, channel_network(template, channels))
+
+
+def threshold_options(
+    folder: Path, postprocessing: dict[str, Any], tumor_spacing_mm: list[float] | None = None, **changes: Any
+) -> SegmentOptions:
+    """SegmentOptions for a pair of threshold test models written into ``folder``: liver HU >= 50, tumor HU >= 150
+    (at ``tumor_spacing_mm``, default the template's) with these tumor-card ``postprocessing`` fields."""
+    liver = write_threshold_model(folder / "liver", "liver", threshold_hu=50)
+    extra = {"postprocessing": postprocessing}
+    tumor = write_threshold_model(folder / "tumor", "tumor", threshold_hu=150, spacing_mm=tumor_spacing_mm, extra=extra)
+    return SegmentOptions(liver_model=str(liver), tumor_model=str(tumor), device="cpu", **changes)

@@ -37,7 +37,7 @@ from SmoothSegNetLib.inference.thresholds import add_scan_findings, split_by_thr
 from SmoothSegNetLib.io.writers import write_volume
 from SmoothSegNetLib.report.candidates import LesionThresholds, thresholds_from_report
 from SmoothSegNetLib.volume import CTVolume, Geometry
-from Testing._model_helpers import write_threshold_model
+from Testing._model_helpers import threshold_options
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "SmoothSegNetLib/schemas/report.schema.json").read_text())
 SPACING_IJK = (0.8, 0.8, 2.0)
@@ -213,10 +213,8 @@ def test_the_score_map_holds_each_findings_score_and_a_floor_for_zero() -> None:
 
 
 def _options(tmp_path: Path, **changes: object) -> SegmentOptions:
-    liver = write_threshold_model(tmp_path / "liver", "liver", threshold_hu=50)
-    post = {"postprocessing": {"min_lesion_ml": 0.05, "candidate_scan": 2}}
-    tumor = write_threshold_model(tmp_path / "tumor", "tumor", threshold_hu=150, spacing_mm=[2.0, 2.0, 2.0], extra=post)
-    return SegmentOptions(liver_model=str(liver), tumor_model=str(tumor), device="cpu", **changes)  # type: ignore[arg-type]
+    post = {"min_lesion_ml": 0.05, "candidate_scan": 2}
+    return threshold_options(tmp_path, post, [2.0, 2.0, 2.0], **changes)
 
 
 @pytest.mark.parametrize("reflect", [False, True])

@@ -23,7 +23,7 @@ from SmoothSegNetLib.inference.thresholds import add_fine_pass, split_by_thresho
 from SmoothSegNetLib.io.writers import write_volume
 from SmoothSegNetLib.report.candidates import LesionThresholds, thresholds_from_report
 from SmoothSegNetLib.volume import CTVolume, Geometry
-from Testing._model_helpers import write_threshold_model
+from Testing._model_helpers import threshold_options
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "SmoothSegNetLib/schemas/report.schema.json").read_text())
 GEOMETRY = Geometry.create((10, 10, 20), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
@@ -99,10 +99,8 @@ def _ct(reflect: bool = False) -> CTVolume:
 
 
 def _options(tmp_path: Path, **changes: object) -> SegmentOptions:
-    liver = write_threshold_model(tmp_path / "liver", "liver", threshold_hu=50)
-    post = {"postprocessing": {"min_lesion_ml": 0.05, "candidate_fine_spacing_mm": 1.0}}
-    tumor = write_threshold_model(tmp_path / "tumor", "tumor", threshold_hu=150, spacing_mm=[2.0, 2.0, 2.0], extra=post)
-    return SegmentOptions(liver_model=str(liver), tumor_model=str(tumor), device="cpu", **changes)  # type: ignore[arg-type]
+    post = {"min_lesion_ml": 0.05, "candidate_fine_spacing_mm": 1.0}
+    return threshold_options(tmp_path, post, [2.0, 2.0, 2.0], **changes)
 
 
 @pytest.mark.parametrize("reflect", [False, True])

@@ -23,7 +23,7 @@ from SmoothSegNetLib.inference.thresholds import add_low_probability, split_by_t
 from SmoothSegNetLib.io.writers import write_volume
 from SmoothSegNetLib.report.candidates import LesionThresholds, thresholds_from_report
 from SmoothSegNetLib.volume import CTVolume, Geometry
-from Testing._model_helpers import write_threshold_model
+from Testing._model_helpers import threshold_options
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "SmoothSegNetLib/schemas/report.schema.json").read_text())
 GEOMETRY = Geometry.create((10, 10, 20), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
@@ -103,12 +103,10 @@ def _ct() -> CTVolume:
 
 
 def _options(tmp_path: Path, limit: int | None = None, **changes: object) -> SegmentOptions:
-    liver = write_threshold_model(tmp_path / "liver", "liver", threshold_hu=50)
-    post: dict[str, dict[str, object]] = {"postprocessing": {"min_lesion_ml": 0.05, "candidate_probability": 0.3}}
+    post: dict[str, object] = {"min_lesion_ml": 0.05, "candidate_probability": 0.3}
     if limit is not None:
-        post["postprocessing"]["candidate_limit"] = limit
-    tumor = write_threshold_model(tmp_path / "tumor", "tumor", threshold_hu=150, extra=post)
-    return SegmentOptions(liver_model=str(liver), tumor_model=str(tumor), device="cpu", **changes)  # type: ignore[arg-type]
+        post["candidate_limit"] = limit
+    return threshold_options(tmp_path, post, **changes)
 
 
 def test_segment_lists_faint_regions_as_candidates_and_never_counts_them(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from SmoothSegNetLib.correction.grow import away_from_lesions
 from SmoothSegNetLib.correction.search import Crop, component_near, find_lesion, network_component
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError, ModelError
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 Slices = tuple[slice, slice, slice]
 LIVER, TUMOR = 1, 2
-_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -278,10 +278,7 @@ def _lps_of(geometry: Geometry, box: Slices, voxel: tuple[int, int, int] | None)
 
 def _allowed(labels: np.ndarray, lesions: np.ndarray) -> np.ndarray:
     """Liver voxels that neither are nor touch (26-neighbours) an existing lesion."""
-    others = lesions > 0
-    if others.any():
-        others = ndimage.binary_dilation(others, structure=_CONNECTIVITY_26)
-    return (labels == LIVER) & ~others
+    return away_from_lesions(labels == LIVER, lesions > 0)
 
 
 #: The search's component finder, under the name the tests have used.

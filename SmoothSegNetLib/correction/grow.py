@@ -295,6 +295,14 @@ def masked_smooth(hu: np.ndarray, inside: np.ndarray, spacing: np.ndarray, sigma
     return np.where(den > 1e-3, num / np.maximum(den, 1e-3), values).astype(np.float32)
 
 
+def away_from_lesions(liver: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """The ``liver`` voxels that neither are nor touch (26-neighbours) a ``lesion`` voxel: where an added lesion
+    may lie, so that a connected-component relabelling keeps it apart from the others."""
+    if not lesion.any():
+        return liver & ~lesion
+    return liver & ~ndimage.binary_dilation(lesion, structure=_CONNECTIVITY_26)
+
+
 def component_near(
     candidate: np.ndarray, allowed: np.ndarray, voxel: tuple[int, ...], spacing_kji: np.ndarray, snap_mm: float
 ) -> np.ndarray | None:

@@ -38,13 +38,19 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import window_box
+from SmoothSegNetLib.correction.grow import away_from_lesions, window_box
 from SmoothSegNetLib.correction.search import Crop, find_lesion
-from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings, settings_values
+from SmoothSegNetLib.correction.settings import (
+    AddLesionSettings,
+    default_settings,
+    require_number,
+    settings_values,
+)
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.inference.lesion_classifier import LogisticModel
 from SmoothSegNetLib.inference.lesion_features import FEATURES, component_features
 from SmoothSegNetLib.inference.thresholds import SCAN_SCORE_FLOOR
+from SmoothSegNetLib.resample import crop_geometry
 from SmoothSegNetLib.resources import RESOURCES_DIR
 from SmoothSegNetLib.volume import Geometry
 
@@ -90,13 +96,9 @@ class ScanSettings:
 
     def __post_init__(self) -> None:
         for name in ("grid_mm", "clip_hu", "separation_mm", "window_mm"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise InputError(f"scan setting {name} must be a finite number > 0, got {value!r}")
+            require_number(self, name, "scan", above_zero=True)
         for name in ("edge_mm", "clearance_mm", "min_score"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise InputError(f"scan setting {name} must be a finite number >= 0, got {value!r}")
+            require_number(self, name, "scan")
         if not self.scales_mm or not all(isinstance(s, int | float) and 0 < s < 50 for s in self.scales_mm):
             raise InputError(f"scan setting scales_mm must be numbers in (0, 50) mm, got {self.scales_mm!r}")
         if not (isinstance(self.seeds, int) and not isinstance(self.seeds, bool) and self.seeds >= 0):
@@ -211,7 +213,7 @@ def scan_findings(
     if not seeds:
         return []
     s = search if search is not None else default_settings()
-    allowed = coarse.liver & ~ndimage.binary_dilation(coarse.lesion, structure=_CONNECTIVITY_26)
+    allowed = away_from_lesions(coarse.liver, coarse.lesion)
     taken = np.zeros(coarse.hu.shape, dtype=bool)
     out: list[Finding] = []
     for seed in seeds:
@@ -233,9 +235,13 @@ def scan_findings(
         if not mask.any():
             continue
         taken[box] |= mask
-        crop_geometry = _sub_geometry(coarse.geometry, box)
         features = component_features(
-            mask.astype(np.int32), np.zeros(mask.shape, np.float32), crop_hu, coarse.organ[box], crop_geometry, [1]
+            mask.astype(np.int32),
+            np.zeros(mask.shape, np.float32),
+            crop_hu,
+            coarse.organ[box],
+            crop_geometry(coarse.geometry, (box[0], box[1], box[2])),
+            [1],
         )[1]
         features.update(seed.features())
         features["abs_contrast"] = abs(features["contrast"])
@@ -380,12 +386,6 @@ def _coarse(
     return _Coarse(coarse_hu, liver, whole, lesion, (factor[0], factor[1], factor[2]), corner, grid)
 
 
-def _sub_geometry(geometry: Geometry, box: tuple[slice, ...]) -> Geometry:
-    first = np.array([box[2].start, box[1].start, box[0].start], dtype=float)
-    shape = tuple(b.stop - b.start for b in box)
-    return Geometry.create(shape, geometry.spacing_mm, geometry.index_to_lps(first), geometry.direction_array)
-
-
 def _on_input_grid(
     coarse: _Coarse,
     box: tuple[slice, ...],
@@ -405,10 +405,7 @@ def _on_input_grid(
     last = tuple(min(a + n, size) for a, n, size in zip(first, small.shape, labelmap.shape))
     out_box = (slice(first[0], last[0]), slice(first[1], last[1]), slice(first[2], last[2]))
     small = small[tuple(slice(0, b.stop - b.start) for b in out_box)]
-    others = lesions[out_box] > 0
-    if others.any():
-        others = ndimage.binary_dilation(others, structure=_CONNECTIVITY_26)
-    small = small & (labelmap[out_box] == LIVER) & ~others
+    small = small & away_from_lesions(labelmap[out_box] == LIVER, lesions[out_box] > 0)
     centre = coarse.block(voxel)
     seed = tuple(min(c.start + (c.stop - c.start - 1) // 2, n - 1) for c, n in zip(centre, labelmap.shape))
     return Finding(out_box, small, 0.0, features, (int(seed[0]), int(seed[1]), int(seed[2])))

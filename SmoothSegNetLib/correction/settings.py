@@ -124,9 +124,7 @@ class AddLesionSettings:
             "rim_fit_min_z",
             "recentre_min_shift",
         ):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise InputError(f"add-lesion setting {name} must be a finite number >= 0, got {value!r}")
+            require_number(self, name, "add-lesion")
         if not (isinstance(self.rim_fit_min_cover, int | float) and 0 <= self.rim_fit_min_cover <= 1):
             raise InputError(
                 f"add-lesion setting rim_fit_min_cover must be a number in [0, 1], got {self.rim_fit_min_cover!r}"
@@ -158,6 +156,14 @@ class AddLesionSettings:
     def from_dict(cls, data: dict[str, Any]) -> AddLesionSettings:
         values = settings_values(cls, data, "add-lesion", ("thresholds", "ring_mm", "star_radius_range"))
         return cls(**values)
+
+
+def require_number(settings: Any, name: str, what: str, above_zero: bool = False) -> None:
+    """InputError unless the setting ``name`` of ``settings`` is a finite number >= 0 (> 0 with ``above_zero``)."""
+    value = getattr(settings, name)
+    if not (isinstance(value, int | float) and math.isfinite(value) and (value > 0 if above_zero else value >= 0)):
+        bound = "> 0" if above_zero else ">= 0"
+        raise InputError(f"{what} setting {name} must be a finite number {bound}, got {value!r}")
 
 
 def settings_values(cls: type, data: Mapping[str, Any], what: str, tuples: tuple[str, ...]) -> dict[str, Any]:

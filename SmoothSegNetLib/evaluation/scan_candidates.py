@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
 from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid, true_lesion_mask
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ DEFAULT_FEATURES = (
     "fill",
 )
 DEFAULT_L2 = 20.0
-BANDS = ((0.0, 10.0, "<10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, 50.0, "20-50 mm"), (50.0, 1e9, ">50 mm"))
-
-
-def band(long_axis_mm: float) -> str:
-    return next(name for low, high, name in BANDS if low <= long_axis_mm < high)
 
 
 def collect_seed(seed: int, cache: Path, out: Path, min_radius_mm: float | None = None) -> dict[str, Any] | None:
@@ -142,14 +138,14 @@ def outcome(cases: Sequence[dict[str, Any]], scores: Sequence[Sequence[float]], 
         for t in case["truth"]:
             if t["found"]:
                 continue
-            name = band(t["long_axis_mm"])
+            name = recist_bin(t["long_axis_mm"])
             missed[name] = missed.get(name, 0) + 1
             caught[name] = caught.get(name, 0) + (t["id"] in hits)
     return {"caught": caught, "missed": missed, "kept": kept, "false": false, "cases": len(cases)}
 
 
 def row(name: str, out: dict[str, Any]) -> str:
-    bands = " | ".join(f"{out['caught'].get(b, 0)}/{out['missed'].get(b, 0)}" for _, _, b in BANDS)
+    bands = " | ".join(f"{out['caught'].get(b, 0)}/{out['missed'].get(b, 0)}" for b, _, _ in RECIST_BINS)
     total, of = sum(out["caught"].values()), sum(out["missed"].values())
     cases = max(out["cases"], 1)
     return (
@@ -237,7 +233,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(int(first), int(end))
     if args.only:
         n, r = (int(v) for v in args.only.split(":"))
-        seeds = range(int(first), int(end))
         for seed in (s for s in seeds if s % n == r):
             if (args.cache / f"missed-{seed}.json").is_file():
                 collect_seed(seed, args.cache, args.out, args.min_radius)

@@ -139,6 +139,10 @@ def add_fine_pass(
     )
 
 
+#: A scan finding's voxels hold at least this (its score, or this when the score is 0).
+SCAN_SCORE_FLOOR = 1e-6
+
+
 def add_scan_findings(
     candidates: Candidates,
     q_kji: np.ndarray,
@@ -169,10 +173,6 @@ def add_scan_findings(
         "mean",
         DropReason.CT_SCAN,
     )
-
-
-#: A scan finding's voxels hold at least this (its score, or this when the score is 0).
-SCAN_SCORE_FLOOR = 1e-6
 
 
 def _add_regions(
