@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import away_from_lesions, window_box
+from SmoothSegNetLib.correction.grow import _distance2, away_from_lesions, masked_smooth, window_box
 from SmoothSegNetLib.correction.search import Crop, find_lesion
 from SmoothSegNetLib.correction.settings import (
     AddLesionSettings,
@@ -57,7 +57,7 @@ from SmoothSegNetLib.volume import Geometry
 #: The bundled settings and score model (chosen and fitted on tuning phantoms only).
 SCAN_FILE = RESOURCES_DIR / "Correction" / "scan.json"
 #: The seed's own features, beside the lesion classifier's.
-SEED_FEATURES = ("log_strength", "ratio_small", "ratio_mid", "scale_mm", "bright", "abs_contrast")
+SEED_FEATURES = ("log_strength", "ratio_small", "ratio_mid", "scale_mm", "bright", "abs_contrast", "small")
 #: Every feature a scan model may use.
 SCAN_FEATURES = (*FEATURES, *SEED_FEATURES)
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
@@ -80,6 +80,14 @@ class ScanSettings:
         clearance_mm: seeds lie at least this far from every lesion.
         window_mm: each search sees the CT within +- this of its seed.
         min_score: findings scored under this are not candidates.
+        max_contrast_hu: a region whose mean HU lies further than this from its ring's (the lesion
+            classifier's ``contrast``) is air, fat, bone or contrast medium, not a finding.
+        small_radius_mm: where the search finds nothing at a seed, the seed's blob itself is a finding if it
+            lies within this radius (0: never): the voxels around the seed's extreme, of its sign, at least
+            half as far from the liver's median as the extreme (the CT smoothed at ``small_smoothing_mm``).
+        small_smoothing_mm: the smoothing of a small finding's CT (mm).
+        small_min_ml: a small finding holds at least this volume (ml; the pipeline lists no candidate under
+            0.05 ml).
         model: the score model (``None``: findings are ranked by their seed's strength, all scored 0).
     """
 
@@ -92,12 +100,16 @@ class ScanSettings:
     clearance_mm: float = 3.0
     window_mm: float = 40.0
     min_score: float = 0.0
+    max_contrast_hu: float = 150.0
+    small_radius_mm: float = 0.0
+    small_smoothing_mm: float = 1.0
+    small_min_ml: float = 0.05
     model: LogisticModel | None = None
 
     def __post_init__(self) -> None:
-        for name in ("grid_mm", "clip_hu", "separation_mm", "window_mm"):
+        for name in ("grid_mm", "clip_hu", "separation_mm", "window_mm", "max_contrast_hu"):
             require_number(self, name, "scan", above_zero=True)
-        for name in ("edge_mm", "clearance_mm", "min_score"):
+        for name in ("edge_mm", "clearance_mm", "min_score", "small_radius_mm", "small_smoothing_mm", "small_min_ml"):
             require_number(self, name, "scan")
         if not self.scales_mm or not all(isinstance(s, int | float) and 0 < s < 50 for s in self.scales_mm):
             raise InputError(f"scan setting scales_mm must be numbers in (0, 50) mm, got {self.scales_mm!r}")
@@ -165,7 +177,7 @@ def scan_liver(
     geometry: Geometry,
     labelmap: np.ndarray,
     lesions: np.ndarray,
-    limit: int,
+    limit: int | None,
     settings: ScanSettings | None = None,
     search: AddLesionSettings | None = None,
 ) -> list[Finding]:
@@ -176,11 +188,13 @@ def scan_liver(
         geometry: the input grid.
         labelmap: uint8 on the same grid: 1 liver, 2 tumor.
         lesions: lesion instances on the same grid (findings keep one voxel away from every lesion).
-        limit: at most this many findings (0: none, and nothing is scanned).
+        limit: at most this many findings (0: none, and nothing is scanned; ``None``: every finding scored at
+            least ``min_score``, for a caller that drops some, such as those on a review candidate, before it
+            keeps its own number).
         settings: the scan's settings (default: the bundled ones).
         search: the add-lesion search's settings (default: the bundled ones).
     """
-    if limit < 1:
+    if limit is not None and limit < 1:
         return []
     s = settings if settings is not None else default_scan_settings()
     findings = scan_findings(hu, geometry, labelmap, lesions, s, search)
@@ -188,7 +202,7 @@ def scan_liver(
         findings = [replace(f, score=s.model.score(f.features)) for f in findings]
         findings = [f for f in findings if f.score >= s.min_score]
         findings.sort(key=lambda f: -f.score)  # stable: equal scores keep the seeds' order
-    return findings[:limit]
+    return findings if limit is None else findings[:limit]
 
 
 def scan_findings(
@@ -215,6 +229,10 @@ def scan_findings(
     s = search if search is not None else default_settings()
     allowed = away_from_lesions(coarse.liver, coarse.lesion)
     taken = np.zeros(coarse.hu.shape, dtype=bool)
+    smooth = None
+    if settings.small_radius_mm > 0:
+        median = float(np.median(coarse.hu[coarse.liver]))
+        smooth = masked_smooth(coarse.hu - median, coarse.liver, spacing, settings.small_smoothing_mm)
     out: list[Finding] = []
     for seed in seeds:
         voxel = seed.voxel
@@ -224,17 +242,24 @@ def scan_findings(
         local = tuple(v - b.start for v, b in zip(voxel, box))
         crop_hu = coarse.hu[box]
         found = find_lesion(Crop(crop_hu, np.zeros(crop_hu.shape, np.float32), allowed[box], local, spacing), s)
-        if found is None:
+        small = 0.0
+        if found is not None:
+            whole = found.mask
+        elif smooth is not None:
+            blob = small_blob(smooth[box], allowed[box], local, seed.bright, spacing, settings)
+            if blob is None:
+                continue
+            whole, small = blob, 1.0
+        else:
             continue
-        mask = found.mask & ~taken[box]
-        if np.count_nonzero(mask) < 0.7 * np.count_nonzero(found.mask) or not mask.any():
+        mask = whole & ~taken[box]
+        if np.count_nonzero(mask) < 0.7 * np.count_nonzero(whole) or not mask.any():
             continue
         # One coarse voxel of gap to every earlier finding, so that no two are one component on the input grid.
         near = ndimage.binary_dilation(taken[box], structure=_CONNECTIVITY_26)
         mask &= ~near
         if not mask.any():
             continue
-        taken[box] |= mask
         features = component_features(
             mask.astype(np.int32),
             np.zeros(mask.shape, np.float32),
@@ -245,7 +270,44 @@ def scan_findings(
         )[1]
         features.update(seed.features())
         features["abs_contrast"] = abs(features["contrast"])
+        features["small"] = small
+        if features["abs_contrast"] > settings.max_contrast_hu:
+            continue  # air, fat, bone or contrast medium: not a lesion (its voxels stay free)
+        taken[box] |= mask
         out.append(_on_input_grid(coarse, box, mask, features, voxel, labelmap, lesions))
+    return out
+
+
+def small_blob(
+    smooth: np.ndarray,
+    allowed: np.ndarray,
+    voxel: tuple[int, ...],
+    bright: bool,
+    spacing_kji: np.ndarray,
+    settings: ScanSettings,
+) -> np.ndarray | None:
+    """The seed's own blob, for a seed where the search found nothing (a lesion too small for its edge test):
+    around the extreme of ``smooth`` (the liver's CT less its median, smoothed) among the seed and its 26
+    neighbours, the voxels within ``settings.small_radius_mm`` of it, of the seed's sign and at least half as
+    far from 0, connected to it (a blob that goes on beyond is cut there: the feature ``continues`` tells); ``None``
+    if the extreme is not of that sign or the blob holds less than ``settings.small_min_ml``. Bool on ``smooth``."""
+    sign = 1.0 if bright else -1.0
+    near = tuple(slice(max(0, v - 1), min(n, v + 2)) for v, n in zip(voxel, smooth.shape))
+    values = np.where(allowed[near], sign * smooth[near], -np.inf)
+    offset = np.unravel_index(int(np.argmax(values)), values.shape)
+    peak_value = float(values[offset])
+    if not peak_value > 0:
+        return None
+    peak = tuple(int(b.start + o) for b, o in zip(near, offset))
+    box = window_box(peak, settings.small_radius_mm, spacing_kji, smooth.shape)
+    local = tuple(p - b.start for p, b in zip(peak, box))
+    ball = _distance2(local, smooth[box].shape, spacing_kji) <= settings.small_radius_mm**2
+    labels, _ = ndimage.label(ball & allowed[box] & (sign * smooth[box] >= 0.5 * peak_value))
+    blob = labels == labels[local]
+    if np.count_nonzero(blob) * float(np.prod(spacing_kji)) < settings.small_min_ml * 1000.0:
+        return None
+    out = np.zeros(smooth.shape, dtype=bool)
+    out[box] = blob
     return out
 
 

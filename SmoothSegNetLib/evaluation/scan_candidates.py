@@ -51,9 +51,24 @@ DEFAULT_FEATURES = (
 DEFAULT_L2 = 20.0
 
 
-def collect_seed(seed: int, cache: Path, out: Path, min_radius_mm: float | None = None) -> dict[str, Any] | None:
+def collection_settings(small_radius_mm: float | None = None) -> Any:
+    """The scan settings records are collected with: the bundled ones without their model (every finding is
+    kept), with ``small_radius_mm`` if given."""
+    from SmoothSegNetLib.correction.scan import default_scan_settings
+
+    settings = replace(default_scan_settings(), model=None)
+    return settings if small_radius_mm is None else replace(settings, small_radius_mm=small_radius_mm)
+
+
+def collect_seed(
+    seed: int,
+    cache: Path,
+    out: Path,
+    min_radius_mm: float | None = None,
+    small_radius_mm: float | None = None,
+) -> dict[str, Any] | None:
     """Scan one cached phantom (or read its record); ``None`` when the cache skipped it."""
-    from SmoothSegNetLib.correction.scan import ScanSettings, default_scan_settings, scan_findings
+    from SmoothSegNetLib.correction.scan import scan_findings
     from SmoothSegNetLib.correction.settings import default_settings
     from SmoothSegNetLib.phantom import make_phantom
     from SmoothSegNetLib.report.recist import recist_axes
@@ -84,7 +99,7 @@ def collect_seed(seed: int, cache: Path, out: Path, min_radius_mm: float | None 
                 "found": bool((labelmap[mask] == 2).any()),
             }
         )
-    settings: ScanSettings = replace(default_scan_settings(), model=None)
+    settings = collection_settings(small_radius_mm)
     t0 = time.perf_counter()
     search = default_settings()
     if min_radius_mm is not None:
@@ -187,8 +202,10 @@ def table(
     return "\n".join(head + lines)
 
 
-def fit_file(cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, path: Path) -> None:
-    """Write the scan settings with the model fitted on every case."""
+def fit_file(
+    cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, path: Path, settings: Any = None
+) -> None:
+    """Write the scan settings (``settings``, default the bundled ones) with the model fitted on every case."""
     from SmoothSegNetLib.correction.scan import SCAN_FEATURES, ScanSettings
     from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
 
@@ -196,16 +213,20 @@ def fit_file(cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float
     labels = [positive(c, f) for c in cases for f in c["findings"]]
     model = fit_logistic(rows, labels, features, l2, vocabulary=SCAN_FEATURES)
     data: dict[str, Any] = {"schema": "smoothsegnet.scan_settings/1"}
-    defaults = ScanSettings()
-    for name in ("grid_mm", "scales_mm", "clip_hu", "seeds", "separation_mm", "edge_mm", "clearance_mm", "window_mm"):
-        value = getattr(defaults, name)
+    used = settings if settings is not None else collection_settings()
+    names = (
+        *("grid_mm", "scales_mm", "clip_hu", "seeds", "separation_mm", "edge_mm", "clearance_mm", "window_mm"),
+        *("max_contrast_hu", "small_radius_mm", "small_smoothing_mm", "small_min_ml"),
+    )
+    for name in names:
+        value = getattr(used, name)
         data[name] = list(value) if isinstance(value, tuple) else value
     data.update(min_score=0.0, model=model.to_json())
     seeds = sorted(c["seed"] for c in cases)
     data["tuning"] = (
         f"Fitted on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases, {len(rows)} findings, "
         f"{sum(labels)} on a lesion the pipeline missed) by SmoothSegNetLib.evaluation.scan_candidates --fit; "
-        f"features {list(features)}, L2 {l2:g}. See docs/small-lesions.md, section 9."
+        f"features {list(features)}, L2 {l2:g}. See docs/small-lesions.md, sections 9 and 10."
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -222,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
     parser.add_argument("--limits", default="1,2,3,5", help="findings kept per case, comma-separated")
     parser.add_argument("--min-radius", type=float, default=None, help="the search's min_radius_mm (tuning)")
+    parser.add_argument(
+        "--small-radius", type=float, default=None, help="the scan's small_radius_mm (tuning; default the bundled)"
+    )
     parser.add_argument("--only", default=None, help="collect only seeds with seed %% N == R (N:R), no table")
     parser.add_argument("--fit", type=Path, default=None, help="write the settings with the model fitted on all")
     parser.add_argument(
@@ -235,12 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         n, r = (int(v) for v in args.only.split(":"))
         for seed in (s for s in seeds if s % n == r):
             if (args.cache / f"missed-{seed}.json").is_file():
-                collect_seed(seed, args.cache, args.out, args.min_radius)
+                collect_seed(seed, args.cache, args.out, args.min_radius, args.small_radius)
         return 0
     cases = []
     for seed in seeds:
         if (args.cache / f"missed-{seed}.json").is_file():
-            case = collect_seed(seed, args.cache, args.out, args.min_radius)
+            case = collect_seed(seed, args.cache, args.out, args.min_radius, args.small_radius)
             if case is not None:
                 cases.append(case)
     features = [f for f in args.features.split(",") if f]
@@ -251,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = ScanSettings.from_dict(json.loads(args.model.read_text(encoding="utf-8"))).model
     sys.stdout.write(table(cases, features, args.l2, [int(v) for v in args.limits.split(",")], model) + "\n")
     if args.fit:
-        fit_file(cases, features, args.l2, args.fit)
+        fit_file(cases, features, args.l2, args.fit, collection_settings(args.small_radius))
         sys.stdout.write(f"wrote {args.fit}\n")
     return 0
 

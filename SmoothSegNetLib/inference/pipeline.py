@@ -300,7 +300,7 @@ class Segmenter:
             candidates = add_scan_findings(
                 candidates,
                 q_crop,
-                self.liver_scan(ct_crop, crop_geom, organ_crop, lesions, scan_limit),
+                self.liver_scan(ct_crop, crop_geom, organ_crop, lesions),
                 context,
                 lesions,
                 crop_geom,
@@ -310,19 +310,18 @@ class Segmenter:
         return _TumorStage(box, lesions, q_crop, confidence, refined, candidates)
 
     @staticmethod
-    def liver_scan(
-        ct_crop: np.ndarray, crop_geom: Geometry, organ_crop: np.ndarray, lesions: np.ndarray, limit: int
-    ) -> np.ndarray:
-        """The scores of the liver scan's ``limit`` best findings on the crop (0 elsewhere): lesion-like regions of
-        the CT where the network found nothing (:mod:`SmoothSegNetLib.correction.scan`). The liver is the organ
-        without the lesions (the floors' candidates are liver here, and the scan may find them again; they are
-        listed once)."""
+    def liver_scan(ct_crop: np.ndarray, crop_geom: Geometry, organ_crop: np.ndarray, lesions: np.ndarray) -> np.ndarray:
+        """The scores of every finding of the liver scan on the crop (0 elsewhere): lesion-like regions of the CT
+        where the network found nothing (:mod:`SmoothSegNetLib.correction.scan`). The liver is the organ without
+        the lesions (the floors' candidates are liver here, and the scan may find them again; they are listed
+        once). Every finding, not the card's number: those on a floor's candidate are dropped first, and then the
+        card's number of the best others are listed (:func:`add_scan_findings`)."""
         # Imported here: the scan uses the add-lesion search (SmoothSegNetLib.correction), which itself imports
         # the inference helpers; at module level the two packages would import each other.
         from SmoothSegNetLib.correction.scan import findings_score_map, scan_liver
 
         labels = np.where(lesions > 0, 2, np.where(organ_crop, 1, 0)).astype(np.uint8)
-        findings = scan_liver(ct_crop, crop_geom, labels, lesions, limit)
+        findings = scan_liver(ct_crop, crop_geom, labels, lesions, None)
         return findings_score_map(findings, lesions.shape)
 
     def fine_pass(
