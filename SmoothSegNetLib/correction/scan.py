@@ -16,7 +16,10 @@ review list cannot hold them unless something else looks at the CT. This scan do
    every lesion, strongest first, are the ``seeds``.
 3. **The add-lesion search at each seed** (:func:`SmoothSegNetLib.correction.search.find_lesion`, the bundled
    settings of a click, without the network): what it accepts as lesion-like is a *finding*; a seed inside an
-   earlier finding, or a finding that mostly overlaps one, is skipped.
+   earlier finding, or a finding that mostly overlaps one, is skipped. The search needs an edge at least 4.5 mm
+   from the seed, so where it finds nothing, the seed's own blob (:func:`small_blob`, within ``small_radius_mm``)
+   is a *small finding*. A finding further than ``max_contrast_hu`` from its ring is air, fat, bone or contrast
+   medium, and none.
 4. **A score.** Each finding is described by the lesion classifier's features
    (:mod:`SmoothSegNetLib.inference.lesion_features`, on the coarse grid) and by its seed's (strength, eigenvalue
    ratios, scale, dark or bright), and scored by a logistic model fitted on tuning phantoms
