@@ -387,3 +387,19 @@ def test_a_small_finding_on_a_larger_structure_is_cut_at_its_radius() -> None:
     assert np.count_nonzero(blob) == np.count_nonzero(_distance_mm_kji((1, 11, 11), (0, 5, 5), spacing) <= 4.0)
     assert small_blob(smooth, allowed, (10, 30, 30), True, spacing, settings) is None  # a bright seed, dark CT
     assert small_blob(smooth, allowed, (10, 30, 30), False, spacing, replace(settings, small_min_ml=1.0)) is None
+
+
+def test_air_in_the_liver_is_no_finding_however_lesion_like_its_shape() -> None:
+    # A 3 mm pocket of air (-800 HU) where the small ball was: the blob detector sees it (the CT is clipped to
+    # +-80 HU around the liver's median there), but a region 900 HU under its ring is no lesion.
+    ct, labels, lesions, small = _with_small_ball()
+    hu = ct.array.copy()
+    hu[small] = -800
+    settings = replace(default_scan_settings(), model=None, small_radius_mm=5.0)
+    found = scan_findings(hu, ct.geometry, labels, lesions, settings)
+    assert not any(_full(f, SHAPE_KJI)[small].any() for f in found)
+    loose = scan_findings(hu, ct.geometry, labels, lesions, replace(settings, max_contrast_hu=2000.0))
+    [air] = [f for f in loose if _full(f, SHAPE_KJI)[small].any()]
+    assert air.features["abs_contrast"] > 500
+    # The hidden 6 mm ball is found either way.
+    assert any(_full(f, SHAPE_KJI)[_case()[3]].any() for f in found)
