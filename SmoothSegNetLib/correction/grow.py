@@ -92,7 +92,7 @@ def region_grow(
     if not inside.any():
         return None
     smooth = masked_smooth(hu[box], inside, spacing, s.smoothing_mm)
-    distance = np.sqrt(_distance2(local, smooth.shape, spacing))
+    distance = np.sqrt(distance_squared_mm(local, smooth.shape, spacing))
     # Statistics leave out the liver's edge voxels (partly fat or another lesion: darker or brighter).
     stats = _core(inside) if s.skip_edge else inside
     if not stats.any():
@@ -277,7 +277,8 @@ def window_box(voxel: tuple[int, ...], half_mm: float, spacing: np.ndarray, shap
     return tuple(slice(max(0, v - h), min(n, v + h + 1)) for v, h, n in zip(voxel, half, shape))
 
 
-def _distance2(centre: tuple[int, ...], shape: tuple[int, ...], spacing: np.ndarray) -> np.ndarray:
+def distance_squared_mm(centre: tuple[int, ...], shape: tuple[int, ...], spacing: np.ndarray) -> np.ndarray:
+    """float32 ``shape``: each voxel's squared distance (mm^2) from the voxel ``centre`` (``spacing`` per axis)."""
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
     return np.asarray(sum((((g - c) * d) ** 2).astype(np.float32) for g, c, d in zip(grids, centre, spacing)))
 

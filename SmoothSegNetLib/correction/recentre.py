@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import _MAD_SIGMA, _distance2, masked_smooth, window_box
+from SmoothSegNetLib.correction.grow import _MAD_SIGMA, distance_squared_mm, masked_smooth, window_box
 
 #: Scales (Gaussian sigma, mm) of the blob detector: lesions of about 5-17 mm across.
 BLOB_SCALES_MM = (1.5, 2.5, 3.5, 5.0)
@@ -72,7 +72,7 @@ def blob_centre(
     spread = max(_MAD_SIGMA * float(np.median(np.abs(values[inside] - level))), 1.0)
     clipped = np.clip(values, level - CLIP_SPREADS * spread, level + CLIP_SPREADS * spread)
     filled = np.where(inside, clipped, level).astype(np.float32)
-    distance = np.sqrt(_distance2(local, filled.shape, spacing))
+    distance = np.sqrt(distance_squared_mm(local, filled.shape, spacing))
     best: tuple[float, tuple[int, ...]] | None = None
     for scale in BLOB_SCALES_MM:
         near = inside & (distance <= scale * np.sqrt(3.0))

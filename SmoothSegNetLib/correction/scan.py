@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SmoothSegNetLib.correction.grow import _distance2, away_from_lesions, masked_smooth, window_box
+from SmoothSegNetLib.correction.grow import away_from_lesions, distance_squared_mm, masked_smooth, window_box
 from SmoothSegNetLib.correction.search import Crop, find_lesion
 from SmoothSegNetLib.correction.settings import (
     AddLesionSettings,
@@ -304,7 +304,7 @@ def small_blob(
     peak = tuple(int(b.start + o) for b, o in zip(near, offset))
     box = window_box(peak, settings.small_radius_mm, spacing_kji, smooth.shape)
     local = tuple(p - b.start for p, b in zip(peak, box))
-    ball = _distance2(local, smooth[box].shape, spacing_kji) <= settings.small_radius_mm**2
+    ball = distance_squared_mm(local, smooth[box].shape, spacing_kji) <= settings.small_radius_mm**2
     labels, _ = ndimage.label(ball & allowed[box] & (sign * smooth[box] >= 0.5 * peak_value))
     blob = labels == labels[local]
     if np.count_nonzero(blob) * float(np.prod(spacing_kji)) < settings.small_min_ml * 1000.0:
