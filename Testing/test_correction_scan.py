@@ -30,7 +30,7 @@ from SmoothSegNetLib.correction.scan import (
     small_blob,
 )
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.evaluation.scan_candidates import outcome, positive
+from SmoothSegNetLib.evaluation.scan_candidates import fit_file, outcome, positive
 from SmoothSegNetLib.inference import SegmentOptions
 from SmoothSegNetLib.inference.cases import Case, run_case
 from SmoothSegNetLib.inference.pipeline import Segmenter
@@ -403,3 +403,26 @@ def test_air_in_the_liver_is_no_finding_however_lesion_like_its_shape() -> None:
     assert air.features["abs_contrast"] > 500
     # The hidden 6 mm ball is found either way.
     assert any(_full(f, SHAPE_KJI)[_case()[3]].any() for f in found)
+
+
+def test_the_fit_writes_the_settings_it_collected_with_and_a_model_that_ranks_lesions_first(tmp_path: Path) -> None:
+    # Two synthetic cases: findings on a missed lesion have a stronger contrast than the rest.
+    rng = np.random.default_rng(0)
+    cases = []
+    for seed in (10, 11):
+        findings = []
+        for n in range(40):
+            on_lesion = n % 10 == 0
+            row = {name: float(rng.normal()) for name in SCAN_FEATURES}
+            row["abs_contrast"] = 40.0 + rng.normal(0, 3) if on_lesion else 10.0 + rng.normal(0, 3)
+            findings.append({**row, "hits": [1] if on_lesion else []})
+        cases.append({"seed": seed, "truth": [{"id": 1, "long_axis_mm": 12.0, "found": False}], "findings": findings})
+    used = replace(default_scan_settings(), model=None, small_radius_mm=4.5, max_contrast_hu=120.0)
+    path = tmp_path / "scan.json"
+    fit_file(cases, ["abs_contrast"], 20.0, path, used)
+    written = ScanSettings.from_dict(json.loads(path.read_text()))
+    assert (written.small_radius_mm, written.max_contrast_hu, written.seeds) == (4.5, 120.0, used.seeds)
+    assert written.model is not None and list(written.model.features) == ["abs_contrast"]
+    assert written.model.score({"abs_contrast": 40.0}) > written.model.score({"abs_contrast": 10.0})
+    assert "tuning phantoms 10-11" in json.loads(path.read_text())["tuning"]
+    assert not list(tmp_path.glob("*.tmp"))  # written under a temporary name, then renamed

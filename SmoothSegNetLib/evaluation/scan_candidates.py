@@ -24,12 +24,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
 from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid, true_lesion_mask
+
+if TYPE_CHECKING:
+    from SmoothSegNetLib.correction.scan import ScanSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ DEFAULT_FEATURES = (
 DEFAULT_L2 = 20.0
 
 
-def collection_settings(small_radius_mm: float | None = None) -> Any:
+def collection_settings(small_radius_mm: float | None = None) -> ScanSettings:
     """The scan settings records are collected with: the bundled ones without their model (every finding is
     kept), with ``small_radius_mm`` if given."""
     from SmoothSegNetLib.correction.scan import default_scan_settings
@@ -203,7 +206,11 @@ def table(
 
 
 def fit_file(
-    cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, path: Path, settings: Any = None
+    cases: Sequence[dict[str, Any]],
+    features: Sequence[str],
+    l2: float,
+    path: Path,
+    settings: ScanSettings | None = None,
 ) -> None:
     """Write the scan settings (``settings``, default the bundled ones) with the model fitted on every case."""
     from SmoothSegNetLib.correction.scan import SCAN_FEATURES, ScanSettings
