@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -44,3 +46,21 @@ def heading(args: argparse.Namespace, what: str) -> str:
         f"phantom seed {args.seed}, {shape} voxels of {spacing} mm, threads {args.threads}, {what}, "
         f"load average {load:.1f}"
     )
+
+
+def stage_table(setting: str, rows: Sequence[tuple[str, Sequence[dict[str, float]], int]], ratio_of: str) -> list[str]:
+    """The table of a benchmark that runs the pipeline with several settings: per setting (its name, the
+    ``timings_s`` of each run, the candidates it lists), the median seconds of the liver stage, the tumor stage
+    and the whole run, and the ratio of the median ``ratio_of`` (``tumor_s`` or ``total_s``) to the first
+    setting's (the one without the option; "-" if the first setting is not named ``off``)."""
+    label = "tumor stage" if ratio_of == "tumor_s" else "total"
+    lines = [
+        f"| {setting} | liver stage s | tumor stage s | total s | {label} / without | candidates |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = statistics.median(t[ratio_of] for t in rows[0][1]) if rows and rows[0][0] == "off" else None
+    for name, times, listed in rows:
+        liver, tumor, total = (statistics.median(t[key] for t in times) for key in ("liver_s", "tumor_s", "total_s"))
+        ratio = f"{statistics.median(t[ratio_of] for t in times) / base:.2f}" if base else "–"
+        lines.append(f"| {name} | {liver:.2f} | {tumor:.2f} | {total:.2f} | {ratio} | {listed} |")
+    return lines

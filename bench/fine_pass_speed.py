@@ -13,7 +13,6 @@ candidates each setting lists.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -44,16 +43,8 @@ def main() -> int:
             times[s].append(dict(result.timings_s))
             listed[s] = 0 if result.candidates is None else result.candidates.count
     print(_phantom_bench.heading(args, f"median of {args.repeat}"))
-    print("| fine pass | liver stage s | tumor stage s | total s | tumor stage / without | candidates |")
-    print("|---|---|---|---|---|---|")
-    base = statistics.median(t["tumor_s"] for t in times[fine[0]]) if fine[0] == 0 else None
-    for s in fine:
-        liver = statistics.median(t["liver_s"] for t in times[s])
-        tumor = statistics.median(t["tumor_s"] for t in times[s])
-        total = statistics.median(t["total_s"] for t in times[s])
-        ratio = f"{tumor / base:.2f}" if base else "–"
-        name = "off" if s == 0 else f"{s:g} mm"
-        print(f"| {name} | {liver:.2f} | {tumor:.2f} | {total:.2f} | {ratio} | {listed[s]} |")
+    rows = [("off" if s == 0 else f"{s:g} mm", times[s], listed[s]) for s in fine]
+    print("\n".join(_phantom_bench.stage_table("fine pass", rows, "tumor_s")))
     return 0
 
 

@@ -14,7 +14,6 @@ and without small findings (``small_radius_mm`` 0).
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,16 +58,8 @@ def main() -> int:
             times_of.append(time.perf_counter() - t0)
             count[name] = len(found)
     print(_phantom_bench.heading(args, f"median of {args.repeat}"))
-    print("| scan (findings kept) | liver stage s | tumor stage s | total s | total / without | candidates |")
-    print("|---|---|---|---|---|---|")
-    base = statistics.median(t["total_s"] for t in times[limits[0]]) if limits[0] == 0 else None
-    for n in limits:
-        liver = statistics.median(t["liver_s"] for t in times[n])
-        tumor = statistics.median(t["tumor_s"] for t in times[n])
-        total = statistics.median(t["total_s"] for t in times[n])
-        ratio = f"{total / base:.2f}" if base else "–"
-        name = "off" if n == 0 else f"on ({n})"
-        print(f"| {name} | {liver:.2f} | {tumor:.2f} | {total:.2f} | {ratio} | {listed[n]} |")
+    rows = [("off" if n == 0 else f"on ({n})", times[n], listed[n]) for n in limits]
+    print("\n".join(_phantom_bench.stage_table("scan (findings kept)", rows, "total_s")))
     print("\nthe scan alone, every finding scored (as the pipeline runs it), on the last run's lesions:\n")
     print("| scan settings | s | findings |")
     print("|---|---|---|")
