@@ -63,8 +63,7 @@ SCAN_FILE = RESOURCES_DIR / "Correction" / "scan.json"
 SEED_FEATURES = ("log_strength", "ratio_small", "ratio_mid", "scale_mm", "bright", "abs_contrast", "small")
 #: Every feature a scan model may use.
 SCAN_FEATURES = (*FEATURES, *SEED_FEATURES)
-_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-LIVER, TUMOR = 1, 2
+LIVER = 1
 #: A blob weaker than this (the scale-normalised curvature, in HU) is none; it also floors the normalisation.
 MIN_STRENGTH_HU = 1.0
 
@@ -259,8 +258,7 @@ def scan_findings(
         if np.count_nonzero(mask) < 0.7 * np.count_nonzero(whole) or not mask.any():
             continue
         # One coarse voxel of gap to every earlier finding, so that no two are one component on the input grid.
-        near = ndimage.binary_dilation(taken[box], structure=_CONNECTIVITY_26)
-        mask &= ~near
+        mask = away_from_lesions(mask, taken[box])
         if not mask.any():
             continue
         features = component_features(
