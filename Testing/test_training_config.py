@@ -92,6 +92,11 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         ),
         ({"stage": "tumor", "data": {"liver_mask_dilation_mm": [-1, 2]}}, "field data.liver_mask_dilation_mm"),
         ({"stage": "tumor", "data": {"liver_mask_dilation_mm": 3}}, "field data.liver_mask_dilation_mm"),
+        ({"stage": "tumor", "input_spacing_mm": 1.4}, "field input_spacing_mm must be null or three numbers"),
+        ({"stage": "tumor", "input_spacing_mm": [1.4, 1.4]}, "field input_spacing_mm must be null or three numbers"),
+        ({"stage": "tumor", "input_spacing_mm": [1.4, 0, 1.4]}, "field input_spacing_mm must be null or three"),
+        ({"stage": "tumor", "input_spacing_mm": [1.4, 1.4, "2"]}, "field input_spacing_mm must be null or three"),
+        ({"stage": "tumor", "input_spacing_mm": [1.4, 1.4, True]}, "field input_spacing_mm must be null or three"),
     ],
 )
 def test_bad_values_name_the_field(data: dict[str, object], message: str) -> None:
@@ -106,3 +111,25 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("{")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         load_config(broken)
+
+
+def test_input_spacing_sets_the_cards_grid_and_the_training_renders() -> None:
+    """A fine-tune on another grid (docs/small-lesions.md section 11): the card it writes and every training phantom
+    it renders take the config's spacing, not the template card's 2 mm."""
+    from SmoothSegNetLib.models import card_from_dict
+    from SmoothSegNetLib.training.phantom_data import render_spec
+    from SmoothSegNetLib.training.run import card_template_for
+
+    plain = config_from_dict({"stage": "tumor"})
+    fine = config_from_dict({"stage": "tumor", "input_spacing_mm": [1.4, 1.4, 1.4]})
+    assert card_template_for(plain)["input"]["spacing_mm"] == [2.0, 2.0, 2.0]
+    template = card_template_for(fine)
+    assert template["input"]["spacing_mm"] == [1.4, 1.4, 1.4]
+    assert {k: v for k, v in template.items() if k != "input"} == {
+        k: v for k, v in card_template_for(plain).items() if k != "input"
+    }
+    card = card_from_dict(template, source="t")
+    specs = [render_spec(seed, card, fine.data) for seed in range(1000, 1020)]
+    # Jitter is +-15 % of the base spacing: 1.19-1.61 mm on the fine grid, 1.7-2.3 mm on the template's.
+    assert all(1.19 <= s <= 1.61 for spec in specs for s in spec.spacing_mm)
+    assert config_from_dict(config_to_dict(fine)).input_spacing_mm == (1.4, 1.4, 1.4)

@@ -119,6 +119,8 @@ class TrainConfig:
     ``init_from``: a model card of the same stage and architecture whose (sha256-verified) weights start the
     run instead of a random initialisation (a fine-tune; the optimiser and schedule start afresh). Relative
     to the config file's folder; ``train --init-from`` overrides it.
+    ``input_spacing_mm``: the network's grid for this run and its card, instead of the template card's
+    ``input.spacing_mm`` (a fine-tune that teaches a network another scale; docs/small-lesions.md section 11).
     """
 
     stage: str
@@ -147,6 +149,7 @@ class TrainConfig:
     card_id: str | None = None
     card_version: str | None = None
     init_from: str | None = None
+    input_spacing_mm: tuple[float, float, float] | None = None
     base_dir: str = "."
 
     @property
@@ -300,6 +303,13 @@ def check_config(config: TrainConfig, source: str) -> None:
             raise _fail(source, name, "must be true or false", getattr(config, name))
     if isinstance(config.num_threads, bool) or not isinstance(config.num_threads, int) or config.num_threads < 0:
         raise _fail(source, "num_threads", "must be an integer >= 0 (0 = torch's default)", config.num_threads)
+    spacing = config.input_spacing_mm
+    if spacing is not None and (
+        not isinstance(spacing, tuple)
+        or len(spacing) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.3 <= v <= 10.0 for v in spacing)
+    ):
+        raise _fail(source, "input_spacing_mm", "must be null or three numbers of millimetres in [0.3, 10]", spacing)
 
 
 def load_config(path: str | os.PathLike[str]) -> TrainConfig:
