@@ -93,6 +93,11 @@ def test_the_real_phase_configs_differ_only_where_the_script_says() -> None:
     assert data_changed == {"liver_mask_dilation_mm", "wall_lesion_fraction"}
     assert wall["data"]["liver_mask_dilation_mm"] == [0.0, 8.0] and wall["data"]["wall_lesion_fraction"] == 0.5
     assert "init_from" not in wall  # the script passes --init-from (phase 4's weights)
+    # Tried in the seventeenth session and not bundled (docs/small-lesions.md section 11): phase 5 on a 1.4 mm grid.
+    fine = json.loads((folder / "demo-tumor-fine-grid.json").read_text())
+    changed = {k for k in wall.keys() | fine.keys() if k != "_comment" and wall.get(k) != fine.get(k)}
+    assert changed == {"input_spacing_mm", "max_minutes", "iterations"}
+    assert fine["input_spacing_mm"] == [1.4, 1.4, 1.4] and (fine["max_minutes"], fine["iterations"]) == (75, 1500)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -235,6 +240,7 @@ def test_train_demo_script_runs_all_steps_across_interruptions_and_bundles_evalu
     # the bundled card's, number for number, with its score floor.
     bundled = json.loads((REPO_ROOT / "Resources" / "Models" / "smoothsegnet-demo-tumor.json").read_text())
     assert tumor["postprocessing"]["min_lesion_ml"] == 0.2
+    assert tumor["postprocessing"]["candidate_scan"] == bundled["postprocessing"]["candidate_scan"] == 3
     assert "min_lesion_confidence" not in tumor["postprocessing"]
     assert tumor["postprocessing"]["min_lesion_score"] == 0.3
     assert tumor["postprocessing"]["lesion_classifier"] == bundled["postprocessing"]["lesion_classifier"]

@@ -196,7 +196,8 @@ stop_if wall-lesions
 # the last phase's patch size, overlap 0.25 (the networks' instance normalisation then sees the statistics of a
 # training patch, not of a whole box: whole-box passes missed large lesions and cost liver Dice), no test-time
 # mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.2 ml (chosen on tuning phantoms
-# 2004-2033 for the phase-4 weights: docs/small-lesions.md); then the ONNX graphs of the new weights (the torch-free
+# 2004-2033 for the phase-4 weights: docs/small-lesions.md), the liver scan's three best findings in the review list
+# (section 9); then the ONNX graphs of the new weights (the torch-free
 # CPU runtime; docs/onnx-runtime.md), hashes in the cards.
 if done_before bundle; then
     echo "bundle: done before; skipped"
@@ -215,7 +216,7 @@ card = json.load(open(path, encoding="utf-8"))
 card["inference"].update(mode="sliding", roi_size_ijk=config["patch_size_ijk"], overlap=0.25)
 card["inference"].pop("mirror_axes", None)
 if card["task"] == "tumor":
-    card.setdefault("postprocessing", {}).update(min_lesion_ml=0.2)
+    card.setdefault("postprocessing", {}).update(min_lesion_ml=0.2, candidate_scan=3)
 write_card_file(path, card)
 PY
         "$PYTHON" -m SmoothSegNetLib models export "$MODELS/smoothsegnet-demo-$stage.json" >/dev/null
