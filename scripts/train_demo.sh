@@ -197,8 +197,8 @@ stop_if wall-lesions
 # training patch, not of a whole box: whole-box passes missed large lesions and cost liver Dice), no test-time
 # mirroring (it did not help with windows and costs 8 passes), tumor lesions >= 0.2 ml (chosen on tuning phantoms
 # 2004-2033 for the phase-4 weights: docs/small-lesions.md), the liver scan's three best findings in the review list
-# (section 9); then the ONNX graphs of the new weights (the torch-free
-# CPU runtime; docs/onnx-runtime.md), hashes in the cards.
+# (section 9); then the ONNX graphs of the new weights (the torch-free CPU runtime; docs/onnx-runtime.md), hashes in
+# the cards.
 if done_before bundle; then
     echo "bundle: done before; skipped"
 else

@@ -39,14 +39,14 @@ log = logging.getLogger(__name__)
 def card_template_for(config: TrainConfig) -> dict[str, Any]:
     """The card to fill: the demo template of the stage, or a card JSON named by ``card_template``, on the
     config's ``input_spacing_mm`` where it names one."""
-    template = _card_template(config)
+    template = _card_template(config)  # a fresh dict on every call: changed in place
     if config.input_spacing_mm is not None:
-        template = copy.deepcopy(template)
         template.setdefault("input", {})["spacing_mm"] = [float(v) for v in config.input_spacing_mm]
     return template
 
 
 def _card_template(config: TrainConfig) -> dict[str, Any]:
+    """The template card as it is: built anew (demo) or parsed from its file on each call."""
     from SmoothSegNetLib.models import demo_card_template
 
     if config.card_template == "demo":
