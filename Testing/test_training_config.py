@@ -94,7 +94,10 @@ def test_nested_values_and_round_trip(tmp_path: Path) -> None:
         ({"stage": "tumor", "data": {"liver_mask_dilation_mm": 3}}, "field data.liver_mask_dilation_mm"),
         ({"stage": "tumor", "input_spacing_mm": 1.4}, "field input_spacing_mm must be null or three numbers"),
         ({"stage": "tumor", "input_spacing_mm": [1.4, 1.4]}, "field input_spacing_mm must be null or three numbers"),
-        ({"stage": "tumor", "input_spacing_mm": [1.4, 0, 1.4]}, "field input_spacing_mm must be null or three"),
+        (
+            {"stage": "tumor", "input_spacing_mm": [1.4, 0, 1.4]},
+            "field input_spacing_mm must be null or three numbers of millimetres in [0.3, 10], got [1.4, 0, 1.4]",
+        ),
         ({"stage": "tumor", "input_spacing_mm": [1.4, 1.4, "2"]}, "field input_spacing_mm must be null or three"),
         ({"stage": "tumor", "input_spacing_mm": [1.4, 1.4, True]}, "field input_spacing_mm must be null or three"),
     ],

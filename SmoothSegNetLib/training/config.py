@@ -309,7 +309,12 @@ def check_config(config: TrainConfig, source: str) -> None:
         or len(spacing) != 3
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.3 <= v <= 10.0 for v in spacing)
     ):
-        raise _fail(source, "input_spacing_mm", "must be null or three numbers of millimetres in [0.3, 10]", spacing)
+        raise _fail(
+            source,
+            "input_spacing_mm",
+            "must be null or three numbers of millimetres in [0.3, 10]",
+            list(spacing) if isinstance(spacing, tuple) else spacing,
+        )
 
 
 def load_config(path: str | os.PathLike[str]) -> TrainConfig:
