@@ -66,3 +66,22 @@ def test_review_figures_count_missed_lesions_in_candidates_and_false_candidates(
     assert "Candidates listed: 3 in 1 cases (3.0 per case), 2 of them on no reference lesion." in review_text([case])
     write_csv(tmp_path / "e.csv", [case])
     assert (tmp_path / "e.csv").read_text().splitlines()[1].endswith(",2,1,3,2")
+
+
+def test_evaluation_grid_factor_and_the_cache_record_keep_the_field_of_view() -> None:
+    import pytest
+
+    from SmoothSegNetLib.evaluation.missed_lesions import IN_PLANE_FACTOR, evaluation_grid, record_grid
+
+    for seed in (2004, 2035, 3016):
+        size, spacing, oblique = heldout_grid(seed)
+        assert evaluation_grid(seed, 1.0) == (size, spacing, oblique)  # factor 1: the held-out grid itself
+        coarse_size, coarse_spacing, coarse_oblique = evaluation_grid(seed)
+        assert IN_PLANE_FACTOR == 2.0 and coarse_oblique == oblique
+        assert coarse_spacing == (round(2 * spacing[0], 4), round(2 * spacing[1], 4), spacing[2])
+        assert coarse_size == (-(-size[0] // 2), -(-size[1] // 2), size[2])  # same field of view, rounded up
+        # A cache record made before the factor existed is read on the coarse grid; one with it, on its own.
+        assert record_grid(seed, {"missed": []}) == evaluation_grid(seed)
+        assert record_grid(seed, {"missed": [], "in_plane_factor": 1.0}) == (size, spacing, oblique)
+    with pytest.raises(ValueError, match="in_plane_factor must be >= 1"):
+        evaluation_grid(2004, 0.5)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid, true_lesion_mask
+from SmoothSegNetLib.evaluation.missed_lesions import record_grid, true_lesion_mask
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def save_seed(seed: int, cache: Path, normals: int = 1) -> int:
         return 0
     out = cache / "cases"
     out.mkdir(parents=True, exist_ok=True)
-    size, spacing, oblique = evaluation_grid(seed)
+    size, spacing, oblique = record_grid(seed, record)
     phantom = make_phantom(seed, size, spacing, oblique)
     stored = np.load(cache / f"seg-{seed}.npz")
     labelmap, lesions = stored["labelmap"], stored["lesions"]

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid, true_lesion_mask
+from SmoothSegNetLib.evaluation.missed_lesions import record_grid, true_lesion_mask
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def evaluate_seed(
     normal: dict[str, tuple[int, int]] = {}
     if not record["missed"]:
         return clicks, {}
-    size, spacing, oblique = evaluation_grid(seed)
+    size, spacing, oblique = record_grid(seed, record)
     phantom = make_phantom(seed, size, spacing, oblique)
     stored = np.load(cache / f"seg-{seed}.npz")
     labelmap, lesions = stored["labelmap"], stored["lesions"]

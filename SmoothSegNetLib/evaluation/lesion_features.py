@@ -4,7 +4,8 @@ Each phantom is segmented by the real pipeline with every floor off and its prob
 gets its features (:mod:`SmoothSegNetLib.inference.lesion_features`, computed as the pipeline computes them) and
 the true lesions it touches (the phantom's own ids). Each true lesion keeps its RECIST band. The phantoms are
 made on the held-out grid of their seed with twice the in-plane voxel size, as
-:mod:`SmoothSegNetLib.evaluation.small_lesions` does.
+:mod:`SmoothSegNetLib.evaluation.small_lesions` does (``--in-plane-factor 1``: on the held-out grid itself, the
+voxel sizes of the held-out evaluation).
 
 Run: ``python -m SmoothSegNetLib.evaluation.lesion_features --seeds 2004:2064 --cache build/lesion-features``
 (``--jobs 2`` segments two phantoms at a time; ``--liver-model`` and ``--tumor-model`` name cards other than the
@@ -28,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def collect(
-    seed: int, cache: Path, threads: int | None, tumor_model: str | None, liver_model: str | None = None
+    seed: int,
+    cache: Path,
+    threads: int | None,
+    tumor_model: str | None,
+    liver_model: str | None = None,
+    in_plane_factor: float | None = None,
 ) -> dict[str, Any]:
     """One phantom's components and lesions (read from ``cache`` when there)."""
     record = cache / f"features-{seed}.json"
@@ -41,7 +47,7 @@ def collect(
     from SmoothSegNetLib.report.recist import recist_axes
 
     models = {"tumor_model": tumor_model, "liver_model": liver_model}
-    phantom, result = segment_without_floors(seed, threads, {k: v for k, v in models.items() if v})
+    phantom, result = segment_without_floors(seed, threads, {k: v for k, v in models.items() if v}, in_plane_factor)
     geometry = phantom.ct.geometry
     assert result.probability is not None
     q = result.probability["tumor"].astype(np.float32)
@@ -78,11 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tumor-model", default=None, help="tumor model card (default: the bundled one)")
     parser.add_argument("--liver-model", default=None, help="liver model card (default: the bundled one)")
     parser.add_argument("--jobs", type=int, default=1, help="phantoms segmented in parallel processes")
+    parser.add_argument(
+        "--in-plane-factor",
+        type=float,
+        default=None,
+        help="in-plane voxels this many times the held-out grid's (default 2; 1: the held-out grid itself)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
     seeds = range(int(first), int(end))
-    work = (args.cache, args.threads, args.tumor_model, args.liver_model)
+    work = (args.cache, args.threads, args.tumor_model, args.liver_model, args.in_plane_factor)
     if args.jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 

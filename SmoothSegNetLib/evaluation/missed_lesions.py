@@ -7,7 +7,10 @@ segmented by the real pipeline, and every true lesion with a RECIST long axis of
 that no predicted tumor voxel touches is recorded as *missed*, with its centre (the true mask's centroid, or
 the mask voxel nearest to it when the centroid falls outside the mask). The segmentation is cached per seed
 (``seg-<seed>.npz`` and ``missed-<seed>.json`` in the cache folder), so the phantom is made again (it is
-deterministic) and only ``add-lesion`` runs when evaluating.
+deterministic) and only ``add-lesion`` runs when evaluating. ``--in-plane-factor 1`` makes the phantoms on the
+held-out grid itself: the noise a 2 mm network or a 1.5 mm scan sees there is about half that of the coarse grid
+(four voxels averaged instead of one). Each record keeps its factor, and what reads the cache (the crops, the
+click evaluation, the scan's records) makes the phantom on that grid (:func:`record_grid`).
 
 Run: ``python -m SmoothSegNetLib.evaluation.missed_lesions --seeds 2004:2064 --cache build/add-lesion``.
 """
@@ -80,14 +83,27 @@ def missed_lesions(
 IN_PLANE_FACTOR = 2.0
 
 
-def evaluation_grid(seed: int) -> tuple[tuple[int, int, int], tuple[float, float, float], bool]:
-    """The held-out grid of ``seed`` with :data:`IN_PLANE_FACTOR` times larger in-plane voxels (same field of view)."""
+def evaluation_grid(
+    seed: int, in_plane_factor: float = IN_PLANE_FACTOR
+) -> tuple[tuple[int, int, int], tuple[float, float, float], bool]:
+    """The held-out grid of ``seed`` with ``in_plane_factor`` (default :data:`IN_PLANE_FACTOR`) times larger
+    in-plane voxels, same field of view; a factor of 1 is the held-out grid itself."""
     from SmoothSegNetLib.evaluation.phantoms import heldout_grid
 
+    if not in_plane_factor >= 1.0:
+        raise ValueError(f"in_plane_factor must be >= 1, not {in_plane_factor}")
     size, spacing, oblique = heldout_grid(seed)
-    n_xy = int(math.ceil(size[0] / IN_PLANE_FACTOR))
-    in_plane = round(spacing[0] * IN_PLANE_FACTOR, 4)
+    if in_plane_factor == 1.0:
+        return size, spacing, oblique
+    n_xy = int(math.ceil(size[0] / in_plane_factor))
+    in_plane = round(spacing[0] * in_plane_factor, 4)
     return (n_xy, n_xy, size[2]), (in_plane, in_plane, spacing[2]), oblique
+
+
+def record_grid(seed: int, record: dict[str, Any]) -> tuple[tuple[int, int, int], tuple[float, float, float], bool]:
+    """The evaluation grid a cache record of :func:`collect_seed` was made on (records without
+    ``in_plane_factor`` were made before it existed, with :data:`IN_PLANE_FACTOR`)."""
+    return evaluation_grid(seed, float(record.get("in_plane_factor", IN_PLANE_FACTOR)))
 
 
 def has_large_lesion(seed: int, min_long_mm: float) -> bool:
@@ -98,8 +114,11 @@ def has_large_lesion(seed: int, min_long_mm: float) -> bool:
     return any(spec.diameters_mm[0] >= min_long_mm for spec in _draw_patient(seed, None).lesions)
 
 
-def collect_seed(seed: int, cache: Path, threads: int | None, min_long_mm: float) -> list[dict[str, Any]]:
-    """Segment one phantom (or read its cache) and return its missed lesions."""
+def collect_seed(
+    seed: int, cache: Path, threads: int | None, min_long_mm: float, in_plane_factor: float = IN_PLANE_FACTOR
+) -> list[dict[str, Any]]:
+    """Segment one phantom on :func:`evaluation_grid` (``in_plane_factor``) or read its cache, and return its
+    missed lesions. The record keeps the factor, so that what reads the cache makes the phantom on that grid."""
     record = cache / f"missed-{seed}.json"
     if record.is_file():
         return list(json.loads(record.read_text(encoding="utf-8"))["missed"])
@@ -108,16 +127,17 @@ def collect_seed(seed: int, cache: Path, threads: int | None, min_long_mm: float
 
     cache.mkdir(parents=True, exist_ok=True)
     if not has_large_lesion(seed, min_long_mm):
-        record.write_text(json.dumps({"seed": seed, "models": [], "missed": [], "skipped": True}) + "\n", "utf-8")
+        skipped = {"seed": seed, "models": [], "missed": [], "skipped": True, "in_plane_factor": in_plane_factor}
+        record.write_text(json.dumps(skipped) + "\n", "utf-8")
         return []
-    size, spacing, oblique = evaluation_grid(seed)
+    size, spacing, oblique = evaluation_grid(seed, in_plane_factor)
     phantom = make_phantom(seed, size, spacing, oblique)
     result = segment(phantom.ct, SegmentOptions(device="cpu", threads=threads))
     missed = missed_lesions(
         result.labelmap == 2, phantom.tissues, len(phantom.lesions), phantom.ct.geometry, min_long_mm
     )
     np.savez_compressed(cache / f"seg-{seed}.npz", labelmap=result.labelmap, lesions=result.lesions)
-    data = {"seed": seed, "models": list(result.models), "missed": missed}
+    data = {"seed": seed, "models": list(result.models), "missed": missed, "in_plane_factor": in_plane_factor}
     record.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     log.info("phantom %d: %d lesion(s), %d missed >= %g mm", seed, len(phantom.lesions), len(missed), min_long_mm)
     return missed
@@ -129,12 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("build/add-lesion"), help="cache folder")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--min-long-axis-mm", type=float, default=MIN_LONG_AXIS_MM)
+    parser.add_argument(
+        "--in-plane-factor",
+        type=float,
+        default=IN_PLANE_FACTOR,
+        help=f"in-plane voxels this many times the held-out grid's (default {IN_PLANE_FACTOR:g}; 1: the held-out grid)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
     total = 0
     for seed in range(int(first), int(end)):
-        total += len(collect_seed(seed, args.cache, args.threads, args.min_long_axis_mm))
+        total += len(collect_seed(seed, args.cache, args.threads, args.min_long_axis_mm, args.in_plane_factor))
     sys.stdout.write(f"{total} missed lesion(s) >= {args.min_long_axis_mm:g} mm in seeds {args.seeds}\n")
     return 0
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
-from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid, true_lesion_mask
+from SmoothSegNetLib.evaluation.missed_lesions import record_grid, true_lesion_mask
 
 if TYPE_CHECKING:
     from SmoothSegNetLib.correction.scan import ScanSettings
@@ -82,7 +82,7 @@ def collect_seed(
     record = json.loads((cache / f"missed-{seed}.json").read_text(encoding="utf-8"))
     if record.get("skipped"):
         return None
-    size, spacing, oblique = evaluation_grid(seed)
+    size, spacing, oblique = record_grid(seed, record)
     phantom = make_phantom(seed, size, spacing, oblique)
     stored = np.load(cache / f"seg-{seed}.npz")
     labelmap, lesions = stored["labelmap"], stored["lesions"]
