@@ -60,7 +60,8 @@ class AddLesionSettings:
         rim_fit: when growing finds nothing, fit a rim-enhancing lesion centred on the point
             (:mod:`SmoothSegNetLib.correction.rim_fit`; before the network's component unless ``network_first``):
             for a lesion whose centre has the liver's value.
-        rim_fit_min_z: the fitted rim's amplitude must be at least this many standard errors.
+        rim_fit_min_z: the fitted rim's amplitude must be at least this many standard errors (voxels closer than
+            ``rim_fit.INDEPENDENT_MM`` count as one noise sample).
         rim_fit_min_cover: the fitted rim must stand out in at least this share (0–1) of the 14 direction sectors.
         recentre: the click need not be the lesion's centre: search again from the centre of the nearest blob when
             nothing is found at the click, and from the centre the lesion-like voxels imply when something is
