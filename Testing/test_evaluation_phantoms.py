@@ -85,3 +85,21 @@ def test_evaluation_grid_factor_and_the_cache_record_keep_the_field_of_view() ->
         assert record_grid(seed, {"missed": [], "in_plane_factor": 1.0}) == (size, spacing, oblique)
     with pytest.raises(ValueError, match="in_plane_factor must be >= 1"):
         evaluation_grid(2004, 0.5)
+
+
+def test_a_bad_in_plane_factor_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    import pytest
+
+    from SmoothSegNetLib.evaluation import lesion_features, missed_lesions
+
+    cache = tmp_path / "cache"
+    for main in (missed_lesions.main, lesion_features.main):
+        for bad in ("0.5", "abc"):
+            with pytest.raises(SystemExit) as exit_info:
+                main(["--seeds", "2004:2005", "--cache", str(cache), "--in-plane-factor", bad])
+            assert exit_info.value.code == 2
+    # Seed 2004 has no lesion of 10 mm: a skipped record was written for it before the factor was ever checked.
+    assert not missed_lesions.has_large_lesion(2004, missed_lesions.MIN_LONG_AXIS_MM)
+    with pytest.raises(ValueError, match="in_plane_factor must be >= 1"):
+        missed_lesions.collect_seed(2004, cache, 1, missed_lesions.MIN_LONG_AXIS_MM, 0.5)
+    assert not cache.exists()

@@ -42,8 +42,9 @@ BLUR_MM = 0.9
 CLIP_SIGMA = 3.0
 #: Noise samples closer than this (mm, along each axis) are not independent: the scanner's point spread and the
 #: reconstruction correlate neighbouring voxels, so the rim's standard error counts at most one sample per
-#: ``INDEPENDENT_MM`` along each axis. Without it the rim's z grew with the number of voxels, about 4 times on
-#: a 0.75 mm grid than on a 1.5 mm grid, and normal liver passed it on fine grids (docs/add-lesion.md, sixth round).
+#: ``INDEPENDENT_MM`` along each axis. Without it the rim's z grew with the number of voxels (four times as many on
+#: a 0.75 mm grid as on a 1.5 mm one, z about twice as large), and normal liver passed it on fine grids
+#: (docs/add-lesion.md, sixth round).
 INDEPENDENT_MM = 1.5
 #: Width (mm) of the shells whose sums the least squares are solved on.
 _SHELL_MM = 0.1

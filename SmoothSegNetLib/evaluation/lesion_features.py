@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from SmoothSegNetLib.evaluation.missed_lesions import IN_PLANE_FACTOR, in_plane_factor_arg
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +36,7 @@ def collect(
     threads: int | None,
     tumor_model: str | None,
     liver_model: str | None = None,
-    in_plane_factor: float | None = None,
+    in_plane_factor: float = IN_PLANE_FACTOR,
 ) -> dict[str, Any]:
     """One phantom's components and lesions (read from ``cache`` when there)."""
     record = cache / f"features-{seed}.json"
@@ -86,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="phantoms segmented in parallel processes")
     parser.add_argument(
         "--in-plane-factor",
-        type=float,
-        default=None,
-        help="in-plane voxels this many times the held-out grid's (default 2; 1: the held-out grid itself)",
+        type=in_plane_factor_arg,
+        default=IN_PLANE_FACTOR,
+        help=f"in-plane voxels this many times the held-out grid's (default {IN_PLANE_FACTOR:g}; 1: the held-out grid)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

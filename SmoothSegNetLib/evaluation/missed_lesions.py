@@ -8,9 +8,10 @@ that no predicted tumor voxel touches is recorded as *missed*, with its centre (
 the mask voxel nearest to it when the centroid falls outside the mask). The segmentation is cached per seed
 (``seg-<seed>.npz`` and ``missed-<seed>.json`` in the cache folder), so the phantom is made again (it is
 deterministic) and only ``add-lesion`` runs when evaluating. ``--in-plane-factor 1`` makes the phantoms on the
-held-out grid itself: the noise a 2 mm network or a 1.5 mm scan sees there is about half that of the coarse grid
-(four voxels averaged instead of one). Each record keeps its factor, and what reads the cache (the crops, the
-click evaluation, the scan's records) makes the phantom on that grid (:func:`record_grid`).
+held-out grid itself (the pixel size of a real CT): the noise per voxel is the same, but a 2 mm network or a
+1.5 mm scan averages four voxels there where the coarse grid has one. Each record keeps its factor, and what
+reads the cache (the crops, the click evaluation, the scan's records) makes the phantom on that grid
+(:func:`record_grid`).
 
 Run: ``python -m SmoothSegNetLib.evaluation.missed_lesions --seeds 2004:2064 --cache build/add-lesion``.
 """
@@ -100,6 +101,17 @@ def evaluation_grid(
     return (n_xy, n_xy, size[2]), (in_plane, in_plane, spacing[2]), oblique
 
 
+def in_plane_factor_arg(text: str) -> float:
+    """``--in-plane-factor`` of the command lines: a number >= 1 (argparse prints the error and exits 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 1, not {text!r}") from None
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 1, not {text!r}")
+    return value
+
+
 def record_grid(seed: int, record: dict[str, Any]) -> tuple[tuple[int, int, int], tuple[float, float, float], bool]:
     """The evaluation grid a cache record of :func:`collect_seed` was made on (records without
     ``in_plane_factor`` were made before it existed, with :data:`IN_PLANE_FACTOR`)."""
@@ -125,12 +137,12 @@ def collect_seed(
     from SmoothSegNetLib.inference import SegmentOptions, segment
     from SmoothSegNetLib.phantom import make_phantom
 
+    size, spacing, oblique = evaluation_grid(seed, in_plane_factor)  # checks the factor before anything is written
     cache.mkdir(parents=True, exist_ok=True)
     if not has_large_lesion(seed, min_long_mm):
         skipped = {"seed": seed, "models": [], "missed": [], "skipped": True, "in_plane_factor": in_plane_factor}
         record.write_text(json.dumps(skipped) + "\n", "utf-8")
         return []
-    size, spacing, oblique = evaluation_grid(seed, in_plane_factor)
     phantom = make_phantom(seed, size, spacing, oblique)
     result = segment(phantom.ct, SegmentOptions(device="cpu", threads=threads))
     missed = missed_lesions(
@@ -151,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-long-axis-mm", type=float, default=MIN_LONG_AXIS_MM)
     parser.add_argument(
         "--in-plane-factor",
-        type=float,
+        type=in_plane_factor_arg,
         default=IN_PLANE_FACTOR,
         help=f"in-plane voxels this many times the held-out grid's (default {IN_PLANE_FACTOR:g}; 1: the held-out grid)",
     )

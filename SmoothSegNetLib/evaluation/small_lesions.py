@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
+from SmoothSegNetLib.evaluation.missed_lesions import IN_PLANE_FACTOR
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +148,17 @@ def _tissue_under(tissues: np.ndarray) -> str:
 
 
 def segment_without_floors(
-    seed: int, threads: int | None, options: dict[str, Any], in_plane_factor: float | None = None
+    seed: int, threads: int | None, options: dict[str, Any], in_plane_factor: float = IN_PLANE_FACTOR
 ) -> tuple[Any, Any]:
     """``(phantom, result)``: one phantom on its evaluation grid (``in_plane_factor`` times the held-out grid's
-    in-plane voxels; default that of :func:`~SmoothSegNetLib.evaluation.missed_lesions.evaluation_grid`),
+    in-plane voxels, :func:`~SmoothSegNetLib.evaluation.missed_lesions.evaluation_grid`),
     segmented by the real pipeline with its probability maps kept and every lesion floor off (the card's
     included: a confidence or score floor would hide the components under it)."""
-    from SmoothSegNetLib.evaluation.missed_lesions import IN_PLANE_FACTOR, evaluation_grid
+    from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid
     from SmoothSegNetLib.inference import SegmentOptions, segment
     from SmoothSegNetLib.phantom import make_phantom
 
-    size, spacing, oblique = evaluation_grid(seed, IN_PLANE_FACTOR if in_plane_factor is None else in_plane_factor)
+    size, spacing, oblique = evaluation_grid(seed, in_plane_factor)
     phantom = make_phantom(seed, size, spacing, oblique)
     result = segment(
         phantom.ct, SegmentOptions(device="cpu", threads=threads, probability_map=True, **{**FLOORS_OFF, **options})
