@@ -30,7 +30,7 @@ from SmoothSegNetLib.correction.scan import (
     small_blob,
 )
 from SmoothSegNetLib.errors import InputError
-from SmoothSegNetLib.evaluation.scan_candidates import fit_file, outcome, positive
+from SmoothSegNetLib.evaluation.scan_candidates import collect_seed, fit_file, labelled, main, outcome, positive
 from SmoothSegNetLib.inference import SegmentOptions
 from SmoothSegNetLib.inference.cases import Case, run_case
 from SmoothSegNetLib.inference.pipeline import Segmenter
@@ -426,3 +426,66 @@ def test_the_fit_writes_the_settings_it_collected_with_and_a_model_that_ranks_le
     assert written.model.score({"abs_contrast": 40.0}) > written.model.score({"abs_contrast": 10.0})
     assert "tuning phantoms 10-11" in json.loads(path.read_text())["tuning"]
     assert not list(tmp_path.glob("*.tmp"))  # written under a temporary name, then renamed
+
+
+def test_labelled_findings_leave_out_those_only_on_large_missed_lesions() -> None:
+    truth = [
+        {"id": 1, "long_axis_mm": 12.0, "found": False},
+        {"id": 2, "long_axis_mm": 40.0, "found": False},
+        {"id": 3, "long_axis_mm": 15.0, "found": True},
+    ]
+    hits = [[1], [2], [1, 2], [3], []]
+    case = {"seed": 1, "truth": truth, "findings": [{"hits": h, "n": n} for n, h in enumerate(hits)]}
+    rows, labels = labelled([case], 25.0)
+    # [2] only touches a missed lesion of 40 mm: left out; [3] touches a found one: negative.
+    assert [r["n"] for r in rows] == [0, 2, 3, 4] and labels == [True, True, False, False]
+    rows, labels = labelled([case])
+    assert [r["n"] for r in rows] == [0, 1, 2, 3, 4] and labels == [True, True, True, False, False]
+    assert labels == [positive(case, f) for f in case["findings"]]
+
+
+def test_the_fit_on_training_phantoms_says_so_and_counts_the_rows_it_kept(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    cases = []
+    for seed in (1100, 1101):
+        findings = []
+        for n in range(30):
+            kind = n % 10  # 0: a small lesion (bright), 1: a large lesion (dark, left out), else nothing
+            row = {name: float(rng.normal()) for name in SCAN_FEATURES}
+            row["abs_contrast"] = {0: 40.0, 1: 5.0}.get(kind, 10.0) + float(rng.normal(0, 3))
+            findings.append({**row, "hits": {0: [1], 1: [2]}.get(kind, [])})
+        truth = [{"id": 1, "long_axis_mm": 12.0, "found": False}, {"id": 2, "long_axis_mm": 60.0, "found": False}]
+        cases.append({"seed": seed, "truth": truth, "findings": findings})
+    path = tmp_path / "scan.json"
+    fit_file(cases, ["abs_contrast"], 20.0, path, max_long_mm=25.0, training=True)
+    text = json.loads(path.read_text())["tuning"]
+    assert "training phantoms 1100-1101 (2 cases)" in text and "54 findings, 6 on a lesion under 25 mm" in text
+    written = ScanSettings.from_dict(json.loads(path.read_text()))
+    assert written.model is not None
+    # The count above fails if the large lesion's findings are kept (60 findings, 12 positive); the small
+    # lesions' bright findings rank first.
+    assert written.model.score({"abs_contrast": 40.0}) > written.model.score({"abs_contrast": 5.0})
+
+
+def test_a_training_phantom_is_scanned_with_its_true_liver_and_no_lesion_found(tmp_path: Path) -> None:
+    from SmoothSegNetLib.evaluation.missed_lesions import evaluation_grid
+    from SmoothSegNetLib.phantom import make_phantom
+
+    seed = 1106
+    record = collect_seed(seed, None, tmp_path, in_plane_factor=3.0)
+    assert record is not None and (tmp_path / f"scan-{seed}.json").is_file()
+    phantom = make_phantom(seed, *evaluation_grid(seed, 3.0))
+    ids = sorted({int(v) - 99 for v in np.unique(phantom.tissues) if v >= 100})
+    assert [t["id"] for t in record["truth"]] == ids and not any(t["found"] for t in record["truth"])
+    # Large lesions, which the pipeline finds and the scan would keep clear of, are reached here.
+    large = {t["id"] for t in record["truth"] if t["long_axis_mm"] >= 20.0}
+    assert large and any(set(f["hits"]) & large for f in record["findings"])
+
+
+def test_true_liver_collection_refuses_a_bad_grid_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "records"
+    with pytest.raises(SystemExit) as stop:
+        main(["--true-liver", "--in-plane-factor", "0.5", "--seeds", "1100:1101", "--out", str(out)])
+    assert stop.value.code == 2 and "error:" in capsys.readouterr().err and not out.exists()

@@ -11,7 +11,14 @@ per size band, and the findings per case on no lesion. ``--fit FILE`` writes the
 model fitted on every seed given.
 
 Run: ``python -m SmoothSegNetLib.evaluation.scan_candidates --seeds 2004:2064 --cache build/add-lesion
---out build/scan`` (tuning seeds only: the model and the limit are chosen on them).
+--out build/scan`` (tuning seeds: the limit is chosen on them, and ``--model`` scores a fitted model on them).
+
+``--true-liver`` records training phantoms instead, with no cache: each seed is made on its evaluation grid
+(``--in-plane-factor``) and scanned with its true liver and no lesion found, so every lesion is a positive;
+``--fit FILE --max-long-axis-mm 25`` then fits the model on the findings of lesions under 25 mm (those only on
+larger lesions, which the network finds, are left out). Tried in the nineteenth session and not bundled
+(docs/small-lesions.md, section 13): ``--true-liver --in-plane-factor 1 --seeds 1100:1600 --out build/scan-train
+--max-long-axis-mm 25 --fit FILE``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
-from SmoothSegNetLib.evaluation.missed_lesions import record_grid, true_lesion_mask
+from SmoothSegNetLib.evaluation.missed_lesions import (
+    IN_PLANE_FACTOR,
+    evaluation_grid,
+    in_plane_factor_arg,
+    record_grid,
+    true_lesion_mask,
+)
 
 if TYPE_CHECKING:
     from SmoothSegNetLib.correction.scan import ScanSettings
@@ -65,12 +78,15 @@ def collection_settings(small_radius_mm: float | None = None) -> ScanSettings:
 
 def collect_seed(
     seed: int,
-    cache: Path,
+    cache: Path | None,
     out: Path,
     min_radius_mm: float | None = None,
     small_radius_mm: float | None = None,
+    in_plane_factor: float = IN_PLANE_FACTOR,
 ) -> dict[str, Any] | None:
-    """Scan one cached phantom (or read its record); ``None`` when the cache skipped it."""
+    """Scan one cached phantom (or read its record); ``None`` when the cache skipped it. Without a cache (a
+    training phantom, made on :func:`evaluation_grid` with ``in_plane_factor``), the scan sees the true liver
+    with every lesion in it and no lesion found, so each true lesion is recorded as not found."""
     from SmoothSegNetLib.correction.scan import scan_findings
     from SmoothSegNetLib.correction.settings import default_settings
     from SmoothSegNetLib.phantom import make_phantom
@@ -79,13 +95,19 @@ def collect_seed(
     path = out / f"scan-{seed}.json"
     if path.is_file():
         return dict(json.loads(path.read_text(encoding="utf-8")))
-    record = json.loads((cache / f"missed-{seed}.json").read_text(encoding="utf-8"))
-    if record.get("skipped"):
-        return None
-    size, spacing, oblique = record_grid(seed, record)
-    phantom = make_phantom(seed, size, spacing, oblique)
-    stored = np.load(cache / f"seg-{seed}.npz")
-    labelmap, lesions = stored["labelmap"], stored["lesions"]
+    if cache is None:
+        # A training phantom: the true liver (its lesions included) and no lesion found, so that every lesion
+        # the scan touches is a positive (see true_liver_case).
+        phantom = make_phantom(seed, *evaluation_grid(seed, in_plane_factor))
+        labelmap = ((phantom.labels == 1) | (phantom.labels == 2)).astype(np.uint8)
+        lesions = np.zeros(labelmap.shape, np.int32)
+    else:
+        record = json.loads((cache / f"missed-{seed}.json").read_text(encoding="utf-8"))
+        if record.get("skipped"):
+            return None
+        phantom = make_phantom(seed, *record_grid(seed, record))
+        stored = np.load(cache / f"seg-{seed}.npz")
+        labelmap, lesions = stored["labelmap"], stored["lesions"]
     geometry = phantom.ct.geometry
     ids = np.zeros(labelmap.shape, np.int32)
     truth = []
@@ -126,6 +148,27 @@ def positive(case: dict[str, Any], finding: dict[str, Any]) -> bool:
     """A finding that touches a lesion the pipeline missed."""
     missed = {t["id"] for t in case["truth"] if not t["found"]}
     return any(h in missed for h in finding["hits"])
+
+
+def labelled(
+    cases: Sequence[dict[str, Any]], max_long_mm: float | None = None
+) -> tuple[list[dict[str, Any]], list[bool]]:
+    """The findings a model is fitted on and their labels (:func:`positive`). With ``max_long_mm``, a finding
+    touches a missed lesion under that long axis to be positive, and one that touches only larger missed lesions
+    is left out: on training phantoms scanned with the true liver, the large lesions (which the network finds)
+    would otherwise give most of the positives."""
+    rows: list[dict[str, Any]] = []
+    labels: list[bool] = []
+    for case in cases:
+        missed = {t["id"]: t["long_axis_mm"] for t in case["truth"] if not t["found"]}
+        for f in case["findings"]:
+            touched = [missed[h] for h in f["hits"] if h in missed]
+            small = [a for a in touched if max_long_mm is None or a < max_long_mm]
+            if touched and not small:
+                continue
+            rows.append(f)
+            labels.append(bool(small))
+    return rows, labels
 
 
 def cross_scores(cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float) -> list[list[float]]:
@@ -211,13 +254,16 @@ def fit_file(
     l2: float,
     path: Path,
     settings: ScanSettings | None = None,
+    max_long_mm: float | None = None,
+    training: bool = False,
 ) -> None:
-    """Write the scan settings (``settings``, default the bundled ones) with the model fitted on every case."""
+    """Write the scan settings (``settings``, default the bundled ones) with the model fitted on every case
+    (:func:`labelled` with ``max_long_mm``); ``training``: the cases are training phantoms scanned with the true
+    liver (``--true-liver``), not tuning phantoms segmented by the pipeline."""
     from SmoothSegNetLib.correction.scan import SCAN_FEATURES, ScanSettings
     from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
 
-    rows = [f for c in cases for f in c["findings"]]
-    labels = [positive(c, f) for c in cases for f in c["findings"]]
+    rows, labels = labelled(cases, max_long_mm)
     model = fit_logistic(rows, labels, features, l2, vocabulary=SCAN_FEATURES)
     data: dict[str, Any] = {"schema": "smoothsegnet.scan_settings/1"}
     used = settings if settings is not None else collection_settings()
@@ -230,11 +276,20 @@ def fit_file(
         data[name] = list(value) if isinstance(value, tuple) else value
     data.update(min_score=0.0, model=model.to_json())
     seeds = sorted(c["seed"] for c in cases)
-    data["tuning"] = (
-        f"Fitted on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases, {len(rows)} findings, "
-        f"{sum(labels)} on a lesion the pipeline missed) by SmoothSegNetLib.evaluation.scan_candidates --fit; "
-        f"features {list(features)}, L2 {l2:g}. See docs/small-lesions.md, sections 9 and 10."
-    )
+    if training:
+        data["tuning"] = (
+            f"Fitted on training phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases), scanned "
+            f"with the true liver and no lesion found: {len(rows)} findings, {sum(labels)} on a lesion under "
+            f"{max_long_mm:g} mm (findings only on larger lesions left out), by "
+            f"SmoothSegNetLib.evaluation.scan_candidates --true-liver --fit; features {list(features)}, "
+            f"L2 {l2:g}. The tuning phantoms 2004-2063 only scored it. See docs/small-lesions.md, section 13."
+        )
+    else:
+        data["tuning"] = (
+            f"Fitted on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases, {len(rows)} findings, "
+            f"{sum(labels)} on a lesion the pipeline missed) by SmoothSegNetLib.evaluation.scan_candidates --fit; "
+            f"features {list(features)}, L2 {l2:g}. See docs/small-lesions.md, sections 9 and 10."
+        )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     ScanSettings.from_dict(json.loads(tmp.read_text(encoding="utf-8")))  # the file must load
@@ -253,6 +308,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--small-radius", type=float, default=None, help="the scan's small_radius_mm (tuning; default the bundled)"
     )
+    parser.add_argument(
+        "--true-liver",
+        action="store_true",
+        help="training phantoms: scan each seed's true liver with no lesion found (no cache; --fit then fits on them)",
+    )
+    parser.add_argument(
+        "--in-plane-factor",
+        type=in_plane_factor_arg,
+        default=IN_PLANE_FACTOR,
+        help=f"with --true-liver: the phantoms' grid (default {IN_PLANE_FACTOR:g}; 1: the held-out grid)",
+    )
+    parser.add_argument(
+        "--max-long-axis-mm",
+        type=float,
+        default=None,
+        help="fit on findings of missed lesions under this long axis only (others on larger lesions left out)",
+    )
     parser.add_argument("--only", default=None, help="collect only seeds with seed %% N == R (N:R), no table")
     parser.add_argument("--fit", type=Path, default=None, help="write the settings with the model fitted on all")
     parser.add_argument(
@@ -262,19 +334,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
     seeds = range(int(first), int(end))
+    cache = None if args.true_liver else args.cache
+
+    def collect(seed: int) -> dict[str, Any] | None:
+        if cache is not None and not (cache / f"missed-{seed}.json").is_file():
+            return None
+        return collect_seed(seed, cache, args.out, args.min_radius, args.small_radius, args.in_plane_factor)
+
     if args.only:
         n, r = (int(v) for v in args.only.split(":"))
         for seed in (s for s in seeds if s % n == r):
-            if (args.cache / f"missed-{seed}.json").is_file():
-                collect_seed(seed, args.cache, args.out, args.min_radius, args.small_radius)
+            collect(seed)
         return 0
-    cases = []
-    for seed in seeds:
-        if (args.cache / f"missed-{seed}.json").is_file():
-            case = collect_seed(seed, args.cache, args.out, args.min_radius, args.small_radius)
-            if case is not None:
-                cases.append(case)
+    cases = [case for case in map(collect, seeds) if case is not None]
     features = [f for f in args.features.split(",") if f]
+    if args.true_liver:
+        rows, labels = labelled(cases, args.max_long_axis_mm)
+        sys.stdout.write(f"{len(cases)} training cases, {len(rows)} findings, {sum(labels)} positive\n")
+        if args.fit:
+            settings = collection_settings(args.small_radius)
+            fit_file(cases, features, args.l2, args.fit, settings, args.max_long_axis_mm, training=True)
+            sys.stdout.write(f"wrote {args.fit}\n")
+        return 0
     model = None
     if args.model:
         from SmoothSegNetLib.correction.scan import ScanSettings
@@ -282,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = ScanSettings.from_dict(json.loads(args.model.read_text(encoding="utf-8"))).model
     sys.stdout.write(table(cases, features, args.l2, [int(v) for v in args.limits.split(",")], model) + "\n")
     if args.fit:
-        fit_file(cases, features, args.l2, args.fit, collection_settings(args.small_radius))
+        fit_file(cases, features, args.l2, args.fit, collection_settings(args.small_radius), args.max_long_axis_mm)
         sys.stdout.write(f"wrote {args.fit}\n")
     return 0
 
