@@ -465,6 +465,8 @@ def test_the_fit_on_training_phantoms_says_so_and_counts_the_rows_it_kept(tmp_pa
     # The count above fails if the large lesion's findings are kept (60 findings, 12 positive); the small
     # lesions' bright findings rank first.
     assert written.model.score({"abs_contrast": 40.0}) > written.model.score({"abs_contrast": 5.0})
+    fit_file(cases, ["abs_contrast"], 20.0, path, training=True)  # every lesion a positive
+    assert "60 findings, 12 on a lesion, by" in json.loads(path.read_text())["tuning"]
 
 
 def test_a_training_phantom_is_scanned_with_its_true_liver_and_no_lesion_found(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def collect_seed(
         return dict(json.loads(path.read_text(encoding="utf-8")))
     if cache is None:
         # A training phantom: the true liver (its lesions included) and no lesion found, so that every lesion
-        # the scan touches is a positive (see true_liver_case).
+        # the scan touches is a positive (see labelled).
         phantom = make_phantom(seed, *evaluation_grid(seed, in_plane_factor))
         labelmap = ((phantom.labels == 1) | (phantom.labels == 2)).astype(np.uint8)
         lesions = np.zeros(labelmap.shape, np.int32)
@@ -277,12 +277,12 @@ def fit_file(
     data.update(min_score=0.0, model=model.to_json())
     seeds = sorted(c["seed"] for c in cases)
     if training:
+        under = "" if max_long_mm is None else f" under {max_long_mm:g} mm (findings only on larger lesions left out)"
         data["tuning"] = (
             f"Fitted on training phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases), scanned "
-            f"with the true liver and no lesion found: {len(rows)} findings, {sum(labels)} on a lesion under "
-            f"{max_long_mm:g} mm (findings only on larger lesions left out), by "
+            f"with the true liver and no lesion found: {len(rows)} findings, {sum(labels)} on a lesion{under}, by "
             f"SmoothSegNetLib.evaluation.scan_candidates --true-liver --fit; features {list(features)}, "
-            f"L2 {l2:g}. The tuning phantoms 2004-2063 only scored it. See docs/small-lesions.md, section 13."
+            f"L2 {l2:g}. Tuning phantoms are left to score it (--model). See docs/small-lesions.md, section 13."
         )
     else:
         data["tuning"] = (
