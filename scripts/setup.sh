@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up SmoothSegNet in a virtual environment (.venv at the repository root, or $SMOOTHSEGNET_VENV).
 #   scripts/setup.sh           the engine and its command line, with PyTorch (CPU build) for training and export
+#                              and scikit-learn for fitting the liver scan's score model
 #   scripts/setup.sh --test    also the test tools and the Debian tools the tests use
 #                              (dicom3tools, orthanc, orthanc-dicomweb, dcmtk, fonts-dejavu-core and the Qt
 #                              libraries PySide6 needs; needs root or sudo)
@@ -38,6 +39,6 @@ if [ $with_test = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
 else
-  "${pip[@]}" install -e "$root[torch]"
+  "${pip[@]}" install -e "$root[torch,fit]"
 fi
 echo "SmoothSegNet is set up in $venv (run: $venv/bin/smoothsegnet --help)"

@@ -22,9 +22,9 @@ review list cannot hold them unless something else looks at the CT. This scan do
    medium, and none.
 4. **A score.** Each finding is described by the lesion classifier's features
    (:mod:`SmoothSegNetLib.inference.lesion_features`, on the coarse grid) and by its seed's (strength, eigenvalue
-   ratios, scale, dark or bright), and scored by a logistic model fitted on tuning phantoms
-   (``Resources/Correction/scan.json``; :mod:`SmoothSegNetLib.evaluation.scan_candidates`). The findings with
-   the highest scores (at least ``min_score``), as many as the caller asks for, are the scan's candidates.
+   ratios, scale, dark or bright), and scored by the model of ``Resources/Correction/scan.json`` (a logistic
+   model or boosted trees; :mod:`SmoothSegNetLib.evaluation.scan_candidates` fits it and says on what). The
+   findings with the highest scores (at least ``min_score``), as many as the caller asks for, are the scan's candidates.
 
 A finding is never a lesion: it goes to the review list only (reason ``ct_scan``), for the radiologist to accept
 or reject.
@@ -50,6 +50,7 @@ from SmoothSegNetLib.correction.settings import (
     settings_values,
 )
 from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.inference.boosted_trees import BoostedTrees
 from SmoothSegNetLib.inference.lesion_classifier import LogisticModel
 from SmoothSegNetLib.inference.lesion_features import FEATURES, component_features
 from SmoothSegNetLib.inference.thresholds import SCAN_SCORE_FLOOR
@@ -90,7 +91,8 @@ class ScanSettings:
         small_smoothing_mm: the smoothing of a small finding's CT (mm).
         small_min_ml: a small finding holds at least this volume (ml; the pipeline lists no candidate under
             0.05 ml).
-        model: the score model (``None``: findings are ranked by their seed's strength, all scored 0).
+        model: the score model, logistic or boosted trees (``None``: findings are ranked by their seed's
+            strength, all scored 0).
     """
 
     grid_mm: float = 1.5
@@ -106,7 +108,7 @@ class ScanSettings:
     small_radius_mm: float = 0.0
     small_smoothing_mm: float = 1.0
     small_min_ml: float = 0.05
-    model: LogisticModel | None = None
+    model: LogisticModel | BoostedTrees | None = None
 
     def __post_init__(self) -> None:
         for name in ("grid_mm", "clip_hu", "separation_mm", "window_mm", "max_contrast_hu"):
@@ -123,7 +125,10 @@ class ScanSettings:
         values = settings_values(cls, data, "scan", ("scales_mm",))
         if values.get("model") is not None:
             try:
-                values["model"] = LogisticModel.from_json(values["model"], SCAN_FEATURES)
+                if isinstance(values["model"], Mapping) and "kind" in values["model"]:
+                    values["model"] = BoostedTrees.from_json(values["model"], SCAN_FEATURES)
+                else:
+                    values["model"] = LogisticModel.from_json(values["model"], SCAN_FEATURES)
             except ValueError as exc:
                 raise InputError(f"scan setting model: {exc}") from exc
         return cls(**values)

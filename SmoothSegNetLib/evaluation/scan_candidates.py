@@ -16,9 +16,12 @@ Run: ``python -m SmoothSegNetLib.evaluation.scan_candidates --seeds 2004:2064 --
 ``--true-liver`` records training phantoms instead, with no cache: each seed is made on its evaluation grid
 (``--in-plane-factor``) and scanned with its true liver and no lesion found, so every lesion is a positive;
 ``--fit FILE --max-long-axis-mm 25`` then fits the model on the findings of lesions under 25 mm (those only on
-larger lesions, which the network finds, are left out). Tried in the nineteenth session and not bundled
-(docs/small-lesions.md, section 13): ``--true-liver --in-plane-factor 1 --seeds 1100:1600 --out build/scan-train
---max-long-axis-mm 25 --fit FILE``.
+larger lesions, which the network finds, are left out). The logistic model fitted that way was not bundled
+(docs/small-lesions.md, section 13); ``--trees`` fits boosted trees instead, and ``--model FILE --calibrate OUT``
+(tuning seeds) calibrates their scores on the pipeline's findings without changing their order: the bundled model
+since card 0.4.3 (section 14): ``--true-liver --in-plane-factor 1 --seeds 1100:1600 --out build/scan-train
+--max-long-axis-mm 25 --trees --fit FILE``, then ``--seeds 2004:2064 --out build/scan-full --model FILE
+--calibrate Resources/Correction/scan.json``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ DEFAULT_FEATURES = (
     "fill",
 )
 DEFAULT_L2 = 20.0
+#: The boosted trees' features (``--trees``): the logistic model's and the seed's middle curvature ratio, scale,
+#: sign and whether the finding is a small one (a tree can use a feature that matters on one side of a split only).
+TREE_FEATURES = (*DEFAULT_FEATURES, "ratio_mid", "scale_mm", "bright", "small")
+
+
+def fit_model(
+    rows: Sequence[dict[str, Any]], labels: Sequence[bool], features: Sequence[str], l2: float, trees: bool = False
+) -> Any:
+    """The score model: boosted trees (``trees``; :mod:`SmoothSegNetLib.inference.boosted_trees`, default
+    settings) or the L2-regularised logistic model."""
+    from SmoothSegNetLib.correction.scan import SCAN_FEATURES
+
+    if trees:
+        from SmoothSegNetLib.inference.boosted_trees import fit_boosted_trees
+
+        return fit_boosted_trees(rows, labels, features, vocabulary=SCAN_FEATURES)
+    from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
+
+    return fit_logistic(rows, labels, features, l2, vocabulary=SCAN_FEATURES)
 
 
 def collection_settings(small_radius_mm: float | None = None) -> ScanSettings:
@@ -171,15 +193,14 @@ def labelled(
     return rows, labels
 
 
-def cross_scores(cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float) -> list[list[float]]:
+def cross_scores(
+    cases: Sequence[dict[str, Any]], features: Sequence[str], l2: float, trees: bool = False
+) -> list[list[float]]:
     """Two-fold scores (by seed parity) of every finding of every case."""
-    from SmoothSegNetLib.correction.scan import SCAN_FEATURES
-    from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
-
     scores = [[0.0] * len(c["findings"]) for c in cases]
     for fold in (0, 1):
         train = [(f, positive(c, f)) for c in cases if c["seed"] % 2 != fold for f in c["findings"]]
-        model = fit_logistic([f for f, _ in train], [y for _, y in train], features, l2, vocabulary=SCAN_FEATURES)
+        model = fit_model([f for f, _ in train], [y for _, y in train], features, l2, trees)
         for n, c in enumerate(cases):
             if c["seed"] % 2 == fold:
                 scores[n] = [model.score(f) for f in c["findings"]]
@@ -221,14 +242,16 @@ def table(
     l2: float,
     limits: Sequence[int],
     model: Any = None,
+    trees: bool = False,
 ) -> str:
-    """The catch table; scores from two-fold fits, or from ``model`` (a fitted one: held-out seeds)."""
+    """The catch table; scores from two-fold fits (boosted trees with ``trees``), or from ``model`` (a fitted
+    one: held-out seeds)."""
     from SmoothSegNetLib.evaluation.lesion_classifier import auc
 
     if model is not None:
         scores = [[model.score(f) for f in c["findings"]] for c in cases]
     else:
-        scores = cross_scores(cases, features, l2)
+        scores = cross_scores(cases, features, l2, trees)
     strength = [[f["log_strength"] for f in c["findings"]] for c in cases]
     flat = [s for case in scores for s in case]
     labels = [positive(c, f) for c in cases for f in c["findings"]]
@@ -256,15 +279,14 @@ def fit_file(
     settings: ScanSettings | None = None,
     max_long_mm: float | None = None,
     training: bool = False,
+    trees: bool = False,
 ) -> None:
     """Write the scan settings (``settings``, default the bundled ones) with the model fitted on every case
     (:func:`labelled` with ``max_long_mm``); ``training``: the cases are training phantoms scanned with the true
-    liver (``--true-liver``), not tuning phantoms segmented by the pipeline."""
-    from SmoothSegNetLib.correction.scan import SCAN_FEATURES, ScanSettings
-    from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
-
+    liver (``--true-liver``), not tuning phantoms segmented by the pipeline; ``trees``: boosted trees instead of
+    the logistic model."""
     rows, labels = labelled(cases, max_long_mm)
-    model = fit_logistic(rows, labels, features, l2, vocabulary=SCAN_FEATURES)
+    model = fit_model(rows, labels, features, l2, trees)
     data: dict[str, Any] = {"schema": "smoothsegnet.scan_settings/1"}
     used = settings if settings is not None else collection_settings()
     names = (
@@ -276,24 +298,69 @@ def fit_file(
         data[name] = list(value) if isinstance(value, tuple) else value
     data.update(min_score=0.0, model=model.to_json())
     seeds = sorted(c["seed"] for c in cases)
+    how = f"boosted trees ({_tree_settings_text()})" if trees else f"L2 {l2:g}"
     if training:
         under = "" if max_long_mm is None else f" under {max_long_mm:g} mm (findings only on larger lesions left out)"
         data["tuning"] = (
             f"Fitted on training phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases), scanned "
             f"with the true liver and no lesion found: {len(rows)} findings, {sum(labels)} on a lesion{under}, by "
-            f"SmoothSegNetLib.evaluation.scan_candidates --true-liver --fit; features {list(features)}, "
-            f"L2 {l2:g}. Tuning phantoms are left to score it (--model). See docs/small-lesions.md, section 13."
+            f"SmoothSegNetLib.evaluation.scan_candidates --true-liver --fit{' --trees' if trees else ''}; features "
+            f"{list(features)}, {how}. Tuning phantoms are left to score it (--model). See docs/small-lesions.md, "
+            f"sections 13 and 14."
         )
     else:
         data["tuning"] = (
             f"Fitted on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases, {len(rows)} findings, "
             f"{sum(labels)} on a lesion the pipeline missed) by SmoothSegNetLib.evaluation.scan_candidates --fit; "
-            f"features {list(features)}, L2 {l2:g}. See docs/small-lesions.md, sections 9 and 10."
+            f"features {list(features)}, {how}. See docs/small-lesions.md, sections 9 and 10."
         )
+    _write_settings(data, path)
+
+
+def _write_settings(data: dict[str, Any], path: Path) -> None:
+    """Write scan settings under a temporary name, check that they load, then rename them into place."""
+    from SmoothSegNetLib.correction.scan import ScanSettings
+
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     ScanSettings.from_dict(json.loads(tmp.read_text(encoding="utf-8")))  # the file must load
     tmp.replace(path)
+
+
+def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path) -> None:
+    """Write the settings of ``model_path`` with its boosted trees calibrated on these cases' findings (every
+    finding, labelled by :func:`positive`): the scores then say how often a finding so scored lay on a lesion the
+    pipeline missed, and the ranking is unchanged."""
+    from SmoothSegNetLib.correction.scan import ScanSettings
+    from SmoothSegNetLib.errors import InputError
+    from SmoothSegNetLib.inference.boosted_trees import BoostedTrees, fit_calibration
+
+    data = json.loads(model_path.read_text(encoding="utf-8"))
+    model = ScanSettings.from_dict(data).model
+    if not isinstance(model, BoostedTrees):
+        raise InputError(f"{model_path}: only a boosted-trees model is calibrated here")
+    rows = [(model.log_odds(f), positive(c, f)) for c in cases for f in c["findings"]]
+    slope, offset = fit_calibration([z for z, _ in rows], [y for _, y in rows])
+    data["model"] = replace(model, slope=slope, offset=offset).to_json()
+    seeds = sorted(c["seed"] for c in cases)
+    data["tuning"] = data["tuning"].split(" Calibrated on")[0] + (
+        f" Calibrated on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases segmented by the pipeline, "
+        f"{len(rows)} findings, {sum(y for _, y in rows)} on a lesion it missed) by scan_candidates --model "
+        f"--calibrate: slope {slope:.4f}, offset {offset:.4f} (the ranking is unchanged)."
+    )
+    _write_settings(data, path)
+
+
+def _tree_settings_text() -> str:
+    from importlib.metadata import version
+
+    from SmoothSegNetLib.inference.boosted_trees import TreeSettings
+
+    s = TreeSettings()
+    return (
+        f"{s.iterations} iterations, learning rate {s.learning_rate:g}, at most {s.max_leaf_nodes} leaves, "
+        f"{s.min_samples_leaf} findings per leaf, L2 {s.l2:g}; scikit-learn {version('scikit-learn')}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,7 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", default="2004:2064", help="half-open range A:B of phantom seeds")
     parser.add_argument("--cache", type=Path, default=Path("build/add-lesion"), help="the missed_lesions cache")
     parser.add_argument("--out", type=Path, default=Path("build/scan"), help="where the scan records go")
-    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
+    parser.add_argument(
+        "--features", default=None, help="comma-separated (default: the logistic model's, or --trees' own)"
+    )
+    parser.add_argument(
+        "--trees", action="store_true", help="boosted trees instead of the logistic model (fitting needs scikit-learn)"
+    )
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
     parser.add_argument("--limits", default="1,2,3,5", help="findings kept per case, comma-separated")
     parser.add_argument("--min-radius", type=float, default=None, help="the search's min_radius_mm (tuning)")
@@ -325,12 +397,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="fit on findings of missed lesions under this long axis only (others on larger lesions left out)",
     )
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        default=None,
+        help="with --model (boosted trees): write its settings with the trees calibrated on these seeds' findings",
+    )
     parser.add_argument("--only", default=None, help="collect only seeds with seed %% N == R (N:R), no table")
     parser.add_argument("--fit", type=Path, default=None, help="write the settings with the model fitted on all")
     parser.add_argument(
         "--model", type=Path, default=None, help="score with the model of these settings (held-out seeds), no fit"
     )
     args = parser.parse_args(argv)
+    if args.calibrate and (not args.model or args.true_liver):
+        parser.error("--calibrate needs --model, and tuning phantoms segmented by the pipeline (not --true-liver)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
     seeds = range(int(first), int(end))
@@ -347,13 +427,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             collect(seed)
         return 0
     cases = [case for case in map(collect, seeds) if case is not None]
-    features = [f for f in args.features.split(",") if f]
+    default = TREE_FEATURES if args.trees else DEFAULT_FEATURES
+    features = [f for f in args.features.split(",") if f] if args.features else list(default)
     if args.true_liver:
         rows, labels = labelled(cases, args.max_long_axis_mm)
         sys.stdout.write(f"{len(cases)} training cases, {len(rows)} findings, {sum(labels)} positive\n")
         if args.fit:
             settings = collection_settings(args.small_radius)
-            fit_file(cases, features, args.l2, args.fit, settings, args.max_long_axis_mm, training=True)
+            fit_file(
+                cases, features, args.l2, args.fit, settings, args.max_long_axis_mm, training=True, trees=args.trees
+            )
             sys.stdout.write(f"wrote {args.fit}\n")
         return 0
     model = None
@@ -361,9 +444,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from SmoothSegNetLib.correction.scan import ScanSettings
 
         model = ScanSettings.from_dict(json.loads(args.model.read_text(encoding="utf-8"))).model
-    sys.stdout.write(table(cases, features, args.l2, [int(v) for v in args.limits.split(",")], model) + "\n")
+    if args.calibrate:
+        calibrate_file(cases, args.model, args.calibrate)
+        sys.stdout.write(f"wrote {args.calibrate}\n")
+        model = ScanSettings.from_dict(json.loads(args.calibrate.read_text(encoding="utf-8"))).model
+    limits = [int(v) for v in args.limits.split(",")]
+    sys.stdout.write(table(cases, features, args.l2, limits, model, args.trees) + "\n")
     if args.fit:
-        fit_file(cases, features, args.l2, args.fit, collection_settings(args.small_radius), args.max_long_axis_mm)
+        fit_file(
+            cases,
+            features,
+            args.l2,
+            args.fit,
+            collection_settings(args.small_radius),
+            args.max_long_axis_mm,
+            trees=args.trees,
+        )
         sys.stdout.write(f"wrote {args.fit}\n")
     return 0
 
