@@ -32,6 +32,7 @@ from SmoothSegNetLib.correction.scan import (
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.scan_candidates import collect_seed, fit_file, labelled, main, outcome, positive
 from SmoothSegNetLib.inference import SegmentOptions
+from SmoothSegNetLib.inference.boosted_trees import BoostedTrees
 from SmoothSegNetLib.inference.cases import Case, run_case
 from SmoothSegNetLib.inference.pipeline import Segmenter
 from SmoothSegNetLib.inference.thresholds import add_scan_findings, split_by_thresholds
@@ -175,11 +176,13 @@ def test_bad_scan_settings_are_refused(change: dict[str, object], message: str) 
         ScanSettings.from_dict({**data, **change})
 
 
-def test_the_bundled_settings_load_with_a_model_of_known_features_fitted_on_tuning_seeds() -> None:
+def test_the_bundled_settings_load_with_boosted_trees_of_known_features_fitted_on_training_seeds() -> None:
     data = json.loads(SCAN_FILE.read_text())
     settings = default_scan_settings()
-    assert settings.model is not None and set(settings.model.features) <= set(SCAN_FEATURES)
-    assert "tuning phantoms 20" in data["tuning"] and "30" not in data["tuning"].split("tuning phantoms")[1][:3]
+    assert isinstance(settings.model, BoostedTrees) and set(settings.model.features) <= set(SCAN_FEATURES)
+    # Fitted on training seeds only: no tuning (2004-2063) or held-out (3000-) seed.
+    assert "Fitted on training phantoms 1100-1599 (500 cases)" in data["tuning"]
+    assert "boosted trees" in data["tuning"] and "20" not in data["tuning"].split("phantoms ")[1][:2]
 
 
 def test_scan_findings_are_added_after_the_floors_best_score_first_never_on_a_lesion_or_candidate() -> None:
