@@ -233,3 +233,17 @@ def test_calibrate_without_a_model_is_refused_before_anything_is_read_or_written
         main(["--seeds", "2004:2006", "--out", str(tmp_path / "records"), "--calibrate", str(tmp_path / "c.json")])
     assert exit_info.value.code == 2 and "--calibrate needs --model" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_calibrate_with_a_logistic_model_is_refused_before_any_record_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logistic = tmp_path / "logistic.json"
+    fit_file(_band_cases()[:2], ["contrast"], 20.0, logistic)
+    before = logistic.read_bytes()
+    records = tmp_path / "records"
+    argv = ["--seeds", "2004:2006", "--out", str(records), "--model", str(logistic), "--calibrate"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, str(tmp_path / "c.json")])
+    assert exit_info.value.code == 2 and "holds no boosted trees" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logistic.json"] and logistic.read_bytes() == before

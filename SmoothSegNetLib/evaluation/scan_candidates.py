@@ -49,6 +49,7 @@ from SmoothSegNetLib.evaluation.missed_lesions import (
 
 if TYPE_CHECKING:
     from SmoothSegNetLib.correction.scan import ScanSettings
+    from SmoothSegNetLib.inference.boosted_trees import BoostedTrees
 
 log = logging.getLogger(__name__)
 
@@ -327,10 +328,10 @@ def _write_settings(data: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path) -> None:
+def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path) -> BoostedTrees:
     """Write the settings of ``model_path`` with its boosted trees calibrated on these cases' findings (every
-    finding, labelled by :func:`positive`): the scores then say how often a finding so scored lay on a lesion the
-    pipeline missed, and the ranking is unchanged."""
+    finding, labelled by :func:`positive`) and return the calibrated trees: the scores then say how often a
+    finding so scored lay on a lesion the pipeline missed, and the ranking is unchanged."""
     from SmoothSegNetLib.correction.scan import ScanSettings
     from SmoothSegNetLib.errors import InputError
     from SmoothSegNetLib.inference.boosted_trees import BoostedTrees, fit_calibration
@@ -341,7 +342,8 @@ def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path
         raise InputError(f"{model_path}: only a boosted-trees model is calibrated here")
     rows = [(model.log_odds(f), positive(c, f)) for c in cases for f in c["findings"]]
     slope, offset = fit_calibration([z for z, _ in rows], [y for _, y in rows])
-    data["model"] = replace(model, slope=slope, offset=offset).to_json()
+    calibrated = replace(model, slope=slope, offset=offset)
+    data["model"] = calibrated.to_json()
     seeds = sorted(c["seed"] for c in cases)
     data["tuning"] = data["tuning"].split(" Calibrated on")[0] + (
         f" Calibrated on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases segmented by the pipeline, "
@@ -349,6 +351,7 @@ def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path
         f"--calibrate: slope {slope:.4f}, offset {offset:.4f} (the ranking is unchanged)."
     )
     _write_settings(data, path)
+    return calibrated
 
 
 def _tree_settings_text() -> str:
@@ -411,6 +414,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.calibrate and (not args.model or args.true_liver):
         parser.error("--calibrate needs --model, and tuning phantoms segmented by the pipeline (not --true-liver)")
+    model = None
+    if args.model:  # read before any record is made: a bad file or a model --calibrate cannot take ends here
+        from SmoothSegNetLib.correction.scan import ScanSettings
+        from SmoothSegNetLib.errors import InputError
+        from SmoothSegNetLib.inference.boosted_trees import BoostedTrees
+
+        try:
+            model = ScanSettings.from_dict(json.loads(args.model.read_text(encoding="utf-8"))).model
+        except (OSError, ValueError, InputError) as exc:
+            parser.error(f"--model {args.model}: {exc}")
+        if args.calibrate and not isinstance(model, BoostedTrees):
+            parser.error(f"--calibrate: {args.model} holds no boosted trees (only they are calibrated)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     first, _, end = args.seeds.partition(":")
     seeds = range(int(first), int(end))
@@ -439,15 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             sys.stdout.write(f"wrote {args.fit}\n")
         return 0
-    model = None
-    if args.model:
-        from SmoothSegNetLib.correction.scan import ScanSettings
-
-        model = ScanSettings.from_dict(json.loads(args.model.read_text(encoding="utf-8"))).model
     if args.calibrate:
-        calibrate_file(cases, args.model, args.calibrate)
+        model = calibrate_file(cases, args.model, args.calibrate)
         sys.stdout.write(f"wrote {args.calibrate}\n")
-        model = ScanSettings.from_dict(json.loads(args.calibrate.read_text(encoding="utf-8"))).model
     limits = [int(v) for v in args.limits.split(",")]
     sys.stdout.write(table(cases, features, args.l2, limits, model, args.trees) + "\n")
     if args.fit:

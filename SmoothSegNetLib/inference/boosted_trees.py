@@ -92,8 +92,6 @@ class BoostedTrees:
     offset: float = 0.0
     #: The feature names a model may use.
     vocabulary: tuple[str, ...] = field(default=(), compare=False, repr=False)
-    #: Never set: the scan scores findings of any size (the attribute is read like the logistic model's).
-    max_ml: float | None = None
 
     def __post_init__(self) -> None:
         if not self.features or not self.trees:
@@ -147,27 +145,21 @@ class BoostedTrees:
 
 
 def fit_calibration(log_odds: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:
-    """``(slope, offset)`` of a logistic model of ``labels`` on ``log_odds`` (Platt scaling, by Newton's method).
+    """``(slope, offset)`` of a logistic model of ``labels`` on ``log_odds`` (Platt scaling: the lesion classifier's
+    unpenalised fit on that one feature, taken back from its standardised form).
 
     Raises:
-        ValueError: fewer than two rows, only one class, or a slope that is not > 0 (the log-odds rank the rows
-            backwards: calibrating cannot mend that).
+        ValueError: only one class, or a slope that is not > 0 (the log-odds rank the rows backwards: calibrating
+            cannot mend that).
     """
-    y = np.asarray(labels, dtype=float)
-    z = np.asarray(log_odds, dtype=float)
-    if len(z) < 2 or y.min() == y.max():
-        raise ValueError("calibrating needs rows of both classes")
-    x = np.column_stack([z, np.ones(len(z))])
-    w = np.array([1.0, 0.0])
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -60, 60)))
-        step = np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2), x.T @ (p - y))
-        w -= step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    if not (np.all(np.isfinite(w)) and w[0] > 0):
-        raise ValueError(f"the calibration's slope is {w[0]:.3g}: the scores do not rank these findings")
-    return float(w[0]), float(w[1])
+    from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
+
+    fitted = fit_logistic([{"z": float(z)} for z in log_odds], labels, ["z"], l2=0.0, vocabulary=("z",))
+    slope = fitted.weights[0] / fitted.scale[0]
+    offset = fitted.intercept - slope * fitted.centre[0]
+    if not (math.isfinite(slope) and slope > 0 and math.isfinite(offset)):
+        raise ValueError(f"the calibration's slope is {slope:.3g}: the scores do not rank these findings")
+    return slope, offset
 
 
 @dataclass(frozen=True)
