@@ -16,7 +16,8 @@ python=${PYTHON:-python3}
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+# No wheel cache: the environment is about 3 GB, a cached copy of its wheels would double that on disk.
+pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-cache-dir -q)
 # The CPU build of torch first: a bare "torch" requirement would pull a multi-GB CUDA build.
 if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${pip[@]}" install "torch==${SMOOTHSEGNET_TORCH_VERSION:-2.13.0}"

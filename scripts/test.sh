@@ -14,4 +14,6 @@ echo "== ruff"
 echo "== mypy"
 "$venv/bin/mypy"
 echo "== pytest"
+# Free space where the environment and the tests write (a full disk once failed CI with no other sign)
+df -h "$root" "${TMPDIR:-/tmp}" || true
 "$venv/bin/python" -m pytest "$@"
