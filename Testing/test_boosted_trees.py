@@ -19,7 +19,7 @@ import pytest
 from SmoothSegNetLib.correction.scan import SCAN_FEATURES, SCAN_FILE, ScanSettings, default_scan_settings
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.lesion_classifier import auc
-from SmoothSegNetLib.evaluation.scan_candidates import calibrate_file, cross_scores, fit_file, main
+from SmoothSegNetLib.evaluation.scan_candidates import _write_settings, calibrate_file, cross_scores, fit_file, main
 from SmoothSegNetLib.inference.boosted_trees import BoostedTrees, Tree, fit_boosted_trees, fit_calibration
 from SmoothSegNetLib.inference.lesion_classifier import fit_logistic
 
@@ -68,6 +68,13 @@ def _tree(*columns: list[float]) -> dict[str, list[float]]:
         # Node 1 leads back to the root: a walk would never end.
         ({"trees": [_tree([0, 0, -1], [0, 0, 0], [1, 0, 0], [2, 2, 0], [0, 0, 1])]}, "children must be later nodes"),
         ({"trees": [_tree([0, -1], [0], [1, 0], [1, 0], [0, 1])]}, "same number"),
+        # A child past the last node: the walk would index outside the tree.
+        ({"trees": [_tree([0, -1], [0, 0], [1, 0], [2, 0], [0, 1])]}, "children must be later nodes"),
+        # Indices are whole numbers as written: 1.9 is not node 1, and Infinity no node at all.
+        ({"trees": [_tree([0, -1, -1], [0, 0, 0], [1.9, 0, 0], [2, 0, 0], [0, 1, 2])]}, "whole numbers, got 1.9"),
+        ({"trees": [_tree([0, -1, -1], [0, 0, 0], [1, 0, 0], [math.inf, 0, 0], [0, 1, 2])]}, "whole numbers, got inf"),
+        ({"trees": [_tree([0.7, -1, -1], [0, 0, 0], [1, 0, 0], [2, 0, 0], [0, 1, 2])]}, "whole numbers, got 0.7"),
+        ({"trees": [_tree([0, -1, -1], [0, 0, 0], ["1", 0, 0], [2, 0, 0], [0, 1, 2])]}, "whole numbers, got '1'"),
     ],
 )
 def test_a_bad_model_is_refused_with_what_is_wrong(change: dict[str, object], message: str) -> None:
@@ -132,6 +139,10 @@ def test_fitting_needs_both_classes() -> None:
         fit_boosted_trees(rows, [False] * 50, ["contrast"])
     with pytest.raises(ValueError, match="both classes"):
         fit_boosted_trees([], [], ["contrast"])
+    # scikit-learn would learn a side for missing values that the copied trees cannot hold.
+    labels = [n % 2 == 0 for n in range(50)]
+    with pytest.raises(ValueError, match="finite features"):
+        fit_boosted_trees([*rows[:49], {"contrast": float("nan")}], labels, ["contrast"])
 
 
 def _band_cases() -> list[dict[str, Any]]:
@@ -247,3 +258,28 @@ def test_calibrate_with_a_logistic_model_is_refused_before_any_record_is_made(
         main([*argv, str(tmp_path / "c.json")])
     assert exit_info.value.code == 2 and "holds no boosted trees" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logistic.json"] and logistic.read_bytes() == before
+
+
+def test_calibrate_on_findings_that_cannot_calibrate_is_an_error_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fitted = tmp_path / "fitted.json"
+    fit_file(_band_cases()[:3], ["contrast", "depth"], 20.0, fitted, training=True, trees=True)
+    before = fitted.read_bytes()
+    # No case in the cache: no finding to calibrate on.
+    argv = ["--seeds", "1:3", "--cache", str(tmp_path / "no-cache"), "--out", str(tmp_path / "records")]
+    assert main([*argv, "--model", str(fitted), "--calibrate", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot calibrate") and "0 case(s), 0 finding(s)" in err and "Traceback" not in err
+    # Findings, but none on a missed lesion.
+    negatives = [{**c, "findings": [{**f, "hits": []} for f in c["findings"]]} for c in _band_cases()[3:]]
+    with pytest.raises(InputError, match=r"cannot calibrate .* 900 finding"):
+        calibrate_file(negatives, fitted, tmp_path / "c.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fitted.json"] and fitted.read_bytes() == before
+
+
+def test_settings_that_do_not_load_are_not_written_and_leave_no_temporary_file(tmp_path: Path) -> None:
+    data = {**json.loads(SCAN_FILE.read_text()), "model": {**_hand_model().to_json(), "baseline": "high"}}
+    with pytest.raises((InputError, ValueError)):
+        _write_settings(data, tmp_path / "scan.json")
+    assert not list(tmp_path.iterdir())

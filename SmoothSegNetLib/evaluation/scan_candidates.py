@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
 from SmoothSegNetLib.evaluation.missed_lesions import (
     IN_PLANE_FACTOR,
@@ -324,7 +325,11 @@ def _write_settings(data: dict[str, Any], path: Path) -> None:
 
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    ScanSettings.from_dict(json.loads(tmp.read_text(encoding="utf-8")))  # the file must load
+    try:
+        ScanSettings.from_dict(json.loads(tmp.read_text(encoding="utf-8")))  # the file must load
+    except BaseException:
+        tmp.unlink()
+        raise
     tmp.replace(path)
 
 
@@ -333,7 +338,6 @@ def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path
     finding, labelled by :func:`positive`) and return the calibrated trees: the scores then say how often a
     finding so scored lay on a lesion the pipeline missed, and the ranking is unchanged."""
     from SmoothSegNetLib.correction.scan import ScanSettings
-    from SmoothSegNetLib.errors import InputError
     from SmoothSegNetLib.inference.boosted_trees import BoostedTrees, fit_calibration
 
     data = json.loads(model_path.read_text(encoding="utf-8"))
@@ -341,11 +345,16 @@ def calibrate_file(cases: Sequence[dict[str, Any]], model_path: Path, path: Path
     if not isinstance(model, BoostedTrees):
         raise InputError(f"{model_path}: only a boosted-trees model is calibrated here")
     rows = [(model.log_odds(f), positive(c, f)) for c in cases for f in c["findings"]]
-    slope, offset = fit_calibration([z for z, _ in rows], [y for _, y in rows])
+    try:
+        slope, offset = fit_calibration([z for z, _ in rows], [y for _, y in rows])
+    except ValueError as exc:  # no finding, none on a missed lesion, or a backward ranking
+        raise InputError(
+            f"cannot calibrate {model_path} on {len(cases)} case(s), {len(rows)} finding(s): {exc}"
+        ) from exc
     calibrated = replace(model, slope=slope, offset=offset)
     data["model"] = calibrated.to_json()
     seeds = sorted(c["seed"] for c in cases)
-    data["tuning"] = data["tuning"].split(" Calibrated on")[0] + (
+    data["tuning"] = str(data.get("tuning", "")).split(" Calibrated on")[0] + (
         f" Calibrated on tuning phantoms {seeds[0]}-{seeds[-1]} ({len(cases)} cases segmented by the pipeline, "
         f"{len(rows)} findings, {sum(y for _, y in rows)} on a lesion it missed) by scan_candidates --model "
         f"--calibrate: slope {slope:.4f}, offset {offset:.4f} (the ranking is unchanged)."
@@ -417,7 +426,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = None
     if args.model:  # read before any record is made: a bad file or a model --calibrate cannot take ends here
         from SmoothSegNetLib.correction.scan import ScanSettings
-        from SmoothSegNetLib.errors import InputError
         from SmoothSegNetLib.inference.boosted_trees import BoostedTrees
 
         try:
@@ -455,7 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(f"wrote {args.fit}\n")
         return 0
     if args.calibrate:
-        model = calibrate_file(cases, args.model, args.calibrate)
+        try:
+            model = calibrate_file(cases, args.model, args.calibrate)
+        except InputError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
         sys.stdout.write(f"wrote {args.calibrate}\n")
     limits = [int(v) for v in args.limits.split(",")]
     sys.stdout.write(table(cases, features, args.l2, limits, model, args.trees) + "\n")

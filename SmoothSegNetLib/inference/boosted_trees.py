@@ -71,12 +71,22 @@ class Tree:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Tree:
         return cls(
-            feature=tuple(int(v) for v in data["feature"]),
+            feature=_indices(data["feature"], "feature"),
             threshold=tuple(float(v) for v in data["threshold"]),
-            left=tuple(int(v) for v in data["left"]),
-            right=tuple(int(v) for v in data["right"]),
+            left=_indices(data["left"], "left"),
+            right=_indices(data["right"], "right"),
             value=tuple(float(v) for v in data["value"]),
         )
+
+
+def _indices(values: Sequence[Any], name: str) -> tuple[int, ...]:
+    """Whole numbers as written (``1.9`` is not node 1, and ``Infinity`` is not a node at all)."""
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+            raise ValueError(f"a tree's {name} indices must be whole numbers, got {v!r}")
+        out.append(int(v))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,7 @@ class BoostedTrees:
                 offset=float(calibration["offset"]),
                 vocabulary=tuple(vocabulary),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError(f"a boosted-trees model needs features, baseline and trees: {exc}") from exc
 
 
@@ -184,18 +194,21 @@ def fit_boosted_trees(
     the same trees) with scikit-learn and copy them out.
 
     Raises:
-        ValueError: no rows, or only one class.
+        ValueError: no rows, only one class, or a feature that is not finite.
         ImportError: scikit-learn is not installed (``pip install SmoothSegNetLib[fit]``).
     """
     y = np.asarray(labels, dtype=bool)
     if not len(rows) or y.all() or not y.any():
         raise ValueError("fitting boosted trees needs rows of both classes")
+    x = np.array([[float(r[f]) for f in features] for r in rows], dtype=float)
+    if not np.isfinite(x).all():
+        # scikit-learn would learn a side for missing values, which the copied trees cannot hold (scoring refuses them)
+        raise ValueError("fitting boosted trees needs finite features in every row")
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier
     except ImportError as exc:  # pragma: no cover - the test environment has it
         raise ImportError("fitting boosted trees needs scikit-learn: pip install 'SmoothSegNetLib[fit]'") from exc
     s = settings if settings is not None else TreeSettings()
-    x = np.array([[float(r[f]) for f in features] for r in rows], dtype=float)
     fitted = HistGradientBoostingClassifier(
         loss="log_loss",
         learning_rate=s.learning_rate,
