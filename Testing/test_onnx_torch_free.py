@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from packaging.utils import canonicalize_name
 
 from SmoothSegNetLib.slicer_support.dependencies import nvidia_gpu_present, requirements_to_install, wants_torch
 from Testing.conftest import REPO_ROOT
@@ -97,10 +97,6 @@ def test_the_slicer_module_installs_pytorch_only_for_a_gpu_or_when_asked(monkeyp
     assert nvidia_gpu_present(smi("", 9)) is False  # driver not loaded
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _labels(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
@@ -156,7 +152,7 @@ def test_a_plain_install_in_a_fresh_venv_has_no_torch_and_runs_the_demo(tmp_path
     resolved = run([*pip, "install", "--dry-run", "--ignore-installed", "-q", "--report", "r.json", str(wheel)])
     assert resolved.returncode == 0, resolved.stderr[-3000:]
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
-    names = {_normalise(item["metadata"]["name"]) for item in report["install"]}
+    names = {canonicalize_name(item["metadata"]["name"]) for item in report["install"]}
     assert "smoothsegnetlib" in names and "numpy" in names and "onnxruntime" in names
     assert not names & {"torch", "monai", "onnx"}, sorted(names)
 
