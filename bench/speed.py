@@ -6,6 +6,7 @@ Run by hand (it takes minutes; the machine may be shared, so note the load when 
     .venv/bin/python bench/speed.py                       # CPU, 2 threads, every configuration
     .venv/bin/python bench/speed.py --configs torch openvino onnxruntime
     .venv/bin/python bench/speed.py --device cuda --threads 16 --configs torch paper
+    python3 bench/speed.py --device cuda --threads 16 --configs torch paper --in-memory   # a machine without SimpleITK
 
 Configurations: ``torch`` (PyTorch f32), ``onnxruntime`` and ``openvino`` (the cards' ONNX graphs, f32),
 ``torch-bf16`` (PyTorch bfloat16 autocast), ``paper`` (torch) and ``paper-openvino``. Per-stage times
@@ -170,23 +171,43 @@ def _time_stages(stages: dict[str, float]) -> None:
 
 
 def child(
-    config: str, ct_path: Path, device: str, threads: int, save: Path, cards: tuple[str, str] | None = None
+    config: str,
+    ct_path: Path | None,
+    device: str,
+    threads: int,
+    save: Path,
+    cards: tuple[str, str] | None = None,
+    phantom_args: tuple[int, tuple[int, ...], tuple[float, ...]] | None = None,
 ) -> dict[str, Any]:
-    """Run one configuration in this process and return its measurements."""
+    """Run one configuration in this process and return its measurements.
+
+    With ``ct_path`` None the CT is the phantom of ``phantom_args`` (seed, size, spacing), made here in memory and
+    not timed (``--in-memory``: for a machine without SimpleITK, which reading and writing the NRRD need); its
+    read time is then reported as None.
+    """
     import numpy as np
 
     from SmoothSegNetLib.inference import SegmentOptions
     from SmoothSegNetLib.inference.pipeline import Segmenter
-    from SmoothSegNetLib.io import read_volume
 
     runtime, bf16 = RUNTIME_OF[config]
     stages: dict[str, float] = {}
     _time_stages(stages)
     with tempfile.TemporaryDirectory() as tmp:
         liver, tumor, random_weights = _models_for(config, Path(tmp), cards)
-        t = time.perf_counter()
-        ct = read_volume(ct_path)
-        read_s = time.perf_counter() - t
+        read_s: float | None = None
+        if ct_path is None:
+            from SmoothSegNetLib.phantom import make_phantom
+
+            assert phantom_args is not None
+            seed, size, spacing = phantom_args
+            ct = make_phantom(seed, size_ijk=size, spacing_mm=spacing).ct
+        else:
+            from SmoothSegNetLib.io import read_volume
+
+            t = time.perf_counter()
+            ct = read_volume(ct_path)
+            read_s = time.perf_counter() - t
         t0 = time.perf_counter()
         options = SegmentOptions(
             liver_model=liver, tumor_model=tumor, device=device, threads=threads, cpu_bf16=bf16, runtime=runtime
@@ -215,7 +236,7 @@ def child(
         "device": device,
         "threads": threads,
         "random_weights": random_weights,
-        "read_s": round(read_s, 2),
+        "read_s": None if read_s is None else round(read_s, 2),
         "load_s": round(load_s, 2),
         "wall_s": round(wall_s, 2),
         "stages_s": {k: round(v, 2) for k, v in {**result.timings_s, **stages}.items()},
@@ -280,10 +301,11 @@ def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
     for r in rows:
         ref = _reference(rows, r)
         gflop = r["gflop"] if r["gflop"] is not None else (ref or {}).get("gflop")
-        end = r["read_s"] + r["load_s"] + r["wall_s"]
+        end = (r["read_s"] or 0.0) + r["load_s"] + r["wall_s"]
         vs_torch = "-"
         if ref is not None:
-            vs_torch = f"{(ref['read_s'] + ref['load_s'] + ref['wall_s']) / end:.2f}x"
+            vs_torch = f"{((ref['read_s'] or 0.0) + ref['load_s'] + ref['wall_s']) / end:.2f}x"
+        read = "in memory" if r["read_s"] is None else f"{r['read_s']:.2f}"
         vs_paper = f"{paper['wall_s'] / r['wall_s']:.1f}x" if paper else "-"
         st = r["stages_s"]
         stages = " | ".join(f"{st.get(k, 0.0):.2f}" for k in ("resample_s", "networks_s", "map_back_s", "post_s"))
@@ -292,7 +314,7 @@ def _table(rows: list[dict[str, Any]], peak_gflops: float) -> str:
         flops = f"{gflop:.0f} | {gflop / peak_gflops:.2f}" if gflop else "- | -"
         weights = "random" if r["random_weights"] else "demo"
         lines.append(
-            f"| {r['config']} | {r['runtime']} | {r['threads']} | {weights} | {r['read_s']:.2f} | {r['load_s']:.2f} "
+            f"| {r['config']} | {r['runtime']} | {r['threads']} | {weights} | {read} | {r['load_s']:.2f} "
             f"| {stages} | {r['wall_s']:.2f} | {end:.2f} | {vs_torch} | {vs_paper} | {r['peak_rss_gb']:.2f} "
             f"| {flops} | {_dice_cell(r)} | {vs_f32} |"
         )
@@ -317,30 +339,44 @@ def main() -> int:
     parser.add_argument(
         "--cards", nargs=2, metavar=("LIVER", "TUMOR"), help="card files for the default rows (default: the demo cards)"
     )
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="each configuration makes the phantom in memory instead of reading it from NRRD (no read time; for a "
+        "machine without SimpleITK, such as the lent GPU machine)",
+    )
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--ct", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         cards = (args.cards[0], args.cards[1]) if args.cards else None
-        row = child(args.child, Path(args.ct), args.device, args.threads, Path(args.save), cards)
+        phantom_args = (args.seed, tuple(args.size_ijk), tuple(args.spacing_mm))
+        ct_path = None if args.in_memory else Path(args.ct)
+        row = child(args.child, ct_path, args.device, args.threads, Path(args.save), cards, phantom_args)
         sys.stdout.write(json.dumps(row) + "\n")
         return 0
     import numpy as np
 
-    from SmoothSegNetLib.io.writers import write_volume
     from SmoothSegNetLib.phantom import make_phantom
 
     with tempfile.TemporaryDirectory() as tmp:
         phantom = make_phantom(args.seed, size_ijk=tuple(args.size_ijk), spacing_mm=tuple(args.spacing_mm))
-        ct_path = write_volume(Path(tmp) / "bench_ct.nrrd", phantom.ct)
+        ct_path = Path(tmp) / "bench_ct.nrrd"
+        if not args.in_memory:
+            from SmoothSegNetLib.io.writers import write_volume
+
+            write_volume(ct_path, phantom.ct)
         truth = phantom.labels
         del phantom
         rows = []
         for config in args.configs:
             save = Path(tmp) / f"{config}.npy"
             command = [sys.executable, __file__, "--child", config, "--ct", str(ct_path), "--device", args.device,
-                       "--threads", str(args.threads), "--save", str(save)]  # fmt: skip
+                       "--threads", str(args.threads), "--save", str(save), "--seed", str(args.seed),
+                       "--size-ijk", *map(str, args.size_ijk), "--spacing-mm", *map(str, args.spacing_mm)]  # fmt: skip
+            if args.in_memory:
+                command.append("--in-memory")
             if args.cards:
                 command += ["--cards", *args.cards]
             done = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -57,10 +57,10 @@ if [ -e "$OUT/run" ]; then
     echo "error: $OUT/run exists already; give an empty OUT" >&2
     exit 2
 fi
-export PYTHONPATH="$PWD"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
-    export PYTHONPATH="$SITE:$PWD"
+    export PYTHONPATH="$SITE:$PYTHONPATH"
 fi
 "$PYTHON" - "$DEVICE" >"$OUT/env.txt" <<'EOF'
 import sys
