@@ -20,9 +20,9 @@ from SmoothSegNetLib.models import load_card, sha256_file
 SCRIPT = REPO_ROOT / "scripts" / "device_arms.sh"
 
 
-def _run(args: list[str], out: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], out: Path, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env.update(PYTHON=sys.executable, DEVICE="cpu", WHEELS=str(tmp_path / "no-wheels"), OUT=str(out))
+    env.update(PYTHON=sys.executable, DEVICE="cpu", WHEELS=str(tmp_path / "no-wheels"), OUT=str(out), **extra)
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -36,7 +36,7 @@ def _arm(tmp_path: Path, name: str, **overrides: object) -> Path:
 def test_two_arms_come_back_as_one_tar_each_with_their_cards_and_no_checkpoint(tmp_path: Path) -> None:
     first, second = _arm(tmp_path, "arm-a"), _arm(tmp_path, "arm-b", seed=1)
     out = tmp_path / "out"
-    done = _run(["5", "5", str(first), str(second)], out, tmp_path)
+    done = _run(["5", "5", str(first), str(second)], out, tmp_path, DATA_WORKERS="2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["arm-a.tar", "arm-b.tar", "arms.log"]
     weights = {}
@@ -47,6 +47,9 @@ def test_two_arms_come_back_as_one_tar_each_with_their_cards_and_no_checkpoint(t
             tar.extractall(target, filter="data")
         assert "run/checkpoint.pt" not in members
         assert {"run/metrics.csv", "env.txt", "train.log", "sitting.log"} <= set(members)
+        # DATA_WORKERS reached the training: 6 training phantoms rendered by 2 processes.
+        train_log = (target / "train.log").read_text()
+        assert "rendering 6 phantoms in 2 processes" in train_log
         card = load_card(target / "run" / "tiny-tumor.json")
         assert card.weights.sha256 == sha256_file(target / "run" / "tiny-tumor.safetensors")
         weights[name] = card.weights.sha256

@@ -19,7 +19,9 @@
 # (bench/speed.py --device cuda --in-memory: the machine has no SimpleITK to read a NRRD).
 #
 # Environment: PYTHON (default python3), WHEELS (default .whl), SITE (default /tmp/site), OUT (default
-# build/device-out), BENCH (1: run the bench after the arms), BENCH_SECONDS (its time limit, default 100).
+# build/device-out), BENCH (1: run the bench after the arms), BENCH_SECONDS (its time limit, default 100),
+# DATA_WORKERS (processes that render each arm's phantoms; default the machine's cores shared among the arms: at
+# 1.4 mm, 64 phantoms took about 200 s in one process there, most of a 5-minute sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -63,6 +65,12 @@ if [ -d "$SITE" ]; then
 fi
 work=$(mktemp -d)
 empty="$work/no-wheels"
+if [ -z "${DATA_WORKERS:-}" ]; then
+    cores=$(nproc 2>/dev/null || echo 1)
+    DATA_WORKERS=$((cores / $#))
+    [ "$DATA_WORKERS" -ge 1 ] || DATA_WORKERS=1
+fi
+export DATA_WORKERS
 mkdir -p "$empty"
 
 pids=()

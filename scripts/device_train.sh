@@ -22,11 +22,13 @@
 #       carry=[".whl", "build/arm-gpu"], timeout_s=600)
 # The device has no SimpleITK: the phantoms are resampled by the SciPy path (SmoothSegNetLib/resample.py), which
 # gives ITK's voxels. Environment: PYTHON (default python3), DEVICE (default cuda; the tests use cpu), WHEELS (default
-# .whl), SITE (where the wheels are installed, default /tmp/site), OUT (default build/device-out).
+# .whl), SITE (where the wheels are installed, default /tmp/site), OUT (default build/device-out), DATA_WORKERS
+# (processes that render the phantoms, train --data-workers; default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
+DATA_WORKERS=${DATA_WORKERS:-1}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/site}
 OUT=${OUT:-build/device-out}
@@ -77,7 +79,8 @@ else:
 EOF
 cat "$OUT/env.txt"
 
-args=(train --config "$config" -o "$OUT/run" --device "$DEVICE" --max-minutes "$budget" --progress none)
+args=(train --config "$config" -o "$OUT/run" --device "$DEVICE" --max-minutes "$budget" --progress none
+    --data-workers "$DATA_WORKERS")
 if [ -n "$previous" ]; then
     cp -r "$previous" "$OUT/run"
     args+=(--resume)

@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CARD",
         help="start from this model card's verified weights (same stage and architecture): a fine-tune",
     )
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that render the training phantoms (default 1; the same cases whatever N)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +55,18 @@ def run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         config = dataclasses.replace(config, init_from=str(Path(args.init_from).resolve()))
+    if args.data_workers < 1:
+        raise ConfigError(f"--data-workers must be an integer >= 1, got {args.data_workers}")
     progress = {"text": TextProgress, "jsonl": JsonlProgress}.get(args.progress, lambda: no_progress)()
-    result = run_training(config, args.output, resume=args.resume, device=args.device, progress=progress, cancel=CANCEL)
+    result = run_training(
+        config,
+        args.output,
+        resume=args.resume,
+        device=args.device,
+        progress=progress,
+        cancel=CANCEL,
+        data_workers=args.data_workers,
+    )
     sys.stdout.write(
         f"trained {config.stage} stage: best validation Dice {result.best_val_dice:.4f} at iteration "
         f"{result.best_iteration} ({result.iterations_run} iterations, {result.elapsed_s / 60:.1f} min)\n"

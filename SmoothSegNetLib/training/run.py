@@ -129,9 +129,16 @@ def _git_commit() -> str | None:
 
 
 def build_cases(
-    config: TrainConfig, card_template: dict[str, Any], progress: ProgressCallback, cancel: CancelCheck | None
+    config: TrainConfig,
+    card_template: dict[str, Any],
+    progress: ProgressCallback,
+    cancel: CancelCheck | None,
+    data_workers: int = 1,
 ) -> tuple[list[PreparedCase], list[PreparedCase], dict[str, Any]]:
-    """Training and validation cases of the config's data source, and the data record for the card."""
+    """Training and validation cases of the config's data source, and the data record for the card.
+
+    ``data_workers``: processes that render the phantoms (the cases do not depend on it).
+    """
     from SmoothSegNetLib.models import card_from_dict
 
     card = card_from_dict(card_template, source="card template")
@@ -142,10 +149,10 @@ def build_cases(
         train_seeds = list(range(*data.train_seeds))
         val_seeds = list(range(*data.val_seeds))
         train, train_records = phantom_cases(
-            train_seeds, card, data, progress=sub_progress(progress, 0, 0.8), cancel=cancel
+            train_seeds, card, data, progress=sub_progress(progress, 0, 0.8), cancel=cancel, workers=data_workers
         )
         val, val_records = phantom_cases(
-            val_seeds, card, data, progress=sub_progress(progress, 0.8, 1.0), cancel=cancel
+            val_seeds, card, data, progress=sub_progress(progress, 0.8, 1.0), cancel=cancel, workers=data_workers
         )
         record: dict[str, Any] = {
             "data": "synthetic phantoms (SmoothSegNetLib.phantom.make_phantom), no patient data",
@@ -184,12 +191,18 @@ def run_training(
     device: str = "auto",
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
+    data_workers: int = 1,
 ) -> TrainResult:
-    """Build the data of ``config`` and train its stage into ``outdir`` (see :func:`train_stage`)."""
+    """Build the data of ``config`` and train its stage into ``outdir`` (see :func:`train_stage`).
+
+    ``data_workers``: processes that render the training phantoms (the same cases whatever the number).
+    """
     template = card_template_for(config)
     # A resumed fine-tune continues from its checkpoint, but its card still says which weights it started from.
     initial = initial_weights(config, template) if config.init_from else None
-    train, val, record = build_cases(config, copy.deepcopy(template), sub_progress(progress, 0.0, 0.1), cancel)
+    train, val, record = build_cases(
+        config, copy.deepcopy(template), sub_progress(progress, 0.0, 0.1), cancel, data_workers
+    )
     log.info("%d training and %d validation cases", len(train), len(val))
     if initial is not None:
         record["initialised_from"] = initial[1]
