@@ -11,6 +11,7 @@ import pytest
 from _training_helpers import write_tiny_config
 from conftest import run_cli
 
+from SmoothSegNetLib.errors import Cancelled
 from SmoothSegNetLib.models import card_from_dict
 from SmoothSegNetLib.training.config import load_config
 from SmoothSegNetLib.training.phantom_data import phantom_cases
@@ -43,6 +44,22 @@ def test_cases_rendered_by_two_workers_are_those_of_one(tmp_path: Path) -> None:
     assert one_records == two_records
     # The cases differ from seed to seed (so equal lists above are not equal by accident).
     assert not np.array_equal(one[0].label, one[1].label) or one[0].image.shape != one[1].image.shape
+
+
+def test_a_cancel_while_workers_render_stops_at_the_next_case(tmp_path: Path) -> None:
+    config = load_config(write_tiny_config(tmp_path, "tumor"))
+    card = card_from_dict(copy.deepcopy(card_template_for(config)))
+    seen: list[str] = []
+    with pytest.raises(Cancelled):
+        phantom_cases(
+            [500, 501, 502, 503],
+            card,
+            config.data,
+            workers=2,
+            progress=lambda _s, _f, text: seen.append(text),
+            cancel=lambda: len(seen) >= 1,
+        )
+    assert len(seen) == 1 and seen[0].startswith("phantom 500:")
 
 
 def test_no_workers_is_refused(tmp_path: Path) -> None:

@@ -63,14 +63,14 @@ fi
 if [ -d "$SITE" ]; then
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
-work=$(mktemp -d)
-empty="$work/no-wheels"
 if [ -z "${DATA_WORKERS:-}" ]; then
     cores=$(nproc 2>/dev/null || echo 1)
     DATA_WORKERS=$((cores / $#))
     [ "$DATA_WORKERS" -ge 1 ] || DATA_WORKERS=1
 fi
 export DATA_WORKERS
+work=$(mktemp -d)
+empty="$work/no-wheels"
 mkdir -p "$empty"
 
 pids=()
@@ -104,8 +104,8 @@ for index in "${!pids[@]}"; do
         tar -cf "$OUT/$name.tar" -C "$work/$name" "${files[@]}"
     fi
     iterations=$(tail -n 1 "$run/metrics.csv" 2>/dev/null | cut -d, -f1 || true)
-    echo "$name: exit $arm_status, last logged iteration ${iterations:-none}, $(tail -n 1 "$work/$name/sitting.log")" |
-        cat >>"$OUT/arms.log"
+    echo "$name: exit $arm_status, last logged iteration ${iterations:-none}, $(tail -n 1 "$work/$name/sitting.log")" \
+        >>"$OUT/arms.log"
     [ "$arm_status" -eq 0 ] || status=$arm_status
 done
 if command -v nvidia-smi >/dev/null; then
@@ -114,7 +114,8 @@ fi
 
 if [ "$BENCH" = 1 ]; then
     # The GPU row of the pipeline's speed (the demo cards, the real pipeline, the CT made in memory).
-    PYTHONPATH="$PYTHONPATH:$PWD" timeout "$BENCH_SECONDS" "$PYTHON" bench/speed.py --device cuda --threads 16 \
+    # (bench/speed.py puts the repository on its own path; PYTHONPATH holds the carried wheels.)
+    timeout "$BENCH_SECONDS" "$PYTHON" bench/speed.py --device cuda --threads 16 \
         --configs torch --in-memory --json "$OUT/speed.json" >"$OUT/speed.md" 2>"$work/bench.err" ||
         { echo "bench: exit $? (last lines of its errors below)"; tail -n 5 "$work/bench.err"; } >>"$OUT/arms.log"
 fi

@@ -12,9 +12,10 @@ pipeline's own resampling — so the network learns from the same path it is use
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,32 +125,27 @@ def phantom_cases(
         for seed in seeds
     ]
     cases, records = [], []
-    if workers == 1 or len(jobs) < 2:
-        for n, job in enumerate(jobs):
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or len(jobs) < 2:
+            results: Iterator[tuple[PreparedCase, dict[str, Any], str]] = (_one_case(*job) for job in jobs)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            processes = min(workers, len(jobs))
+            log.info("rendering %d phantoms in %d processes", len(jobs), processes)
+            # spawn: a forked copy of a process that holds torch's threads can hang.
+            pool = stack.enter_context(
+                ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+            )
+            # Runs before the pool's own exit: on a cancel or an error, the phantoms not started are dropped.
+            stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+            futures = [pool.submit(_one_case, *job) for job in jobs]
+            results = (future.result() for future in futures)
+        for n in range(len(jobs)):
             check_cancel(cancel)
-            case, record, text = _one_case(*job)
+            case, record, text = next(results)
             cases.append(case)
             records.append(record)
             progress("data", (n + 1) / len(jobs), text)
-        return cases, records
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn: a forked copy of a process that holds torch's threads can hang.
-    context = multiprocessing.get_context("spawn")
-    processes = min(workers, len(jobs))
-    log.info("rendering %d phantoms in %d processes", len(jobs), processes)
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = [pool.submit(_one_case, *job) for job in jobs]
-        try:
-            for n, future in enumerate(futures):
-                check_cancel(cancel)
-                case, record, text = future.result()
-                cases.append(case)
-                records.append(record)
-                progress("data", (n + 1) / len(jobs), text)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
     return cases, records
