@@ -24,13 +24,13 @@ import numpy as np
 from scipy import ndimage
 
 from SmoothSegNetLib.correction.grow import away_from_lesions
-from SmoothSegNetLib.correction.search import Crop, component_near, find_lesion, network_component
+from SmoothSegNetLib.correction.search import CLICK_NETWORK, Crop, component_near, find_lesion, network_component
 from SmoothSegNetLib.correction.settings import AddLesionSettings, default_settings
 from SmoothSegNetLib.errors import InputError, ModelError
 from SmoothSegNetLib.inference.options import SegmentOptions
 from SmoothSegNetLib.inference.pipeline import tumor_stage_mask
 from SmoothSegNetLib.inference.preprocess import from_network_layout, resample_ct, to_network_layout, window_hu
-from SmoothSegNetLib.inference.runtime import open_runtime
+from SmoothSegNetLib.inference.runtime import OnnxRuntime, open_runtime
 from SmoothSegNetLib.models import ModelCard, Registry
 from SmoothSegNetLib.progress import no_progress
 from SmoothSegNetLib.resample import Interpolation, canonical_geometry, crop_geometry, orientation_direction, resample
@@ -50,10 +50,11 @@ class AddedLesion:
         lesion_id: the id it gets (one more than the largest existing lesion id).
         box: ``[k, j, i]`` slices of the input grid holding ``mask``.
         mask: bool ``[k, j, i]`` on ``box``: the lesion's voxels.
-        method: ``network`` (at ``threshold``), ``region_growing`` or ``rim_fit``.
+        method: ``network`` (at ``threshold``), ``region_growing``, ``rim_fit`` or ``click_network`` (at
+            ``threshold``).
         threshold: the decision probability threshold used (``None`` for region growing).
         confidence: mean tumor decision probability of the network inside the lesion (of the fine window when it
-            found the lesion).
+            found the lesion; the click network's probability when it did).
         contrast_hu: mean HU of the lesion minus the mean HU of the liver around it.
         point_lps_mm: the point clicked.
         timings_s: seconds per step.
@@ -127,6 +128,15 @@ class PointSegmenter:
         self.runtime = open_runtime(options, entry.onnx_path is not None)
         self.device = self.runtime.device
         self.network = self.runtime.load(entry)
+        # The click network (settings ``click_network``): verified and loaded once, on an ONNX engine unless the
+        # tumor network runs in PyTorch.
+        self.click_network = None
+        if self.settings.click_network:
+            from SmoothSegNetLib.correction.click_net import ClickNetwork
+
+            self.click_network = ClickNetwork(
+                threads=threads, engine="auto" if isinstance(self.runtime, OnnxRuntime) else "torch"
+            )
 
     def __call__(
         self, ct: CTVolume, labelmap: np.ndarray, lesions: np.ndarray, point_lps_mm: tuple[float, float, float]
@@ -165,13 +175,20 @@ class PointSegmenter:
         local = (voxel[0] - box[0].start, voxel[1] - box[1].start, voxel[2] - box[2].start)
         allowed = _allowed(labelmap[box], lesions[box])
         spacing_kji = np.asarray(crop.spacing_mm[::-1], dtype=float)
+        click_q, click_threshold = None, 0.5
+        if self.click_network is not None:
+            t1 = time.perf_counter()
+            click_q = self.click_network.probability(ct.array[box], labelmap[box] > 0, crop, point_lps_mm)
+            click_threshold = self.click_network.threshold
+            timings["click_network_s"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
         found = find_lesion(
-            Crop(ct.array[box], q, allowed, local, spacing_kji),
+            Crop(ct.array[box], q, allowed, local, spacing_kji, click_q, click_threshold),
             self.settings,
             self.card.post.chan_vese_iterations,
             self.card.input.hu_window,
         )
-        timings["search_s"] = time.perf_counter() - t0 - timings["prepare_s"] - timings["network_s"]
+        timings["search_s"] = time.perf_counter() - t1
         fine_mm = None  # the spacing of the fine window, when it ran
         if found is None and self.settings.fine_network_spacing_mm:
             fine_mm = self.settings.fine_network_spacing_mm
@@ -191,6 +208,7 @@ class PointSegmenter:
                 "(or draw it in Segment Editor)"
             )
         mask = found.mask
+        confidence_map = click_q if click_q is not None and found.method == CLICK_NETWORK else q
         sub = ndimage.find_objects(mask.astype(np.uint8))[0]
         out_box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
         timings["total_s"] = time.perf_counter() - t0
@@ -200,7 +218,7 @@ class PointSegmenter:
             mask=mask[sub],
             method=found.method,
             threshold=found.threshold,
-            confidence=round(float(q[mask].mean()), 4),
+            confidence=round(float(confidence_map[mask].mean()), 4),
             contrast_hu=round(found.contrast_hu, 1),
             point_lps_mm=point_lps_mm,
             timings_s=timings,

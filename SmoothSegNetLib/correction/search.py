@@ -26,7 +26,7 @@ from SmoothSegNetLib.inference.postprocess import chan_vese_refine
 from SmoothSegNetLib.inference.preprocess import window_hu
 
 _BALL6 = ndimage.generate_binary_structure(3, 1)
-NETWORK, REGION_GROWING, RIM_FIT = "network", "region_growing", "rim_fit"
+NETWORK, REGION_GROWING, RIM_FIT, CLICK_NETWORK = "network", "region_growing", "rim_fit", "click_network"
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Crop:
     allowed: np.ndarray
     voxel: tuple[int, int, int]
     spacing_kji: np.ndarray
+    #: The click network's probability of the clicked lesion on the crop, and its threshold (``None``: not run).
+    click_q: np.ndarray | None = None
+    click_threshold: float = 0.5
 
     @property
     def voxel_ml(self) -> float:
@@ -71,7 +74,14 @@ def find_lesion(
     when nothing is found at it, the search runs again from the centre of the strongest blob that reaches it; then,
     when something is found (not by the ring fit, which is centred by its fit), once more from the centre that the
     lesion-like voxels around it imply (a mean shift), if that lies at least ``recentre_min_shift`` times the
-    lesion's radius away. A lesion found from another centre is kept only if it holds the voxel clicked."""
+    lesion's radius away. A lesion found from another centre is kept only if it holds the voxel clicked.
+
+    With ``settings.click_network`` (and ``crop.click_q`` given) the click network's component at the click comes
+    first, as found (it was trained on clicks off the centre); the other ways run only when it finds nothing."""
+    if settings.click_network:
+        by_click = _by_click_network(crop, settings)
+        if by_click is not None:
+            return by_click
     found = _search_at(crop, settings, chan_vese_iterations, hu_window)
     if not settings.recentre:
         return found
@@ -135,6 +145,17 @@ def _by_network(
         if np.count_nonzero(mask) * crop.voxel_ml >= s.min_volume_ml:
             return Found(mask, NETWORK, threshold, contrast_hu(crop.hu, mask, crop.allowed, crop.spacing_kji))
     return None
+
+
+def _by_click_network(crop: Crop, s: AddLesionSettings) -> Found | None:
+    """The click network's component at (or within ``snap_mm`` of) the click, if it is at least
+    ``min_volume_ml``; the network's answer is the lesion test."""
+    if crop.click_q is None:
+        return None
+    mask = component_near(crop.click_q >= crop.click_threshold, crop.allowed, crop.voxel, crop.spacing_kji, s.snap_mm)
+    if mask is None or np.count_nonzero(mask) * crop.voxel_ml < s.min_volume_ml:
+        return None
+    return Found(mask, CLICK_NETWORK, crop.click_threshold, contrast_hu(crop.hu, mask, crop.allowed, crop.spacing_kji))
 
 
 def _by_growing(

@@ -68,6 +68,9 @@ class AddLesionSettings:
             (:mod:`SmoothSegNetLib.correction.recentre`); a lesion found so must hold the voxel clicked.
         recentre_min_shift: the second search runs only if that centre lies at least this many times the found
             lesion's radius from the click (a click near the centre keeps its own lesion).
+        click_network: first take the click network's component at the point
+            (:mod:`SmoothSegNetLib.correction.click_net`, threshold from its ``click-net.json``); the other ways only
+            when it finds nothing there.
     """
 
     thresholds: tuple[float, ...] = (0.5, 0.3)
@@ -101,6 +104,7 @@ class AddLesionSettings:
     rim_fit_min_cover: float = 0.5
     recentre: bool = False
     recentre_min_shift: float = 0.5
+    click_network: bool = False
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(0.0 < t < 1.0 for t in self.thresholds):
@@ -130,7 +134,7 @@ class AddLesionSettings:
             raise InputError(
                 f"add-lesion setting rim_fit_min_cover must be a number in [0, 1], got {self.rim_fit_min_cover!r}"
             )
-        for flag in ("rim_fit", "region_growing", "network_first", "skip_edge", "recentre"):
+        for flag in ("rim_fit", "region_growing", "network_first", "skip_edge", "recentre", "click_network"):
             if not isinstance(getattr(self, flag), bool):
                 raise InputError(f"add-lesion setting {flag} must be true or false, got {getattr(self, flag)!r}")
         if not (isinstance(self.rounds, int) and self.rounds >= 0):

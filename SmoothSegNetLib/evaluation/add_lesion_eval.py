@@ -195,6 +195,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "fine-network-1.4": {"fine_network_spacing_mm": 1.4},
     "no-fine-network": {"fine_network_spacing_mm": 0.0},
     "no-recentre": {"recentre": False},
+    "click-network": {"click_network": True},
+    "no-click-network": {"click_network": False},
 }
 
 
