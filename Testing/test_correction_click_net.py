@@ -298,6 +298,7 @@ def test_the_rendered_lesions_have_the_contrast_the_phantom_drew(samples: list[t
         (["--seeds", "6000:6001", "--minutes", "0"], "--minutes"),
         (["--seeds", "6000:6001", "--minutes", "1", "--threshold", "1"], "--threshold"),
         (["--seeds", "x", "--minutes", "1"], "--seeds"),
+        (["--seeds", "6000:6001", "--minutes", "1", "--dice-weight", "-1"], "--dice-weight"),
     ],
 )
 def test_bad_training_arguments_are_one_error_line_and_nothing_written(

@@ -9,9 +9,9 @@ network's cube exactly as ``add-lesion`` does; the true lesion is drawn on the c
 around the click is rendered (about 0.4 s a seed), so thousands of clicks cost minutes.
 
 Training: batches of 8 cubes, flipped along each axis and with i and j swapped at random; binary cross-entropy
-plus a Dice loss over the batch; AdamW, the learning rate on a cosine over the time budget. The result is
-written (each file atomically) as ``click-net.safetensors``, its ONNX graph ``click-net.onnx`` and
-``click-net.json`` with both sha256.
+plus ``--dice-weight`` (1) times a Dice loss over the batch; AdamW, the learning rate on a cosine over the time
+budget. The result is written (each file atomically) as ``click-net.safetensors``, its ONNX graph
+``click-net.onnx`` and ``click-net.json`` with both sha256.
 
 Run: ``python -m SmoothSegNetLib.training.click_net --seeds 6000:7000 --minutes 25 --out DIR``. The seeds must
 not overlap the tuning (2000-2063) or held-out (3000-3119) phantoms.
@@ -142,9 +142,15 @@ def _augment(image: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> 
 
 
 def train(
-    samples: Sequence[ClickSample], minutes: float, batch: int = 8, learning_rate: float = 2e-3, seed: int = 0
+    samples: Sequence[ClickSample],
+    minutes: float,
+    batch: int = 8,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    dice_weight: float = 1.0,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train a new click network on ``samples`` for ``minutes``; the network and a summary."""
+    """Train a new click network on ``samples`` for ``minutes`` (loss: binary cross-entropy plus ``dice_weight``
+    times a Dice loss over the batch); the network and a summary."""
     import torch
 
     if not samples:
@@ -170,7 +176,7 @@ def train(
         probability = torch.sigmoid(logits)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
         dice = 1.0 - (2.0 * (probability * target).sum() + 1.0) / (probability.sum() + target.sum() + 1.0)
-        loss = bce + dice
+        loss = bce + dice_weight * dice
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -182,6 +188,7 @@ def train(
     summary = {
         "iterations": iterations,
         "batch": batch,
+        "dice_weight": dice_weight,
         "minutes": round((time.perf_counter() - start) / 60.0, 2),
         "last_loss": round(float(np.mean(recent[-100:])), 4),
     }
@@ -258,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--normals", type=int, default=2, help="plain-liver clicks per seed")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold written to the json")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
+    parser.add_argument("--dice-weight", type=float, default=1.0, help="weight of the Dice loss (0: only the BCE)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -266,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--minutes must be a number > 0, got {args.minutes}")
         if not 0.0 < args.threshold < 1.0:
             raise InputError(f"--threshold must be in (0, 1), got {args.threshold}")
+        if not (math.isfinite(args.dice_weight) and args.dice_weight >= 0):
+            raise InputError(f"--dice-weight must be a number >= 0, got {args.dice_weight}")
         if args.normals < 0:
             raise InputError(f"--normals must be >= 0, got {args.normals}")
     except InputError as exc:
@@ -278,13 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     samples = make_samples(seeds, args.normals)
     render_s = time.perf_counter() - t0
-    network, summary = train(samples, args.minutes)
+    network, summary = train(samples, args.minutes, dice_weight=args.dice_weight)
     lesions = sum(1 for s in samples if s.lesion)
     trained_on = {
         "phantom_seeds": f"{seeds.start}:{seeds.stop}",
         "clicks": len(samples),
         "lesion_clicks": lesions,
         "liver_clicks": len(samples) - lesions,
+        "liver_clicks_per_seed": args.normals,
         "render_s": round(render_s, 1),
         **summary,
         "data": "synthetic phantoms only (SmoothSegNetLib.phantom); no real CT",
