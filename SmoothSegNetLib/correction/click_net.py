@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from SmoothSegNetLib.errors import ModelError
+from SmoothSegNetLib.inference.window import decision_probability
 from SmoothSegNetLib.resample import Interpolation, resample
 from SmoothSegNetLib.resources import RESOURCES_DIR
 from SmoothSegNetLib.volume import Geometry
@@ -95,10 +96,6 @@ def cube_input(
     hu_cube = resample(np.asarray(hu, dtype=np.float32), geometry, cube, Interpolation.LINEAR, OUTSIDE_HU)
     liver_cube = resample(np.asarray(liver, dtype=np.float32), geometry, cube, Interpolation.LINEAR, 0.0) > 0.5
     return channels(hu_cube, liver_cube), cube
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -176,8 +173,8 @@ class ClickNetwork:
         the cube)."""
         image, cube = cube_input(hu, liver, geometry, point_lps_mm)
         # The network works on [k, j, i] arrays as they are (it was trained so; no axis reordering).
-        logits = self._run(image[None])[0, 0]
-        return resample(sigmoid(logits), cube, geometry, Interpolation.LINEAR, 0.0)
+        probability = decision_probability(self._run(image[None])[0], "sigmoid", 0)
+        return resample(probability, cube, geometry, Interpolation.LINEAR, 0.0)
 
 
 def build_network() -> Any:

@@ -199,6 +199,7 @@ def export(network: Any, out: Path, threshold: float, trained_on: dict[str, Any]
     """Write the weights, the ONNX graph and ``click-net.json`` (each atomically) into ``out``; the json's path."""
     import torch
 
+    from SmoothSegNetLib.models.onnx_graph import INPUT_NAME, OPSET, OUTPUT_NAME
     from SmoothSegNetLib.models.weights import save_weights, sha256_file
     from SmoothSegNetLib.outputs import atomic_path
 
@@ -212,10 +213,10 @@ def export(network: Any, out: Path, threshold: float, trained_on: dict[str, Any]
             network.eval(),
             (example,),
             str(tmp),
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET,
             dynamo=False,
         )
     description = {
@@ -230,7 +231,7 @@ def export(network: Any, out: Path, threshold: float, trained_on: dict[str, Any]
             "prior_sigma_mm": click_net.PRIOR_SIGMA_MM,
         },
         "weights": {"file": weights.name, "format": "safetensors", "sha256": weights_sha},
-        "onnx": {"file": graph.name, "sha256": sha256_file(graph), "opset": 17},
+        "onnx": {"file": graph.name, "sha256": sha256_file(graph), "opset": OPSET},
         "threshold": threshold,
         "trained_on": trained_on,
     }
