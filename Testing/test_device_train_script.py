@@ -71,6 +71,19 @@ def test_a_run_of_an_earlier_sitting_is_continued_from_its_checkpoint(tmp_path: 
     assert _iterations(earlier)[-1] == 3  # the carried folder is copied, not changed
 
 
+def test_a_sitting_shorter_than_its_budget_still_writes_its_card(tmp_path: Path) -> None:
+    # A 100-minute budget in a 0.75-minute sitting: the budget is cut once the phantoms are rendered (train
+    # --finish-within), so the sitting ends with the card, not at a checkpoint (the first 1.4 mm GPU arms did).
+    config = write_tiny_config(tmp_path, "tumor", iterations=100000, checkpoint_every=2, val_every=1000)
+    out = tmp_path / "out"
+    done = _run([str(config), "100", "0.75"], out, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "finished: the card and its weights are in" in done.stdout
+    record = json.loads((out / "run" / "tiny-tumor.json").read_text())["training"]
+    assert 0.0 < record["config"]["max_minutes"] < 0.75
+    assert record["run"]["stopped_early"] is True
+
+
 def test_a_sitting_stopped_before_its_first_checkpoint_says_so(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, "tumor")
     out = tmp_path / "out"

@@ -5,8 +5,9 @@
 #   bash scripts/device_arms.sh BUDGET_MIN SITTING_MIN CONFIG...
 #
 #   BUDGET_MIN   each arm's training budget in minutes (train --max-minutes: the learning rate decays over it)
-#   SITTING_MIN  minutes each arm's process may run in all (rendering its phantoms included): it is then stopped
-#                at its last checkpoint
+#   SITTING_MIN  minutes each arm's process may run in all (rendering its phantoms included): each arm cuts its
+#                budget to write its card a quarter of a minute before (device_train.sh, train --finish-within;
+#                FINISH_WITHIN=none: not), and is stopped at its last checkpoint at the end in any case
 #   CONFIG       training configurations (Resources/Training/*.json), one arm each
 #
 # A small network on 64x64x48 patches leaves most of an H200 idle, and the data side costs about 3 ms a patch on

@@ -7,9 +7,11 @@
 #   CONFIG       a training configuration (Resources/Training/*.json)
 #   BUDGET_MIN   the run's whole wall-time budget in minutes (train --max-minutes): the learning rate decays over it,
 #                summed over the sittings
-#   SITTING_MIN  minutes this sitting may train: it is then stopped with SIGINT, so that it ends at its last
-#                checkpoint (every config.checkpoint_every iterations); give the device call's timeout a few minutes
-#                more (installing, rendering the phantoms: about 1 min for 64 of them)
+#   SITTING_MIN  minutes this sitting may run, rendering the phantoms included: training is given until a quarter
+#                of a minute before its end to write the card (train --finish-within; the budget is cut to fit and the
+#                learning rate decays over what is left), and it is stopped with SIGINT at the end in any case, so
+#                that it ends at its last checkpoint (every config.checkpoint_every iterations); give the device
+#                call's timeout a minute more (installing the wheels)
 #   RUN          a run folder of an earlier sitting (checkpoint.pt, metrics.csv), carried in: continued (--resume)
 #
 # What comes back in $OUT: run/ (checkpoint.pt, metrics.csv, best.safetensors; the card and its weights once the
@@ -23,7 +25,8 @@
 # The device has no SimpleITK: the phantoms are resampled by the SciPy path (SmoothSegNetLib/resample.py), which
 # gives ITK's voxels. Environment: PYTHON (default python3), DEVICE (default cuda; the tests use cpu), WHEELS (default
 # .whl), SITE (where the wheels are installed, default /tmp/site), OUT (default build/device-out), DATA_WORKERS
-# (processes that render the phantoms, train --data-workers; default 1).
+# (processes that render the phantoms, train --data-workers; default 1), FINISH_WITHIN (train --finish-within in
+# minutes; default the sitting less a quarter of a minute; none: not given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -79,8 +82,14 @@ else:
 EOF
 cat "$OUT/env.txt"
 
+# A quarter of a minute of the sitting for starting Python; never under half the sitting. FINISH_WITHIN=none: no
+# such cut (the sitting's SIGINT alone ends the run, at its last checkpoint).
+finish=${FINISH_WITHIN:-$(awk -v s="$sitting" 'BEGIN { f = s - 0.25; if (f < s / 2) f = s / 2; printf "%.3f", f }')}
 args=(train --config "$config" -o "$OUT/run" --device "$DEVICE" --max-minutes "$budget" --progress none
     --data-workers "$DATA_WORKERS")
+if [ "$finish" != none ]; then
+    args+=(--finish-within "$finish")
+fi
 if [ -n "$previous" ]; then
     cp -r "$previous" "$OUT/run"
     args+=(--resume)

@@ -32,10 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="processes that render the training phantoms (default 1; the same cases whatever N)",
     )
+    parser.add_argument(
+        "--finish-within",
+        type=float,
+        default=None,
+        metavar="MIN",
+        help="write the card within MIN minutes of this command's start, rendering included: the time budget is "
+        "cut to fit once the data is built (for a sitting with a hard end, e.g. a lent GPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import time
 
     from SmoothSegNetLib.cli import CANCEL
     from SmoothSegNetLib.progress import JsonlProgress, TextProgress, no_progress
@@ -57,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, init_from=str(Path(args.init_from).resolve()))
     if args.data_workers < 1:
         raise ConfigError(f"--data-workers must be an integer >= 1, got {args.data_workers}")
+    finish_by = None
+    if args.finish_within is not None:
+        if not args.finish_within > 0:
+            raise ConfigError(f"--finish-within must be a positive number of minutes, got {args.finish_within}")
+        finish_by = time.monotonic() + 60.0 * args.finish_within
     progress = {"text": TextProgress, "jsonl": JsonlProgress}.get(args.progress, lambda: no_progress)()
     result = run_training(
         config,
@@ -66,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         cancel=CANCEL,
         data_workers=args.data_workers,
+        finish_by=finish_by,
     )
     sys.stdout.write(
         f"trained {config.stage} stage: best validation Dice {result.best_val_dice:.4f} at iteration "

@@ -192,10 +192,13 @@ def run_training(
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
     data_workers: int = 1,
+    finish_by: float | None = None,
 ) -> TrainResult:
     """Build the data of ``config`` and train its stage into ``outdir`` (see :func:`train_stage`).
 
     ``data_workers``: processes that render the training phantoms (the same cases whatever the number).
+    ``finish_by``: a ``time.monotonic()`` time by which the card must be written, data building included (the time
+    budget is cut once the data is built; :func:`SmoothSegNetLib.training.trainer.train_stage`).
     """
     template = card_template_for(config)
     # A resumed fine-tune continues from its checkpoint, but its card still says which weights it started from.
@@ -218,4 +221,5 @@ def run_training(
         device=device,
         progress=sub_progress(progress, 0.1, 1.0),
         cancel=cancel,
+        finish_by=finish_by,
     )

@@ -13,6 +13,7 @@ Files written in the run folder (rank 0 only; each through a temporary name):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -303,6 +304,28 @@ def _loop(
     return time.monotonic() - t0
 
 
+#: Seconds kept, under ``train_stage(finish_by=...)``, between the end of training and the time given: the last
+#: validation, the checkpoint, the weights and the card (a few seconds on this CPU for the demo networks).
+FINISH_MARGIN_S = 20.0
+
+
+def _budget_before(config: TrainConfig, finish_by: float, elapsed_before: float) -> TrainConfig:
+    """``config`` with its time budget cut so that training, ``elapsed_before`` seconds into its budget already,
+    stops :data:`FINISH_MARGIN_S` before the monotonic time ``finish_by``; unchanged when its own budget ends first."""
+    left = max(0.0, finish_by - time.monotonic() - FINISH_MARGIN_S)
+    budget_s = elapsed_before + left
+    if config.max_minutes > 0 and budget_s >= 60.0 * config.max_minutes:
+        return config
+    # A budget of exactly the time already trained stops after one more iteration, and the card is written.
+    cut = max(budget_s, 1e-3) / 60.0
+    log.info(
+        "time budget cut to %.2f min (%.2f min of it already trained) so that the card is written in time",
+        cut,
+        elapsed_before / 60.0,
+    )
+    return dataclasses.replace(config, max_minutes=cut)
+
+
 def _card_record(
     session: _Session, training_record: dict[str, Any], val_cases: list[PreparedCase], elapsed: float
 ) -> dict[str, Any]:
@@ -350,6 +373,7 @@ def train_stage(
     device: str = "auto",
     progress: ProgressCallback = no_progress,
     cancel: CancelCheck | None = None,
+    finish_by: float | None = None,
 ) -> TrainResult:
     """Train one stage and write its weights and card into ``outdir``.
 
@@ -363,6 +387,9 @@ def train_stage(
         initial_state: weights to start from (a fine-tune) instead of a random initialisation; not with ``resume``.
         device: ``auto``, ``cpu``, ``cuda``... (see :func:`SmoothSegNetLib.inference.device.select_device`).
         progress, cancel: progress callback and cancel check.
+        finish_by: a ``time.monotonic()`` time by which the card must be written: the time budget is cut, once the
+            run is set up, so that training stops :data:`FINISH_MARGIN_S` before it (the learning rate decays over
+            the cut budget; at least one iteration is trained). None: the config's budget alone.
 
     Raises:
         ConfigError: no training or validation cases, a previous run without ``resume``, or nothing to resume.
@@ -403,6 +430,8 @@ def train_stage(
         val_cases = validation_patches(val_cases, config, foreground)
     if resume:
         session.restore(outdir / CHECKPOINT_NAME)
+    if finish_by is not None:
+        session.config = config = _budget_before(config, finish_by, session.elapsed_before)
     metrics = MetricsLog(outdir / METRICS_NAME, info.is_main, config.tensorboard, session.iteration if resume else None)
     try:
         elapsed = _loop(session, train_cases, val_cases, metrics, progress, cancel)
