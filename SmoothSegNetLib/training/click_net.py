@@ -34,6 +34,7 @@ import numpy as np
 
 from SmoothSegNetLib.correction import click_net
 from SmoothSegNetLib.errors import InputError
+from SmoothSegNetLib.phantom.seeds import seed_range
 from SmoothSegNetLib.volume import Geometry
 
 log = logging.getLogger(__name__)
@@ -242,13 +243,7 @@ def export(network: Any, out: Path, threshold: float, trained_on: dict[str, Any]
 
 
 def _seed_range(text: str) -> range:
-    first, sep, end = str(text).partition(":")
-    try:
-        seeds = range(int(first), int(end)) if sep else range(int(first), int(first) + 1)
-    except ValueError:
-        raise InputError(f"--seeds must be A:B (a half-open range of integers), got {text!r}") from None
-    if len(seeds) == 0 or seeds.start < 0:
-        raise InputError(f"--seeds must be a non-empty range of seeds >= 0, got {text!r}")
+    seeds = seed_range(text)
     for reserved in RESERVED_SEEDS:
         if seeds.start < reserved.stop and reserved.start < seeds.stop:
             raise InputError(
