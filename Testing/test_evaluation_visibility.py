@@ -236,3 +236,13 @@ def test_a_phantom_through_the_real_pipeline():
     assert lesions[0].long_axis_mm == pytest.approx(34.743, abs=0.01)
     assert all(v.above_noise for v in lesions)
     assert [f.radius_mm for f in lesions[1].radii] == [2.5, 3.5, 5.0, 7.0, 10.0]
+
+
+def test_the_fft_convolution_is_scipys_direct_one():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    image = rng.normal(size=(9, 14, 11)).astype(np.float32)
+    kernel = rng.normal(size=(3, 5, 7)).astype(np.float32)
+    direct = ndimage.convolve(image, kernel, mode="constant", cval=0.0)
+    assert np.allclose(vis._convolve_same(image, kernel), direct, atol=1e-4)

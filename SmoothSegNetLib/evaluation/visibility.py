@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import fft, ndimage
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
@@ -79,6 +79,17 @@ def _distances_mm(radius_mm: float, spacing_kji: Sequence[float]) -> np.ndarray:
     return np.asarray(np.sqrt(k**2 + j**2 + i**2))
 
 
+def _convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``image`` convolved with an odd-sized ``kernel`` by FFT, cropped to ``image``'s shape (centred; zero
+    outside the image). scipy.fft only: scipy.signal imports scipy.stats, which fails where torch is blocked."""
+    full = [n + k - 1 for n, k in zip(image.shape, kernel.shape)]
+    size = [fft.next_fast_len(n, real=True) for n in full]
+    product = fft.rfftn(image, size) * fft.rfftn(kernel, size)
+    out = fft.irfftn(product, size)
+    crop = tuple(slice((k - 1) // 2, (k - 1) // 2 + n) for n, k in zip(image.shape, kernel.shape))
+    return np.asarray(out[crop])
+
+
 def contrast_filter(
     hu: np.ndarray, liver: np.ndarray, spacing_kji: Sequence[float], radius_mm: float, shell_mm: float = SHELL_MM
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -103,10 +114,10 @@ def contrast_filter(
     shell = ((r > radius_mm) & (r <= radius_mm + shell_mm)).astype(np.float32)
     weight = liver.astype(np.float32)
     values = hu.astype(np.float32) * weight
-    n_ball = signal.fftconvolve(weight, ball, mode="same")
-    s_ball = signal.fftconvolve(values, ball, mode="same")
-    n_shell = signal.fftconvolve(weight, shell, mode="same")
-    s_shell = signal.fftconvolve(values, shell, mode="same")
+    n_ball = _convolve_same(weight, ball)
+    s_ball = _convolve_same(values, ball)
+    n_shell = _convolve_same(weight, shell)
+    s_shell = _convolve_same(values, shell)
     defined = (
         liver
         & (n_ball >= MIN_BALL_LIVER * float(ball.sum()) - 1e-3)
