@@ -22,12 +22,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from SmoothSegNetLib.evaluation.evaluate import CaseResult, evaluate_case
 from SmoothSegNetLib.evaluation.summary import format_table, summary_rows
 from SmoothSegNetLib.volume import Geometry
+
+if TYPE_CHECKING:
+    from SmoothSegNetLib.inference.options import SegmentationResult
+    from SmoothSegNetLib.phantom.generator import Phantom
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +90,11 @@ def heldout_grid(seed: int) -> tuple[tuple[int, int, int], tuple[float, float, f
     return size, (round(in_plane, 4), round(in_plane, 4), slice_mm), bool(rng.random() < 0.25)
 
 
-def evaluate_seed(seed: int, liver_model: str, tumor_model: str, threads: int | None) -> HeldOutCase:
-    """Make, segment and evaluate one held-out phantom."""
+def segment_heldout_phantom(
+    seed: int, liver_model: str, tumor_model: str, threads: int | None
+) -> tuple[Phantom, SegmentationResult, CaseResult, float]:
+    """Make one phantom on its realistic grid (:func:`heldout_grid`), segment it by the real pipeline on the CPU
+    and evaluate it: the phantom, the pipeline's result, the figures and the pipeline's wall time (s)."""
     from SmoothSegNetLib.inference import SegmentOptions, segment
     from SmoothSegNetLib.phantom import make_phantom
 
@@ -97,6 +105,13 @@ def evaluate_seed(seed: int, liver_model: str, tumor_model: str, threads: int | 
     result = segment(phantom.ct, options)
     seconds = time.perf_counter() - t0
     figures = evaluate_case(f"phantom-{seed}", result.labelmap, phantom.labels, phantom.ct.geometry)
+    return phantom, result, figures, seconds
+
+
+def evaluate_seed(seed: int, liver_model: str, tumor_model: str, threads: int | None) -> HeldOutCase:
+    """Make, segment and evaluate one held-out phantom."""
+    size, spacing, oblique = heldout_grid(seed)
+    phantom, result, figures, seconds = segment_heldout_phantom(seed, liver_model, tumor_model, threads)
     candidates = None if result.candidates is None else result.candidates.instances
     review = review_figures(candidates, phantom.labels == 2, phantom.ct.geometry, figures)
     return HeldOutCase(seed, size, spacing, oblique, figures, seconds, review)

@@ -52,6 +52,7 @@ from scipy import fft, ndimage
 
 from SmoothSegNetLib.errors import InputError
 from SmoothSegNetLib.evaluation.lesions import RECIST_BINS, recist_bin
+from SmoothSegNetLib.outputs import atomic_path
 from SmoothSegNetLib.phantom.seeds import seed_range
 from SmoothSegNetLib.phantom.tissues import LESION_TISSUE_BASE, T
 
@@ -271,19 +272,14 @@ def _filter_and_spots(
 
 def evaluate_seed(seed: int, threads: int | None = 1) -> list[LesionVisibility]:
     """Make, segment (bundled cards) and measure one phantom on its realistic grid."""
-    from SmoothSegNetLib.evaluation.evaluate import evaluate_case
-    from SmoothSegNetLib.evaluation.phantoms import heldout_grid
-    from SmoothSegNetLib.inference import SegmentOptions, segment
-    from SmoothSegNetLib.phantom import make_phantom
+    from SmoothSegNetLib.evaluation.phantoms import segment_heldout_phantom
+    from SmoothSegNetLib.inference.options import DEFAULT_LIVER_MODEL, DEFAULT_TUMOR_MODEL
     from SmoothSegNetLib.report import label_lesions
 
-    size, spacing, oblique = heldout_grid(seed)
-    phantom = make_phantom(seed, size, spacing, oblique)
+    phantom, result, case, _ = segment_heldout_phantom(seed, DEFAULT_LIVER_MODEL, DEFAULT_TUMOR_MODEL, threads)
     geometry = phantom.ct.geometry
-    result = segment(phantom.ct, SegmentOptions(device="cpu", threads=threads))
     truth_tumor = phantom.labels == 2
     truth_ids = label_lesions(truth_tumor, geometry)
-    case = evaluate_case(f"phantom-{seed}", result.labelmap, phantom.labels, geometry)
     candidates = None if result.candidates is None else result.candidates.instances
     liver = (phantom.labels == 1) | truth_tumor
     where = np.argwhere(liver)
@@ -294,12 +290,14 @@ def evaluate_seed(seed: int, threads: int | None = 1) -> list[LesionVisibility]:
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     tissues = phantom.tissues[box]
     ids = truth_ids[box]
+    listed_on = None if candidates is None else candidates[box]
     lesions = []
     for record in case.detection.lesions:
-        on = tissues[ids == record.id]
+        mask = ids == record.id
+        on = tissues[mask]
         on = on[on >= LESION_TISSUE_BASE]
         kind = phantom.lesions[int(np.bincount(on).argmax()) - LESION_TISSUE_BASE].kind if on.size else "unknown"
-        listed = candidates is not None and bool(np.any(candidates[truth_ids == record.id]))
+        listed = listed_on is not None and bool(np.any(listed_on[mask]))
         outcome = "found" if record.detected else "candidate" if listed else "missed"
         lesions.append(
             {
@@ -331,9 +329,8 @@ def collect(seed: int, out: Path, threads: int | None = 1) -> list[LesionVisibil
     if path.is_file():
         return [LesionVisibility.from_dict(d) for d in json.loads(path.read_text(encoding="utf-8"))["lesions"]]
     lesions = evaluate_seed(seed, threads)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps({"seed": seed, "lesions": [v.as_dict() for v in lesions]}) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"seed": seed, "lesions": [v.as_dict() for v in lesions]}) + "\n", encoding="utf-8")
     return lesions
 
 
